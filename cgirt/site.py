@@ -1,0 +1,102 @@
+"""The on-disk layout of a site and the generation contract between gateway and runner.
+
+A site is a directory owned by one site owner::
+
+    SITE/cgi-bin/          scripts (the default cgi root; subdirectories included)
+    SITE/htdocs/           static files, DOCUMENT_ROOT
+    SITE/.cgirt/           runtime state, never served and never visible over FTP
+        generation         an integer, bumped by every publish, delete or rename
+        runner.pid         pid of the runner master serving this site (SITE RELOAD)
+        staging/           uploads in transit (same filesystem, so os.replace is atomic)
+        logs/error.log     scripts' stderr and tracebacks, one line per record
+        logs/deploy.log    the gateway's validation and publish results
+
+The runner does not depend on the gateway for correctness (every request compares stat
+signatures); the generation is the gateway's guarantee that a publish acknowledged with
+226 is seen by the very next request, whatever the filesystem's timestamp granularity.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+STATE_DIR = ".cgirt"
+CGI_ROOT = "cgi-bin"
+DOCUMENT_ROOT = "htdocs"
+
+
+def state_dir(site: Path) -> Path:
+    return site / STATE_DIR
+
+
+def generation_path(site: Path) -> Path:
+    return site / STATE_DIR / "generation"
+
+
+def logs_dir(site: Path) -> Path:
+    return site / STATE_DIR / "logs"
+
+
+def error_log_path(site: Path) -> Path:
+    return logs_dir(site) / "error.log"
+
+
+def deploy_log_path(site: Path) -> Path:
+    return logs_dir(site) / "deploy.log"
+
+
+def staging_dir(site: Path) -> Path:
+    return site / STATE_DIR / "staging"
+
+
+def runner_pid_path(site: Path) -> Path:
+    return site / STATE_DIR / "runner.pid"
+
+
+def ensure_state(site: Path) -> None:
+    """Create the state directories; private to the site owner."""
+    for d in (state_dir(site), logs_dir(site), staging_dir(site)):
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_generation(site: Path) -> int:
+    try:
+        return int(generation_path(site).read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def bump_generation(site: Path) -> int:
+    """Durably increment the site generation and return the new value.
+
+    Written by rename so a reader never sees a partial number; serialised by a lock
+    because several gateway sessions may publish at once.
+    """
+    ensure_state(site)
+    target = generation_path(site)
+    lock_fd = os.open(state_dir(site) / "generation.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        value = read_generation(site) + 1
+        tmp = target.with_name(f"generation.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"%d\n" % value)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+        return value
+    finally:
+        os.close(lock_fd)

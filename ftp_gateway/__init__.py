@@ -1,0 +1,1 @@
+"""ftp_gateway: maintain a cgirt site with an FTP client only."""
