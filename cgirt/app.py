@@ -1,0 +1,237 @@
+"""One FastCGI request → dispatch → cache → sandbox → response; errors → HTTP statuses here.
+
+This is the only place where the runner's typed errors become HTTP responses.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import resource
+import signal
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from . import site as site_layout
+from .cache import ScriptCache, SiteModules, install_site_loader, signature
+from .classic import run_exec
+from .config import RunnerConfig
+from .dispatch import Dispatcher, Target
+from .environ import build_environ, redirect_environ, search_words
+from .errors import BadRequest, HttpError, RedirectLoop, RequestTimeout, ScriptFailed
+from .fastcgi import FastCGIRequest
+from .forkmode import ForkRunner
+from .log import ErrorLog
+from .modes import ModePolicy
+from .response import ResponseParser
+from .sandbox import ProcessState, RequestBody, run_script, text_stderr, text_stdin, text_stdout
+
+log = logging.getLogger("cgirt.error")
+MAX_REDIRECTS = 10
+
+
+class PayloadTooLarge(HttpError):
+    status, reason = 413, "Payload Too Large"
+
+
+class BadGateway(HttpError):
+    status, reason = 502, "Bad Gateway"
+
+
+class CgiApp:
+    """Built in the master (no side effects); `child_init` runs in each worker."""
+
+    def __init__(self, config: RunnerConfig) -> None:
+        self.config = config
+        self.site = config.site
+        self.dispatcher = Dispatcher(config.site, config.cgi_roots)
+        self.modes = ModePolicy(config.mode, config.allowed_modes)
+        self.scripts = ScriptCache()
+        self.modules = SiteModules(os.path.realpath(config.site))
+        self.errlog = ErrorLog(site_layout.error_log_path(config.site), config.site)
+        self.document_root = str(config.site / site_layout.DOCUMENT_ROOT)
+        self.forks = ForkRunner(config.timeout, config.kill_grace)
+        self._generation_path = str(site_layout.generation_path(config.site))
+        self._generation: Any = None
+        self._state: ProcessState | None = None
+        self._current: FastCGIRequest | None = None
+
+    def child_init(self) -> None:
+        if self.config.memory_limit_mb:
+            limit = self.config.memory_limit_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        import cgi  # noqa: F401 - preloaded: nearly every CGI script imports it
+        import cgitb  # noqa: F401
+
+        install_site_loader(self.modules)
+        self.errlog.open()
+        self._state = ProcessState()
+        signal.signal(signal.SIGALRM, self._on_deadline)
+        self._state.handlers[signal.SIGALRM] = self._on_deadline
+
+    # -- the request --------------------------------------------------------------------
+
+    def __call__(self, req: FastCGIRequest) -> None:
+        self._current = req
+        signal.setitimer(signal.ITIMER_REAL, self.config.timeout)
+        try:
+            self._check_generation()
+            self.guarded(req, "-", lambda: self._dispatch(req))
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            self._current = None
+
+    def _dispatch(self, req: FastCGIRequest) -> None:
+        target = self.dispatcher.resolve(req.params)
+        self._serve(req, req.params, target, self._request_body(req), {}, 0)
+
+    def guarded(self, req: FastCGIRequest, script: str, work: Callable[[], None]) -> None:
+        """Run `work`; a typed error becomes its HTTP status and an error log line."""
+        try:
+            work()
+        except RequestTimeout:
+            self.errlog.line(script, "script timed out; worker will be replaced")
+            self._error_page(req, RequestTimeout())
+        except HttpError as exc:
+            if exc.log:
+                self.errlog.line(exc.script or script, exc.log)
+            self._error_page(req, exc)
+
+    def _request_body(self, req: FastCGIRequest) -> RequestBody:
+        raw = req.params.get("CONTENT_LENGTH", "") or "0"
+        if not raw.isdigit():
+            raise BadRequest(log=f"invalid CONTENT_LENGTH {raw!r}")
+        length = int(raw)
+        if self.config.max_body_bytes and length > self.config.max_body_bytes:
+            raise PayloadTooLarge(log=f"request body of {length} bytes is over the limit")
+        return RequestBody(req.stdin.read, length)
+
+    def _serve(self, req: FastCGIRequest, params: Mapping[str, str], target: Target,
+               body: RequestBody, extra_env: Mapping[str, str], depth: int) -> None:
+        env = build_environ(params, target, self.document_root, self.config.script_path_env)
+        env.update(extra_env)
+        mode = self.modes.mode_for(target.path, target.root.path)
+        parser = ResponseParser(req.write, head_only=env["REQUEST_METHOD"] == "HEAD",
+                                nph=os.path.basename(target.path).startswith("nph-"))
+        argv_words = search_words(env["QUERY_STRING"])
+        if mode == "fork":
+            self.forks.run(req, lambda: self.guarded(req, target.path, lambda: self._execute_in_process(
+                req, target, env, body, parser, argv_words, depth)), self._error_page)
+            return
+        if mode == "exec":
+            run_exec(target.path, argv_words, env, body, parser.write,
+                     lambda line: self.errlog.line(target.path, line))
+        else:
+            self._run_persistent(req, target, env, body, parser, argv_words)
+        self._finish(req, target, env, parser, depth)
+
+    def _execute_in_process(self, req: FastCGIRequest, target: Target, env: dict[str, str],
+                            body: RequestBody, parser: ResponseParser, argv_words: list[str],
+                            depth: int) -> None:
+        """Fork mode's child: the same in-process run, then the response's end."""
+        self._run_persistent(req, target, env, body, parser, argv_words)
+        self._finish(req, target, env, parser, depth)
+
+    def _run_persistent(self, req: FastCGIRequest, target: Target, env: dict[str, str],
+                        body: RequestBody, parser: ResponseParser, argv_words: list[str]) -> None:
+        assert self._state is not None
+        self.modules.refresh()
+        try:
+            code = self.scripts.get(target.path)
+        except SyntaxError as exc:
+            raise ScriptFailed(log=f"syntax error: {exc.msg} (line {exc.lineno})",
+                               script=target.path) from None
+        except OSError as exc:
+            raise ScriptFailed(log=f"cannot read script: {exc.strerror}", script=target.path) from None
+        stdio = (text_stdin(body), text_stdout(parser.write),
+                 text_stderr(lambda line: self.errlog.line(target.path, line)))
+        result = run_script(self._state, code, target.path, env, stdio, [target.path, *argv_words])
+        self.modules.collect()
+        if result.timed_out:
+            raise RequestTimeout()
+        if result.recycle:
+            req.conn.control.recycle_after_request()
+
+    def _finish(self, req: FastCGIRequest, target: Target, env: dict[str, str],
+                parser: ResponseParser, depth: int) -> None:
+        outcome = parser.finish()
+        if outcome.kind == "sent":
+            return
+        if outcome.kind == "redirect":
+            self._redirect(req, target, env, outcome.location, depth)
+            return
+        raise ScriptFailed(log=outcome.message, script=target.path)
+
+    def _redirect(self, req: FastCGIRequest, target: Target, env: dict[str, str],
+                  location: str, depth: int) -> None:
+        """A local Location: run it in this site (as Apache does), else send the client there."""
+        if depth >= MAX_REDIRECTS:
+            raise RedirectLoop(log=f"more than {MAX_REDIRECTS} internal redirects")
+        parts = urlsplit(location)
+        try:
+            new_target = self.dispatcher.resolve_url(parts.path)
+        except HttpError:
+            req.write(b"Status: 302 Found\r\nLocation: %s\r\n\r\n" % location.encode("latin-1"))
+            return
+        params = {k: v for k, v in req.params.items()
+                  if k not in ("CONTENT_LENGTH", "CONTENT_TYPE", "SCRIPT_FILENAME", "PATH_INFO")}
+        params.update(REQUEST_METHOD="GET", QUERY_STRING=parts.query, SCRIPT_NAME=parts.path,
+                      REQUEST_URI=location)
+        self._serve(req, params, new_target, RequestBody(lambda n: b"", 0),
+                    redirect_environ(env, location), depth + 1)
+
+    # -- around the request ---------------------------------------------------------
+
+    def _check_generation(self) -> None:
+        """Once per request: a publish by the gateway drops every site module at once."""
+        try:
+            sig: Any = signature(os.stat(self._generation_path))
+        except OSError:
+            sig = None
+        if sig != self._generation:
+            if self._generation is not None:
+                self.modules.refresh(force=True)
+            self._generation = sig
+
+    def _on_deadline(self, signum: int, frame: Any) -> None:
+        req = self._current
+        if req is None:
+            return
+        req.conn.control.recycle_after_request()
+        if not req.ended and not req.stdout_started and not req.conn.sending:
+            try:
+                self._error_page(req, RequestTimeout())
+                req.end()
+            except OSError:
+                pass
+        raise RequestTimeout()
+
+    def _error_page(self, req: FastCGIRequest, exc: HttpError) -> None:
+        if req.ended or req.stdout_started:
+            return  # too late for a status: the response is cut short instead
+        body = (
+            f"<!DOCTYPE html>\n<html><head><title>{exc.status} {exc.reason}</title></head>"
+            f"<body><h1>{html.escape(exc.reason)}</h1><p>{html.escape(_explain(exc))}</p>"
+            "</body></html>\n"
+        ).encode()
+        head = (f"Status: {exc.status} {exc.reason}\r\nContent-Type: text/html; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        try:
+            req.write(head + body)
+        except OSError:
+            pass
+
+
+def _explain(exc: HttpError) -> str:
+    if exc.status == 500:
+        return ("The script failed or sent a malformed response. "
+                "The site's error log (logs/error.log over FTP) says why.")
+    if exc.status == 504:
+        return "The script took too long to answer."
+    return str(exc)
+
+
+def site_exists(site: Path) -> bool:
+    return site.is_dir()

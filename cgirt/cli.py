@@ -1,0 +1,98 @@
+"""The `cgirt` command. The only place that prints to the user or chooses an exit status.
+
+Exit statuses: 0 stopped cleanly; 1 an unexpected failure; 2 bad arguments or
+configuration; 3 workers failed at boot (halted instead of respawning); 4 cannot start
+(site missing, address in use, fd 0 not a socket).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import RunnerConfig, line_of, read_toml
+from .errors import ConfigError, StartupError
+
+EXIT_USAGE = 2
+EXIT_STARTUP = 4
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one clear line, not a usage dump
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cgirt", description="Run ordinary CGI scripts in persistent FastCGI workers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    serve = sub.add_parser("serve", help="run the FastCGI runner for one site")
+    serve.add_argument("--site", help="the site directory (holds cgi-bin/ and htdocs/)")
+    serve.add_argument("--listen", help="unix:PATH, HOST:PORT or fd:0")
+    serve.add_argument("--workers", type=int, help="worker processes")
+    serve.add_argument("--mode", choices=["persistent", "fork", "exec"], help="default mode")
+    serve.add_argument("--timeout", type=float, help="seconds a request may run")
+    serve.add_argument("--max-requests", type=int, help="recycle a worker after N requests")
+    serve.add_argument("--max-requests-jitter", type=int, help="random extra requests per worker")
+    serve.add_argument("--memory-limit-mb", type=int, help="address-space limit per worker")
+    serve.add_argument("--socket-mode", help="octal permissions of a unix socket, e.g. 660")
+    serve.add_argument("--config", type=Path, help="TOML file; its [runner] table")
+    serve.add_argument("--verbose", action="store_true", help="log at debug level")
+    serve.set_defaults(func=_serve)
+    _register_gateway(sub)
+    return parser
+
+
+def _register_gateway(sub: Any) -> None:
+    try:
+        from ftp_gateway import cli as gateway_cli
+    except ImportError:
+        return
+    register = getattr(gateway_cli, "register", None)
+    if register is not None:
+        register(sub)
+
+
+def _runner_config(args: argparse.Namespace) -> RunnerConfig:
+    file_values = read_toml(args.config) if args.config else {}
+    if args.site is None and "site" not in file_values:
+        raise ConfigError("no site given: use --site DIR or set site in the [runner] table")
+    overrides = {k: getattr(args, k) for k in (
+        "site", "listen", "workers", "mode", "timeout", "max_requests", "max_requests_jitter",
+        "memory_limit_mb", "socket_mode")}
+    try:
+        return RunnerConfig.from_sources(file_values, overrides)
+    except ConfigError as exc:
+        if args.config:
+            for key in file_values:
+                if repr(key) in str(exc) or str(exc).startswith(key):
+                    line = line_of(args.config, key)
+                    if line:
+                        raise ConfigError(f"{args.config}:{line}: {exc}") from None
+        raise
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .log import setup_runner_logging
+    from .server import serve
+
+    config = _runner_config(args)
+    setup_runner_logging(logging.DEBUG if args.verbose else logging.INFO)
+    return serve(config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"cgirt: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StartupError as exc:
+        print(f"cgirt: cannot start: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    except KeyboardInterrupt:
+        return 0

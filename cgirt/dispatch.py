@@ -1,0 +1,124 @@
+"""URL path (or a web server's SCRIPT_FILENAME) → a script inside the site's cgi roots.
+
+PATH_INFO is split as Apache does: walk the path from the cgi root, segment by segment;
+the first segment that is a regular file is the script, the rest is PATH_INFO. Nothing
+outside a cgi root is ever chosen: dot segments, dot files and directories are refused,
+and the script's real path (symlinks resolved) must lie inside the root's real path.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import unquote
+
+from .errors import BadRequest, Forbidden, ScriptNotFound
+
+
+@dataclass(frozen=True)
+class CgiRoot:
+    url: str  # "/cgi-bin", no trailing slash
+    path: str  # real path of the directory
+
+
+@dataclass(frozen=True)
+class Target:
+    path: str  # real path of the script file
+    script_name: str  # the script's URL path
+    path_info: str
+    root: CgiRoot
+
+
+class Dispatcher:
+    def __init__(self, site: Path, roots: tuple[tuple[str, str], ...]) -> None:
+        self.site = site
+        # Longest prefix first, so /cgi-bin/admin can be its own root inside /cgi-bin.
+        self.roots = sorted(
+            (CgiRoot(url.rstrip("/"), os.path.realpath(site / directory)) for url, directory in roots),
+            key=lambda r: -len(r.url),
+        )
+
+    def resolve(self, params: Mapping[str, str]) -> Target:
+        filename = params.get("SCRIPT_FILENAME", "")
+        if filename.startswith("/"):
+            target = self._from_filename(filename, params)
+            if target is not None:
+                return target
+        return self.resolve_url(_url_path(params))
+
+    def resolve_url(self, url_path: str) -> Target:
+        if "\x00" in url_path:
+            raise BadRequest(log="NUL byte in the request path")
+        for root in self.roots:
+            if url_path == root.url or url_path.startswith(root.url + "/"):
+                return self._walk(root, url_path[len(root.url) :], root.url)
+        raise ScriptNotFound(log=f"no cgi root serves {url_path!r}")
+
+    def _from_filename(self, filename: str, params: Mapping[str, str]) -> Target | None:
+        """Honour a web server's SCRIPT_FILENAME only inside a cgi root; else map the URL."""
+        if "\x00" in filename:
+            raise BadRequest(log="NUL byte in SCRIPT_FILENAME")
+        for root in self.roots:
+            if filename.startswith(root.path + "/"):
+                rest = filename[len(root.path) :]
+                script_name = params.get("SCRIPT_NAME", "")
+                target = self._walk(root, rest, None)
+                extra = rest[len(target.script_name) :]
+                if extra and script_name.endswith(extra):
+                    script_name = script_name[: -len(extra)]
+                path_info = params.get("PATH_INFO") or target.path_info
+                return Target(target.path, script_name or root.url + target.script_name,
+                              path_info, root)
+        return None
+
+    def _walk(self, root: CgiRoot, rest: str, url_base: str | None) -> Target:
+        """Find the script in `rest` ("/a/b.py/extra") below `root`."""
+        segments = rest.split("/")
+        current = root.path
+        consumed = ""
+        for i, segment in enumerate(segments):
+            if segment == "":
+                if i == len(segments) - 1 and i > 0:
+                    break  # trailing slash after a directory
+                consumed += "/" if i else ""
+                continue
+            if segment in (".", ".."):
+                raise ScriptNotFound(log=f"dot segment in {rest!r}")
+            if segment.startswith("."):
+                raise Forbidden(log=f"dot file in {rest!r}")
+            current = current + "/" + segment
+            consumed = consumed.rstrip("/") + "/" + segment
+            try:
+                st = os.stat(current)
+            except (FileNotFoundError, NotADirectoryError):
+                raise ScriptNotFound(log=f"no such script: {current}") from None
+            except OSError as exc:
+                raise Forbidden(log=f"cannot stat {current}: {exc.strerror}") from None
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                raise Forbidden(log=f"not a regular file: {current}")
+            real = os.path.realpath(current)
+            if not real.startswith(root.path + "/"):
+                raise Forbidden(log=f"{current} leads outside the cgi root")
+            if any(part.startswith(".") for part in real[len(root.path) + 1 :].split("/")):
+                raise Forbidden(log=f"{current} leads to a dot file")
+            path_info = "/".join(segments[i + 1 :])
+            path_info = "/" + path_info if i + 1 < len(segments) else ""
+            base = url_base if url_base is not None else ""
+            return Target(real, base + consumed, path_info, root)
+        raise Forbidden(log=f"{root.path}{rest} is a directory")
+
+
+def _url_path(params: Mapping[str, str]) -> str:
+    """The request's decoded URL path, from SCRIPT_NAME + PATH_INFO or REQUEST_URI."""
+    script_name = params.get("SCRIPT_NAME")
+    if script_name:
+        return script_name + params.get("PATH_INFO", "")
+    uri = params.get("REQUEST_URI", "")
+    if uri:
+        return unquote(uri.split("?", 1)[0], errors="surrogateescape")
+    return params.get("PATH_INFO", "")

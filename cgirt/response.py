@@ -1,0 +1,154 @@
+"""A CGI script's output → a response for the web server, following Apache mod_cgi's rules.
+
+Header lines up to the blank line; `Status:`; `Location:` with a local path and no other
+status is an internal redirect, with an absolute URL a 302; repeated headers are kept; a
+line that is not a header is a 500 ("malformed header from script"); `nph-` scripts give a
+whole HTTP response whose status line becomes the Status header. The body is streamed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Callable
+
+MAX_HEADER_BYTES = 64 * 1024
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_STATUS = re.compile(rb"^\s*(\d{3})(?:\s+(.*))?$")
+_NPH_STATUS = re.compile(rb"^HTTP/\d\.\d\s+(\d{3})(?:\s+(.*))?$")
+
+
+def reason_for(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("latin-1")
+    except ValueError:
+        return b"Unknown"
+
+
+@dataclass
+class Outcome:
+    """How the script's response ended, once its output is complete."""
+
+    kind: str  # "sent", "redirect", "malformed", "no-headers"
+    location: str = ""
+    message: str = ""
+    status: int = 0
+
+
+@dataclass
+class ResponseParser:
+    """Receives script stdout through write(); forwards a checked response to `send`."""
+
+    send: Callable[[bytes], None]
+    head_only: bool = False
+    nph: bool = False
+    _buf: bytearray = field(default_factory=bytearray)
+    _state: str = "headers"  # headers → body | redirect | malformed
+    status: int = 0
+    _outcome: Outcome | None = None
+    bytes_sent: int = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        n = len(data)
+        if self._state == "body":
+            if not self.head_only and n:
+                self.send(bytes(data))
+                self.bytes_sent += n
+            return n
+        if self._state != "headers":
+            return n  # discarded: redirect body or after a malformed header
+        self._buf += data
+        self._parse_headers()
+        return n
+
+    def _parse_headers(self) -> None:
+        end, sep_len = _header_end(self._buf)
+        if end < 0:
+            if len(self._buf) > MAX_HEADER_BYTES:
+                self._fail("malformed", "response headers too large")
+            return
+        block = bytes(self._buf[:end])
+        body = bytes(self._buf[end + sep_len :])
+        self._buf = bytearray()
+        self._complete_headers(block, body)
+
+    def _complete_headers(self, block: bytes, body: bytes) -> None:
+        lines = block.split(b"\n") if block else []
+        status: int | None = None
+        reason = b""
+        headers: list[tuple[bytes, bytes]] = []
+        location = b""
+        if self.nph and lines and lines[0].startswith(b"HTTP/"):
+            m = _NPH_STATUS.match(lines.pop(0).rstrip(b"\r"))
+            if m:
+                status, reason = int(m.group(1)), (m.group(2) or b"")
+        for raw in lines:
+            line = raw.rstrip(b"\r")
+            name, colon, value = line.partition(b":")
+            if not colon:
+                return self._fail("malformed", "malformed header from script. Bad header: "
+                                  + line.decode("latin-1", "replace")[:200])
+            name = name.strip()
+            value = value.strip()
+            if not _TOKEN.match(name):
+                continue  # e.g. cgitb's "<!--: spam" line, meant for browsers, not servers
+            lname = name.lower()
+            if lname == b"status":
+                m = _STATUS.match(value)
+                if not m:
+                    return self._fail("malformed", "malformed Status header from script: "
+                                      + value.decode("latin-1", "replace")[:200])
+                status, reason = int(m.group(1)), (m.group(2) or b"")
+                continue
+            if lname == b"location":
+                location = value
+            headers.append((name, value))
+        if location.startswith(b"/") and not self.nph and status in (None, 200):
+            self._state = "redirect"
+            self._outcome = Outcome("redirect", location=location.decode("latin-1"))
+            return None
+        if status is None:
+            status = 302 if location else 200
+        self.status = status
+        out = [b"Status: %d %s\r\n" % (status, reason or reason_for(status))]
+        out.extend(b"%s: %s\r\n" % (n, v) for n, v in headers)
+        out.append(b"\r\n")
+        if body and not self.head_only:
+            out.append(body)
+            self.bytes_sent += len(body)
+        self._state = "body"
+        self.send(b"".join(out))
+        return None
+
+    def _fail(self, kind: str, message: str) -> None:
+        self._state = "malformed"
+        self._outcome = Outcome(kind, message=message)
+
+    @property
+    def headers_sent(self) -> bool:
+        return self._state == "body"
+
+    def finish(self) -> Outcome:
+        if self._outcome is not None:
+            return self._outcome
+        if self._state == "headers":
+            if self._buf.strip():
+                return Outcome("no-headers", message="malformed header from script: "
+                               "end of output before the blank line that ends the headers")
+            return Outcome("no-headers", message="end of script output before headers")
+        return Outcome("sent", status=self.status)
+
+
+def _header_end(buf: bytearray) -> tuple[int, int]:
+    """Index of the blank line ending the header block, and its length, or (-1, 0)."""
+    candidates = []
+    for sep in (b"\r\n\r\n", b"\n\n", b"\n\r\n"):
+        i = buf.find(sep)
+        if i >= 0:
+            candidates.append((i, len(sep)))
+    if buf.startswith(b"\n"):
+        candidates.append((0, 1))
+    elif buf.startswith(b"\r\n"):
+        candidates.append((0, 2))
+    return min(candidates) if candidates else (-1, 0)

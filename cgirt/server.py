@@ -1,0 +1,123 @@
+"""Wiring: bind the listening socket once, build the app, hand both to the supervisor."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import stat
+from pathlib import Path
+
+from . import site as site_layout
+from .app import CgiApp
+from .config import RunnerConfig
+from .errors import StartupError
+from .fastcgi import FastCGIServer
+from .supervisor import Supervisor, SupervisorSettings
+
+log = logging.getLogger("cgirt.error")
+
+
+def bind(listen: str, socket_mode: int) -> socket.socket:
+    """A listening socket for `unix:PATH`, `HOST:PORT` or an inherited `fd:0`."""
+    if listen == "fd:0":
+        try:
+            sock = socket.socket(fileno=0)
+            if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                raise OSError(errno.EINVAL, "not listening")
+        except OSError as exc:
+            raise StartupError(f"fd 0 is not a listening socket ({exc.strerror or exc}); "
+                               "fd:0 is for web servers that start cgirt (mod_fcgid, spawn-fcgi)") from None
+        return sock
+    if listen.startswith("unix:"):
+        return _bind_unix(listen[5:], socket_mode)
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {listen}: {exc.strerror}") from None
+    sock.listen(256)
+    return sock
+
+
+def _bind_unix(path: str, mode: int) -> socket.socket:
+    if os.path.exists(path):
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            raise StartupError(f"cannot listen on unix:{path}: a file that is not a socket is there")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+            raise StartupError(f"cannot listen on unix:{path}: socket in use by another process")
+        except (ConnectionRefusedError, FileNotFoundError):
+            os.unlink(path)  # stale socket from a process that is gone
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, mode)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on unix:{path}: {exc.strerror}") from None
+    sock.listen(256)
+    return sock
+
+
+def describe(sock: socket.socket) -> str:
+    name = sock.getsockname()
+    if isinstance(name, tuple):
+        return f"{name[0]}:{name[1]}"
+    return f"unix:{name}"
+
+
+def serve(config: RunnerConfig) -> int:
+    """Run the runner until stopped; returns the supervisor's exit status."""
+    if not config.site.is_dir():
+        raise StartupError(f"site directory {config.site} does not exist")
+    site_layout.ensure_state(config.site)
+    sock = bind(config.listen, config.socket_mode)
+    app = CgiApp(config)
+    fcgi = FastCGIServer(app, max_conns=config.workers, io_timeout=max(config.timeout, 30.0))
+    settings = SupervisorSettings(
+        workers=config.workers,
+        request_kill_after=config.timeout + config.kill_grace,
+        max_requests=config.max_requests,
+        max_requests_jitter=config.max_requests_jitter,
+        graceful_timeout=config.graceful_timeout,
+    )
+    pid_file = site_layout.runner_pid_path(config.site)
+
+    def ready() -> None:
+        pid_file.write_text(f"{os.getpid()}\n")
+        log.info("cgirt: serving %s on %s with %d workers (%s mode)",
+                 config.site, describe(sock), config.workers, config.mode)
+
+    supervisor = Supervisor(sock, fcgi.handle_connection, settings, child_init=app.child_init,
+                            on_ready=ready)
+    try:
+        status = supervisor.run()
+        if supervisor.halt_reason:
+            log.error("cgirt: halting: %s", supervisor.halt_reason)
+        return status
+    finally:
+        _cleanup(sock, config.listen, pid_file)
+
+
+def _cleanup(sock: socket.socket, listen: str, pid_file: Path) -> None:
+    if listen.startswith("unix:"):
+        try:
+            os.unlink(listen[5:])
+        except OSError:
+            pass
+    sock.close()
+    try:
+        if pid_file.read_text().strip() == str(os.getpid()):
+            pid_file.unlink()
+    except OSError:
+        pass

@@ -1,0 +1,368 @@
+"""A prefork supervisor: bind once, fork N workers, watch them, replace them, stop them.
+
+It knows nothing of CGI or FastCGI. It is given an already-bound listening socket, a
+`child_init` run once in each new worker, and a `handle(conn, addr, control)` run for each
+accepted connection. Workers tell the master when a request starts and ends through a shared
+memory slot, so the master can enforce a deadline that no script can catch (SIGKILL), the way
+gunicorn's arbiter murders workers whose heartbeat went stale.
+
+Signals in the master are only recorded (queued and a byte written to a wake-up pipe); the
+main loop acts on them in `step()`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import mmap
+import os
+import random
+import select
+import signal
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+log = logging.getLogger("cgirt.error")
+
+WORKER_BOOT_ERROR = 3
+"""Exit status of a worker whose child_init failed: the master halts instead of respawning."""
+
+EXIT_OK = 0
+EXIT_BOOT_FAILED = 3
+
+_SLOT = struct.Struct("dq")  # request start (monotonic, 0 when idle), booted flag
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class SupervisorSettings:
+    workers: int = 2
+    request_kill_after: float = 31.0  # a request older than this gets its worker SIGKILLed
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    graceful_timeout: float = 30.0
+    quick_timeout: float = 1.0  # SIGINT/SIGQUIT: in-flight requests get this long
+    tick: float = 0.1
+    boot_failures_to_halt: int = 3
+
+
+class Control(Protocol):
+    """What a worker's handler may ask of the supervisor."""
+
+    def request_started(self) -> None: ...
+
+    def request_finished(self) -> None: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def recycle_after_request(self) -> None: ...
+
+
+class SlotTable:
+    """Per-worker request clocks in anonymous shared memory (created before any fork)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._mem = mmap.mmap(-1, _SLOT.size * size)
+
+    def set(self, index: int, started: float, booted: int) -> None:
+        _SLOT.pack_into(self._mem, index * _SLOT.size, started, booted)
+
+    def get(self, index: int) -> tuple[float, int]:
+        started, booted = _SLOT.unpack_from(self._mem, index * _SLOT.size)
+        return started, booted
+
+
+class WorkerControl:
+    """The worker side: lives in the child, writes only its own slot."""
+
+    def __init__(self, slots: SlotTable, index: int, max_requests: int, wake_w: int) -> None:
+        self._slots = slots
+        self._index = index
+        self._max_requests = max_requests
+        self._served = 0
+        self._stopping = False
+        self._recycle = False
+        self._wake_w = wake_w
+
+    def booted(self) -> None:
+        self._slots.set(self._index, 0.0, 1)
+
+    def request_started(self) -> None:
+        self._slots.set(self._index, time.monotonic(), 1)
+
+    def request_finished(self) -> None:
+        self._slots.set(self._index, 0.0, 1)
+        self._served += 1
+        if self._max_requests and self._served >= self._max_requests:
+            self._stopping = True
+
+    def recycle_after_request(self) -> None:
+        self._recycle = True
+        self._stopping = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop(self) -> None:
+        self._stopping = True
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+
+Handler = Callable[[socket.socket, object, Control], None]
+
+
+@dataclass
+class _Worker:
+    pid: int
+    slot: int
+    retiring_since: float | None = None  # set when we asked it to stop
+    booted: bool = False
+
+
+@dataclass
+class Supervisor:
+    listener: socket.socket
+    handle: Handler
+    settings: SupervisorSettings
+    child_init: Callable[[], None] = lambda: None
+    on_ready: Callable[[], None] = lambda: None
+    workers: dict[int, _Worker] = field(default_factory=dict)
+    exit_status: int = EXIT_OK
+    halt_reason: str = ""
+
+    def __post_init__(self) -> None:
+        # Twice the slots: during a graceful reload old and new workers run side by side.
+        self._slots = SlotTable(self.settings.workers * 2)
+        self._signals: list[int] = []
+        self._running = True
+        self._stop_deadline: float | None = None
+        self._boot_failures = 0
+        self._wake_r = self._wake_w = -1
+
+    # -- master -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        old_wakeup = signal.set_wakeup_fd(self._wake_w)
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD)
+        previous = {s: signal.signal(s, self._record_signal) for s in handled}
+        try:
+            self.on_ready()
+            while self._running:
+                self.step(time.monotonic())
+                self._sleep()
+        finally:
+            self._kill_all(signal.SIGKILL)
+            self._reap()
+            for s, h in previous.items():
+                signal.signal(s, h)
+            signal.set_wakeup_fd(old_wakeup)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        return self.exit_status
+
+    def _record_signal(self, signum: int, frame: object) -> None:
+        self._signals.append(signum)
+
+    def _sleep(self) -> None:
+        try:
+            select.select([self._wake_r], [], [], self.settings.tick)
+        except InterruptedError:
+            pass
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def step(self, now: float) -> None:
+        """One turn of the master loop: signals, reaping, deadlines, spawning."""
+        while self._signals:
+            self._on_signal(self._signals.pop(0), now)
+        self._reap()
+        if not self._running:
+            return
+        self._enforce_deadlines(now)
+        if self._stop_deadline is not None:
+            if not self.workers:
+                self._running = False
+            return
+        while self._boot_failures < self.settings.boot_failures_to_halt and (
+            sum(1 for w in self.workers.values() if w.retiring_since is None)
+            < self.settings.workers
+        ):
+            self._spawn()
+
+    def _on_signal(self, signum: int, now: float) -> None:
+        if signum == signal.SIGHUP and self._stop_deadline is None:
+            log.info("SIGHUP: replacing all workers")
+            for w in self.workers.values():
+                if w.retiring_since is None:
+                    self._retire(w, now)
+        elif signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            graceful = signum == signal.SIGTERM
+            bound = self.settings.graceful_timeout if graceful else self.settings.quick_timeout
+            deadline = now + bound
+            if self._stop_deadline is None or deadline < self._stop_deadline:
+                self._stop_deadline = deadline
+            for w in self.workers.values():
+                self._retire(w, now, force=True)
+
+    def _retire(self, w: _Worker, now: float, force: bool = False) -> None:
+        if w.retiring_since is None or force:
+            w.retiring_since = w.retiring_since or now
+            self._kill(w.pid, signal.SIGTERM)
+
+    def _enforce_deadlines(self, now: float) -> None:
+        for w in list(self.workers.values()):
+            started, _ = self._slots.get(w.slot)
+            if started and now - started > self.settings.request_kill_after:
+                log.error("worker %d: request exceeded its deadline; killing it", w.pid)
+                self._kill(w.pid, signal.SIGKILL)
+            elif w.retiring_since is not None:
+                bound = self.settings.graceful_timeout
+                if self._stop_deadline is not None:
+                    bound = self._stop_deadline - w.retiring_since
+                if now - w.retiring_since > bound:
+                    self._kill(w.pid, signal.SIGKILL)
+        if self._stop_deadline is not None and now > self._stop_deadline:
+            self._kill_all(signal.SIGKILL)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            w = self.workers.pop(pid, None)
+            if w is None:
+                continue
+            booted = w.booted or self._slots.get(w.slot)[1] == 1
+            self._slots.set(w.slot, 0.0, 0)
+            self._on_exit(w, status, booted)
+
+    def _on_exit(self, w: _Worker, status: int, booted: bool) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        if code == WORKER_BOOT_ERROR or (not booted and w.retiring_since is None):
+            self._boot_failures += 1
+            log.error("worker %d failed to boot (exit %d)", w.pid, code)
+            if code == WORKER_BOOT_ERROR or self._boot_failures >= self.settings.boot_failures_to_halt:
+                self.halt_reason = "workers fail at boot; see the error log"
+                self.exit_status = EXIT_BOOT_FAILED
+                self._running = False
+            return
+        self._boot_failures = 0
+        if code < 0 and w.retiring_since is None:
+            # SIGKILL suggests a deadline kill or the OOM killer; either way, replace it.
+            log.error("worker %d died from signal %d", w.pid, -code)
+
+    def _spawn(self) -> None:
+        used = {w.slot for w in self.workers.values()}
+        slot = next(i for i in range(self._slots.size) if i not in used)
+        self._slots.set(slot, 0.0, 0)
+        pid = os.fork()
+        if pid == 0:
+            self._child(slot)  # never returns
+        self.workers[pid] = _Worker(pid=pid, slot=slot)
+
+    def _kill(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _kill_all(self, sig: int) -> None:
+        for pid in list(self.workers):
+            self._kill(pid, sig)
+
+    def stop_and_wait(self) -> None:
+        """For tests and embedding: as if SIGTERM had arrived."""
+        self._signals.append(signal.SIGTERM)
+
+    # -- worker -----------------------------------------------------------------------
+
+    def _child(self, slot: int) -> None:
+        code = EXIT_OK
+        try:
+            code = self._worker_main(slot)
+        except BaseException:  # noqa: B036 - a worker must never return into the master's loop
+            log.exception("worker crashed")
+            code = 1
+        finally:
+            logging.shutdown()
+            os._exit(code)
+
+    def _worker_main(self, slot: int) -> int:
+        master = os.getppid()
+        _die_with_parent()
+        if os.getppid() != master:
+            return EXIT_OK
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        random.seed()
+        jitter = random.randint(0, self.settings.max_requests_jitter)
+        max_requests = self.settings.max_requests + jitter if self.settings.max_requests else 0
+        control = WorkerControl(self._slots, slot, max_requests, wake_w)
+        signal.set_wakeup_fd(-1)
+        for s in (signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(s, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the master, which decides
+        signal.signal(signal.SIGQUIT, lambda s, f: control.stop())
+        signal.signal(signal.SIGTERM, lambda s, f: control.stop())
+        try:
+            self.child_init()
+        except Exception:
+            log.exception("worker boot failed")
+            return WORKER_BOOT_ERROR
+        control.booted()
+        self._accept_loop(control, wake_r)
+        return EXIT_OK
+
+    def _accept_loop(self, control: WorkerControl, wake_r: int) -> None:
+        listener = self.listener
+        listener.setblocking(False)
+        while not control.stopping:
+            try:
+                ready, _, _ = select.select([listener, wake_r], [], [], 1.0)
+            except InterruptedError:
+                continue
+            if listener not in ready:
+                continue
+            try:
+                conn, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                continue  # another worker won the race
+            except OSError as exc:
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue
+                raise
+            conn.setblocking(True)
+            try:
+                self.handle(conn, addr, control)
+            finally:
+                conn.close()
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this worker when the master dies, so none is orphaned."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the worker notices the reparenting in its loop instead
