@@ -1,0 +1,103 @@
+"""Processes started by tests: own session, stopped by PID and process group, leak-checked."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+STARTED_GROUPS: set[int] = set()
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> object:
+    """Poll `condition` until it is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(delay)  # polling interval of a deadline wait, not synchronisation
+        delay = min(delay * 2, 0.1)
+
+
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def children_of(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.append(int(entry.name))
+    return kids
+
+
+class Proc:
+    def __init__(self, argv: Sequence[str], log: Path, env: dict[str, str] | None = None,
+                 cwd: Path | None = None, stdin: int | None = subprocess.DEVNULL, pass_fds: Sequence[int] = ()) -> None:
+        self.log = log
+        self._log_file = open(log, "ab")
+        self.popen = subprocess.Popen(
+            list(argv), stdout=self._log_file, stderr=subprocess.STDOUT, stdin=stdin,
+            start_new_session=True, env=env, cwd=cwd, pass_fds=pass_fds,
+        )
+        self.pid = self.popen.pid
+        STARTED_GROUPS.add(self.pid)
+
+    def output(self) -> str:
+        self._log_file.flush()
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        """Stop the process, then make sure nothing of its group survives."""
+        code = None
+        if self.alive():
+            os.kill(self.pid, sig)
+            try:
+                code = self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        else:
+            code = self.popen.returncode
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.popen.poll() is None:
+            self.popen.wait(timeout=5)
+        wait_for(lambda: not group_members(self.pid), 5, f"process group {self.pid} to end")
+        self._log_file.close()
+        return code

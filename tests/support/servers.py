@@ -1,0 +1,161 @@
+"""Real servers for integration tests: the cgirt runner, nginx, fcgiwrap, Apache.
+
+A missing server skips its tests with a loud reason, except under CI=true where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import pytest
+
+from .procs import Proc, children_of, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+IS_ROOT = os.geteuid() == 0
+
+
+def require(binary: str) -> str:
+    path = shutil.which(binary) or next(
+        (p for p in (f"/usr/sbin/{binary}", f"/usr/bin/{binary}") if os.path.exists(p)), None)
+    if path is None:
+        message = f"*** {binary} is not installed: ./run-tests installs it when run as root ***"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def connectable(address: str) -> bool:
+    family = socket.AF_UNIX if address.startswith("unix:") else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if family == socket.AF_UNIX:
+            s.connect(address[5:])
+        else:
+            host, _, port = address.rpartition(":")
+            s.connect((host, int(port)))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def listening_ports(pid: int) -> list[int]:
+    """TCP ports a process (or its children) listens on, read from /proc: no port guessing."""
+    inodes = set()
+    for p in [pid, *children_of(pid)]:
+        try:
+            for fd in Path(f"/proc/{p}/fd").iterdir():
+                try:
+                    target = os.readlink(fd)
+                except OSError:
+                    continue
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+class Runner:
+    """`python -m cgirt serve` as a real subprocess on a unix socket."""
+
+    def __init__(self, site: Path, workdir: Path, *extra: str, workers: int = 2,
+                 socket_mode: str = "660") -> None:
+        self.site = site
+        self.address = f"unix:{workdir / 'runner.sock'}"
+        argv = [sys.executable, "-m", "cgirt", "serve", "--site", str(site), "--listen",
+                self.address, "--workers", str(workers), "--socket-mode", socket_mode, *extra]
+        self.proc = Proc(argv, workdir / "runner.log", cwd=REPO)
+        self.workers = workers
+        wait_for(lambda: connectable(self.address) or not self.proc.alive(), 20, "the runner socket")
+        if not self.proc.alive():
+            raise RuntimeError(f"runner exited at start:\n{self.proc.output()}")
+        wait_for(lambda: len(self.worker_pids()) >= workers, 20, "runner workers")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def worker_pids(self) -> list[int]:
+        return children_of(self.proc.pid)
+
+    def stop(self) -> int | None:
+        return self.proc.stop()
+
+
+NGINX_MAIN = """
+daemon off;
+master_process on;
+worker_processes 1;
+{user}
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log info;
+events {{ worker_connections 512; }}
+http {{
+    include /etc/nginx/mime.types;
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    fastcgi_temp_path {tmp}/fastcgi;
+    proxy_temp_path {tmp}/proxy;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+{servers}
+}}
+"""
+
+
+def nginx_server_block(site: Path, listen: str, backend: str) -> str:
+    template = (DEPLOY / "nginx-cgirt.conf").read_text()
+    return (template.replace("{listen}", listen).replace("{site}", str(site))
+            .replace("{backend}", backend))
+
+
+class Nginx:
+    def __init__(self, workdir: Path, servers: Sequence[str]) -> None:
+        binary = require("nginx")
+        workdir.mkdir(parents=True, exist_ok=True)
+        conf = workdir / "nginx.conf"
+        conf.write_text(NGINX_MAIN.format(
+            tmp=workdir, user="user root;" if IS_ROOT else "", servers="\n".join(servers)))
+        self.proc = Proc([binary, "-e", str(workdir / "nginx-error.log"), "-p", str(workdir),
+                          "-c", str(conf)], workdir / "nginx.out")
+        self.workdir = workdir
+
+    def wait(self, address: str) -> None:
+        wait_for(lambda: connectable(address) or not self.proc.alive(), 20, f"nginx on {address}")
+        if not self.proc.alive():
+            raise RuntimeError("nginx failed:\n" + self.proc.output() +
+                               (self.workdir / "nginx-error.log").read_text())
+
+    def stop(self) -> None:
+        self.proc.stop(timeout=10)
+
+
+class Fcgiwrap:
+    def __init__(self, workdir: Path) -> None:
+        binary = require("fcgiwrap")
+        self.address = f"unix:{workdir / 'fcgiwrap.sock'}"
+        self.proc = Proc([binary, "-c", "4", "-s", self.address], workdir / "fcgiwrap.log")
+        wait_for(lambda: connectable(self.address) or not self.proc.alive(), 20, "fcgiwrap")
+
+    def stop(self) -> None:
+        self.proc.stop(timeout=10)
