@@ -1,8 +1,8 @@
 """RFC 3875 meta-variables, built from the request alone.
 
-A whitelist, never a copy of the runner's own environment (wsgiref's `os_environ = {}`).
-What a web server sends is taken where it is the web server's to say (addresses, names,
-protocol, HTTPS); what is the runner's to decide (SCRIPT_NAME, PATH_INFO, SCRIPT_FILENAME,
+Never a copy of the runner's own environment (wsgiref's `os_environ = {}`): what the web
+server sent for this request, as classic CGI behind that server would see it, minus the
+httpoxy header; what is the runner's to decide (SCRIPT_NAME, PATH_INFO, SCRIPT_FILENAME,
 PATH_TRANSLATED) comes from dispatch.
 """
 
@@ -13,31 +13,19 @@ from urllib.parse import unquote_plus
 
 from .dispatch import Target
 
-# Passed through from the web server when present and not empty.
-_FROM_SERVER = (
-    "AUTH_TYPE", "CONTENT_TYPE", "REMOTE_ADDR", "REMOTE_HOST", "REMOTE_IDENT", "REMOTE_USER",
-    "REMOTE_PORT", "SERVER_ADDR", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL",
-    "SERVER_SOFTWARE", "SERVER_ADMIN", "REQUEST_URI",
-)
-_DROPPED_HEADERS = frozenset({"HTTP_PROXY"})  # httpoxy: a request header must not set a proxy
+_DROPPED = frozenset({"HTTP_PROXY"})  # httpoxy: a request header must not set a proxy
 
 
 def build_environ(
     params: Mapping[str, str], target: Target, document_root: str, path_env: str
 ) -> dict[str, str]:
-    env: dict[str, str] = {"GATEWAY_INTERFACE": "CGI/1.1", "PATH": path_env}
-    for name in _FROM_SERVER:
-        value = params.get(name)
-        if value:
-            env[name] = value
-    for name, value in params.items():
-        if name.startswith("HTTP_") and name not in _DROPPED_HEADERS:
-            env[name] = value
+    """Everything the web server sent for this request (as mod_cgi passes SetEnv values and
+    fcgiwrap passes fastcgi_param values), with the runner's own answers on top."""
+    env = {k: v for k, v in params.items() if k not in _DROPPED}
+    env["GATEWAY_INTERFACE"] = "CGI/1.1"
+    env.setdefault("PATH", path_env)
     env["REQUEST_METHOD"] = params.get("REQUEST_METHOD") or "GET"
     env["QUERY_STRING"] = _query_string(params)
-    length = params.get("CONTENT_LENGTH", "")
-    if length:
-        env["CONTENT_LENGTH"] = length
     env.setdefault("SERVER_NAME", params.get("HTTP_HOST", "localhost").split(":")[0])
     env.setdefault("SERVER_PORT", "80")
     env.setdefault("SERVER_PROTOCOL", "HTTP/1.1")
@@ -47,10 +35,13 @@ def build_environ(
         env["HTTPS"] = "on"
         env["REQUEST_SCHEME"] = "https"
     else:
+        env.pop("HTTPS", None)
         env["REQUEST_SCHEME"] = params.get("REQUEST_SCHEME") or "http"
     env["DOCUMENT_ROOT"] = params.get("DOCUMENT_ROOT") or document_root
     env["SCRIPT_NAME"] = target.script_name
     env["SCRIPT_FILENAME"] = target.path
+    env.pop("PATH_INFO", None)
+    env.pop("PATH_TRANSLATED", None)
     if target.path_info:
         env["PATH_INFO"] = target.path_info
         env["PATH_TRANSLATED"] = env["DOCUMENT_ROOT"].rstrip("/") + target.path_info

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-STARTED_GROUPS: set[int] = set()
+STARTED_GROUPS: set[int] = set()  # checked after every test: must all be gone
+LONG_LIVED: set[int] = set()  # module-scoped servers, checked when their module ends
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> object:
@@ -57,7 +58,8 @@ def children_of(pid: int) -> list[int]:
 
 class Proc:
     def __init__(self, argv: Sequence[str], log: Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None, stdin: int | None = subprocess.DEVNULL, pass_fds: Sequence[int] = ()) -> None:
+                 cwd: Path | None = None, stdin: int | None = subprocess.DEVNULL,
+                 pass_fds: Sequence[int] = (), long_lived: bool = False) -> None:
         self.log = log
         self._log_file = open(log, "ab")
         self.popen = subprocess.Popen(
@@ -65,7 +67,7 @@ class Proc:
             start_new_session=True, env=env, cwd=cwd, pass_fds=pass_fds,
         )
         self.pid = self.popen.pid
-        STARTED_GROUPS.add(self.pid)
+        (LONG_LIVED if long_lived else STARTED_GROUPS).add(self.pid)
 
     def output(self) -> str:
         self._log_file.flush()
@@ -74,7 +76,7 @@ class Proc:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def signal(self, sig: int) -> None:
+    def send_signal(self, sig: int) -> None:
         if self.alive():
             os.kill(self.pid, sig)
 

@@ -79,12 +79,12 @@ class Runner:
     """`python -m cgirt serve` as a real subprocess on a unix socket."""
 
     def __init__(self, site: Path, workdir: Path, *extra: str, workers: int = 2,
-                 socket_mode: str = "660") -> None:
+                 socket_mode: str = "660", long_lived: bool = False) -> None:
         self.site = site
         self.address = f"unix:{workdir / 'runner.sock'}"
         argv = [sys.executable, "-m", "cgirt", "serve", "--site", str(site), "--listen",
                 self.address, "--workers", str(workers), "--socket-mode", socket_mode, *extra]
-        self.proc = Proc(argv, workdir / "runner.log", cwd=REPO)
+        self.proc = Proc(argv, workdir / "runner.log", cwd=REPO, long_lived=long_lived)
         self.workers = workers
         wait_for(lambda: connectable(self.address) or not self.proc.alive(), 20, "the runner socket")
         if not self.proc.alive():
@@ -137,7 +137,7 @@ class Nginx:
         conf.write_text(NGINX_MAIN.format(
             tmp=workdir, user="user root;" if IS_ROOT else "", servers="\n".join(servers)))
         self.proc = Proc([binary, "-e", str(workdir / "nginx-error.log"), "-p", str(workdir),
-                          "-c", str(conf)], workdir / "nginx.out")
+                          "-c", str(conf)], workdir / "nginx.out", long_lived=True)
         self.workdir = workdir
 
     def wait(self, address: str) -> None:
@@ -154,7 +154,8 @@ class Fcgiwrap:
     def __init__(self, workdir: Path) -> None:
         binary = require("fcgiwrap")
         self.address = f"unix:{workdir / 'fcgiwrap.sock'}"
-        self.proc = Proc([binary, "-c", "4", "-s", self.address], workdir / "fcgiwrap.log")
+        self.proc = Proc([binary, "-c", "4", "-s", self.address], workdir / "fcgiwrap.log",
+                         long_lived=True)
         wait_for(lambda: connectable(self.address) or not self.proc.alive(), 20, "fcgiwrap")
 
     def stop(self) -> None:
