@@ -1,0 +1,4 @@
+import helper_inner
+
+def describe():
+    return "outer-1 " + helper_inner.VALUE

@@ -1,0 +1,3 @@
+#!/usr/bin/env python3
+import ctypes
+ctypes.string_at(0)

@@ -1,0 +1,155 @@
+"""The runner as a real subprocess, spoken to over FastCGI: sandbox, change detection."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from cgirt.site import bump_generation
+from tests.support.fcgi import cgi_params, request
+from tests.support.servers import Runner
+
+pytestmark = pytest.mark.integration
+
+
+def get(runner: Runner, path: str, query: str = "", **extra: str) -> str:
+    resp = request(runner.address, cgi_params(path, query, **extra))
+    assert resp.ended, resp
+    return f"{resp.status} {resp.body.decode(errors='replace')}"
+
+
+def parse_state(text: str) -> dict[str, str]:
+    body = text.split(" ", 1)[1]
+    return dict(line.split("=", 1) for line in body.splitlines() if "=" in line)
+
+
+def test_no_state_leaks_over_1000_alternating_requests(
+        site: Path, start_runner: Callable[..., Runner], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CGIRT_RUNNER_SECRET", "the runner's own environment")
+    runner = start_runner(site, workers=1)
+    for i in range(500):
+        assert get(runner, "/cgi-bin/leaky.py", f"n={i}").startswith("200 leaky")
+        state = parse_state(get(runner, "/cgi-bin/inspect_state.py", "check", HTTP_X_TEST=f"x{i}"))
+        assert state == {
+            "argv": "['check']", "cgi_maxlen": "0", "cwd_is_script_dir": "True",
+            "leaked_path": "False", "leaked_putenv_subprocess": "'none'", "leaked_var": "None",
+            "leaky_global": "False", "name": "'__main__'", "os_popen": f"'x{i}'",
+            "os_system_sees_request": "True", "path0_is_script_dir": "True",
+            "query_in_subprocess": "'check'", "runner_env_visible": "False",
+            "sigusr1_default": "True", "stderr_is_stdout": "False", "umask": state["umask"],
+        }, f"request {i}"
+        assert state["umask"] != "'0o0'"
+
+
+def test_atexit_handlers_of_a_script_run_after_it(site: Path, start_runner: Callable[..., Runner]) -> None:
+    runner = start_runner(site, workers=1)
+    body = get(runner, "/cgi-bin/leaky.py")
+    assert body.rstrip().endswith("atexit ran")
+    assert "atexit ran" not in get(runner, "/cgi-bin/hello.py")
+
+
+def test_stdin_gives_exactly_content_length_bytes(site: Path, start_runner: Callable[..., Runner]) -> None:
+    runner = start_runner(site, workers=1)
+    import hashlib
+    payload = os.urandom(300_000)
+    # The web server sends more bytes than CONTENT_LENGTH: the script must see only those.
+    resp = request(runner.address, cgi_params("/cgi-bin/echo.py", method="POST",
+                                              CONTENT_LENGTH="1000"), body=payload)
+    assert resp.body.split()[:2] == [b"1000", hashlib.sha256(payload[:1000]).hexdigest().encode()]
+
+
+# -- change detection: each edit is followed by exactly one request ----------------------
+
+def write_script(path: Path, text: str) -> None:
+    path.write_text("#!/usr/bin/env python3\nprint('Content-Type: text/plain')\nprint()\n" + text)
+
+
+@pytest.fixture
+def warm(site: Path, start_runner: Callable[..., Runner]) -> tuple[Runner, Path]:
+    script = site / "cgi-bin" / "version.py"
+    write_script(script, "print('version-1')\n")
+    runner = start_runner(site, workers=1)
+    assert get(runner, "/cgi-bin/version.py") == "200 version-1\n"
+    return runner, script
+
+
+def test_in_place_edit(warm: tuple[Runner, Path]) -> None:
+    runner, script = warm
+    with open(script, "w") as f:
+        f.write("print('Content-Type: text/plain')\nprint()\nprint('version-2, longer')\n")
+    assert get(runner, "/cgi-bin/version.py") == "200 version-2, longer\n"
+
+
+def test_rename_into_place(warm: tuple[Runner, Path]) -> None:
+    runner, script = warm
+    tmp = script.with_name(".version.tmp")
+    write_script(tmp, "print('version-2')\n")
+    os.replace(tmp, script)
+    assert get(runner, "/cgi-bin/version.py") == "200 version-2\n"
+
+
+def test_older_mtime(warm: tuple[Runner, Path]) -> None:
+    runner, script = warm
+    write_script(script, "print('version-2')\n")
+    os.utime(script, (946684800, 946684800))  # the year 2000, as an FTP client may set
+    assert get(runner, "/cgi-bin/version.py") == "200 version-2\n"
+
+
+def test_same_size_same_mtime_new_content(warm: tuple[Runner, Path]) -> None:
+    runner, script = warm
+    before = os.stat(script)
+    text = script.read_text()
+    with open(script, "r+") as f:  # same inode, same size
+        f.write(text.replace("version-1", "version-9"))
+    os.utime(script, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(script)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    assert get(runner, "/cgi-bin/version.py") == "200 version-9\n"
+
+
+def test_generation_bump_after_publish(warm: tuple[Runner, Path], site: Path) -> None:
+    runner, script = warm
+    write_script(script, "print('version-2')\n")
+    bump_generation(site)
+    assert get(runner, "/cgi-bin/version.py") == "200 version-2\n"
+
+
+def test_site_modules_are_reloaded_transitively(site: Path, start_runner: Callable[..., Runner]) -> None:
+    runner = start_runner(site, workers=1)
+    assert get(runner, "/cgi-bin/uses_helper.py") == "200 outer-1 inner-1\n"
+    inner = site / "cgi-bin" / "helper_inner.py"
+    inner.write_text('VALUE = "inner-2"\n')
+    assert get(runner, "/cgi-bin/uses_helper.py") == "200 outer-1 inner-2\n"
+    outer = site / "cgi-bin" / "helper_outer.py"
+    outer.write_text(outer.read_text().replace("outer-1", "outer-2"))
+    assert get(runner, "/cgi-bin/uses_helper.py") == "200 outer-2 inner-2\n"
+    before = os.stat(inner)
+    with open(inner, "r+") as f:  # same size and mtime: only the content check can see it
+        f.write('VALUE = "inner-3"\n')
+    os.utime(inner, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert get(runner, "/cgi-bin/uses_helper.py") == "200 outer-2 inner-3\n"
+    assert not (site / "cgi-bin" / "__pycache__").exists()
+
+
+def test_syntax_error_then_fixed(warm: tuple[Runner, Path], site: Path) -> None:
+    runner, script = warm
+    write_script(script, "print('broken'\n")
+    assert get(runner, "/cgi-bin/version.py").startswith("500 ")
+    assert "syntax error" in (site / ".cgirt/logs/error.log").read_text()
+    write_script(script, "print('version-3')\n")
+    assert get(runner, "/cgi-bin/version.py") == "200 version-3\n"
+
+
+def test_mode_file_chooses_fork_mode(site: Path, start_runner: Callable[..., Runner]) -> None:
+    runner = start_runner(site, workers=1)
+    persistent = {get(runner, "/cgi-bin/pid.py") for _ in range(3)}
+    assert len(persistent) == 1
+    (site / "cgi-bin" / ".cgirt-mode").write_text("fork\n")
+    forked = {get(runner, "/cgi-bin/pid.py") for _ in range(3)}
+    assert len(forked) == 3 and not forked & persistent
+    (site / "cgi-bin" / ".cgirt-mode").write_text("exec\n")
+    assert get(runner, "/cgi-bin/env.py").startswith("200 GATEWAY_INTERFACE=CGI/1.1")
