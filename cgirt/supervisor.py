@@ -274,9 +274,10 @@ class Supervisor:
         used = {w.slot for w in self.workers.values()}
         slot = next(i for i in range(self._slots.size) if i not in used)
         self._slots.set(slot, 0.0, 0)
+        master = os.getpid()
         pid = os.fork()
         if pid == 0:
-            self._child(slot)  # never returns
+            self._child(slot, master)  # never returns
         self.workers[pid] = _Worker(pid=pid, slot=slot)
 
     def _kill(self, pid: int, sig: int) -> None:
@@ -295,10 +296,10 @@ class Supervisor:
 
     # -- worker -----------------------------------------------------------------------
 
-    def _child(self, slot: int) -> None:
+    def _child(self, slot: int, master: int) -> None:
         code = EXIT_OK
         try:
-            code = self._worker_main(slot)
+            code = self._worker_main(slot, master)
         except BaseException:  # noqa: B036 - a worker must never return into the master's loop
             log.exception("worker crashed")
             code = 1
@@ -306,11 +307,10 @@ class Supervisor:
             logging.shutdown()
             os._exit(code)
 
-    def _worker_main(self, slot: int) -> int:
-        master = os.getppid()
+    def _worker_main(self, slot: int, master: int) -> int:
         _die_with_parent()
         if os.getppid() != master:
-            return EXIT_OK
+            return EXIT_OK  # the master died before the kernel could be asked to tell us
         os.close(self._wake_r)
         os.close(self._wake_w)
         wake_r, wake_w = os.pipe()
@@ -331,10 +331,10 @@ class Supervisor:
             log.exception("worker boot failed")
             return WORKER_BOOT_ERROR
         control.booted()
-        self._accept_loop(control, wake_r)
+        self._accept_loop(control, wake_r, master)
         return EXIT_OK
 
-    def _accept_loop(self, control: WorkerControl, wake_r: int) -> None:
+    def _accept_loop(self, control: WorkerControl, wake_r: int, master: int) -> None:
         listener = self.listener
         listener.setblocking(False)
         while not control.stopping:
@@ -343,6 +343,8 @@ class Supervisor:
             except InterruptedError:
                 continue
             if listener not in ready:
+                if os.getppid() != master:
+                    return  # orphaned where PR_SET_PDEATHSIG does not exist
                 continue
             try:
                 conn, addr = listener.accept()
