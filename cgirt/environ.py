@@ -26,6 +26,8 @@ def build_environ(
     env.setdefault("PATH", path_env)
     env["REQUEST_METHOD"] = params.get("REQUEST_METHOD") or "GET"
     env["QUERY_STRING"] = _query_string(params)
+    if env.get("CONTENT_LENGTH") == "0" and env["REQUEST_METHOD"] in ("GET", "HEAD"):
+        del env["CONTENT_LENGTH"]  # mod_proxy_fcgi adds it; mod_cgi leaves it unset, per RFC 3875
     env.setdefault("SERVER_NAME", params.get("HTTP_HOST", "localhost").split(":")[0])
     env.setdefault("SERVER_PORT", "80")
     env.setdefault("SERVER_PROTOCOL", "HTTP/1.1")

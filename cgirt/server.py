@@ -94,7 +94,11 @@ def serve(config: RunnerConfig) -> int:
     pid_file = site_layout.runner_pid_path(config.site)
 
     def ready() -> None:
-        pid_file.write_text(f"{os.getpid()}\n")
+        try:
+            pid_file.write_text(f"{os.getpid()}\n")
+        except OSError as exc:
+            log.warning("cannot write %s (%s): SITE RELOAD over FTP will not reach this runner",
+                        pid_file, exc.strerror)
         log.info("cgirt: serving %s on %s with %d workers (%s mode)",
                  config.site, describe(sock), config.workers, config.mode)
 

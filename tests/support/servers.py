@@ -160,3 +160,71 @@ class Fcgiwrap:
 
     def stop(self) -> None:
         self.proc.stop(timeout=10)
+
+
+APACHE_MAIN = """
+ServerRoot "{tmp}"
+Listen 127.0.0.1:{port}
+PidFile "{tmp}/httpd.pid"
+ErrorLog "{tmp}/error.log"
+LogLevel info
+DefaultRuntimeDir "{tmp}"
+Mutex file:{tmp}
+ServerName localhost
+{user}
+LoadModule mpm_prefork_module /usr/lib/apache2/modules/mod_mpm_prefork.so
+StartServers 2
+MaxRequestWorkers 16
+{modules}
+TypesConfig /etc/mime.types
+DocumentRoot "{site}/htdocs"
+<Directory "{site}/htdocs">
+    Require all granted
+</Directory>
+{body}
+"""
+
+APACHE_MODULES = ("authz_core", "alias", "mime", "dir", "proxy", "proxy_fcgi", "cgi", "fcgid",
+                  "env", "rewrite")
+
+
+def free_port() -> int:
+    """An unused port for Apache, which cannot listen on port 0. Startup retries on a race."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Apache:
+    def __init__(self, workdir: Path, site: Path, body: str) -> None:
+        binary = require("apache2")
+        workdir.mkdir(parents=True, exist_ok=True)
+        os.chmod(workdir, 0o755)
+        modules = "\n".join(
+            f"LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so" for m in APACHE_MODULES
+            if os.path.exists(f"/usr/lib/apache2/modules/mod_{m}.so"))
+        for attempt in range(5):
+            self.port = free_port()
+            conf = workdir / "httpd.conf"
+            conf.write_text(APACHE_MAIN.format(
+                tmp=workdir, port=self.port, site=site, modules=modules, body=body,
+                user="User www-data\nGroup www-data" if IS_ROOT else ""))
+            self.proc = Proc([binary, "-DFOREGROUND", "-f", str(conf)],
+                             workdir / f"apache-{attempt}.out", long_lived=True)
+            self.address = f"127.0.0.1:{self.port}"
+            wait_for(lambda: connectable(self.address) or not self.proc.alive(), 20, "apache")
+            if self.proc.alive():
+                return
+            self.proc.stop()
+            if "Address already in use" not in self.proc.output():
+                raise RuntimeError("apache failed:\n" + self.proc.output())
+        raise RuntimeError("apache found no free port in five tries")
+
+    def stop(self) -> None:
+        self.proc.stop(timeout=15)
+
+
+def fill(template: str, **values: str) -> str:
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", value)
+    return template
