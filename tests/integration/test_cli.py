@@ -1,0 +1,125 @@
+"""`cgirt serve` from the outside: listening modes, errors as one clear line, exit codes."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tests.support.fcgi import cgi_params, request
+from tests.support.procs import Proc, wait_for
+from tests.support.servers import REPO, Runner
+
+pytestmark = pytest.mark.integration
+
+
+def cgirt(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cgirt", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str], fragment: str) -> None:
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert fragment in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_unknown_site(tmp_path: Path) -> None:
+    proc = cgirt("serve", "--site", str(tmp_path / "nope"), "--listen", f"unix:{tmp_path}/s")
+    assert proc.returncode == 4
+    one_line_error(proc, "does not exist")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["serve", "--site", ".", "--listen", "nonsense"], "unix:PATH, HOST:PORT or fd:0"),
+    (["serve", "--site", ".", "--listen", "unix:/tmp/x", "--workers", "0"], "workers"),
+    (["serve", "--site", ".", "--listen", "unix:/tmp/x", "--workers", "many"], "invalid int"),
+    (["serve", "--site", ".", "--listen", "unix:/tmp/x", "--mode", "turbo"], "invalid choice"),
+    (["serve", "--listen", "unix:/tmp/x"], "no site given"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments(args: list[str], fragment: str) -> None:
+    proc = cgirt(*args)
+    assert proc.returncode == 2
+    one_line_error(proc, fragment)
+
+
+def test_socket_in_use(site: Path, start_runner: Callable[..., Runner]) -> None:
+    runner = start_runner(site)
+    proc = cgirt("serve", "--site", str(site), "--listen", runner.address)
+    assert proc.returncode == 4
+    one_line_error(proc, "socket in use")
+    assert request(runner.address, cgi_params("/cgi-bin/hello.py")).status == 200
+
+
+def test_tcp_port_in_use(site: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = cgirt("serve", "--site", str(site), "--listen", f"127.0.0.1:{port}")
+    assert proc.returncode == 4
+    one_line_error(proc, "Address already in use")
+
+
+def test_tcp_on_port_0_reports_its_port(site: Path, tmp_path: Path) -> None:
+    proc = Proc([sys.executable, "-m", "cgirt", "serve", "--site", str(site), "--listen",
+                 "127.0.0.1:0"], tmp_path / "out.log", cwd=REPO)
+    try:
+        m = wait_for(lambda: re.search(r"on 127\.0\.0\.1:(\d+)", proc.output()), 20, "the port")
+        address = f"127.0.0.1:{m.group(1)}"  # type: ignore[union-attr]
+        assert request(address, cgi_params("/cgi-bin/hello.py")).body == b"Hello, world!\n"
+    finally:
+        assert proc.stop() == 0
+
+
+def test_inherited_listening_socket_on_fd_0(site: Path, tmp_path: Path) -> None:
+    """As spawn-fcgi and mod_fcgid start a FastCGI program."""
+    path = str(tmp_path / "fd0.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+    proc = Proc([sys.executable, "-m", "cgirt", "serve", "--site", str(site), "--listen", "fd:0"],
+                tmp_path / "out.log", cwd=REPO, stdin=listener.fileno())
+    listener.close()
+    try:
+        resp = request(f"unix:{path}", cgi_params("/cgi-bin/hello.py"))
+        assert resp.body == b"Hello, world!\n"
+    finally:
+        assert proc.stop() == 0
+
+
+def test_fd_0_that_is_not_a_socket(site: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "cgirt", "serve", "--site", str(site), "--listen",
+                           "fd:0"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=30, cwd=REPO)
+    assert proc.returncode == 4
+    one_line_error(proc, "fd 0 is not a listening socket")
+
+
+def test_config_file_error_names_the_line(tmp_path: Path) -> None:
+    conf = tmp_path / "cgirt.toml"
+    conf.write_text('[runner]\nsite = "."\n\nworkers = -3\n')
+    proc = cgirt("serve", "--config", str(conf))
+    assert proc.returncode == 2
+    one_line_error(proc, f"{conf}:4:")
+    conf.write_text('[runner]\nsite = "."\nworkers = \n')
+    proc = cgirt("serve", "--config", str(conf))
+    assert proc.returncode == 2
+    one_line_error(proc, "line 3")
+
+
+def test_config_file_settings_apply(site: Path, tmp_path: Path) -> None:
+    conf = tmp_path / "cgirt.toml"
+    conf.write_text(f'[runner]\nsite = "{site}"\nlisten = "unix:{tmp_path}/c.sock"\nworkers = 3\n')
+    proc = Proc([sys.executable, "-m", "cgirt", "serve", "--config", str(conf)], tmp_path / "o.log", cwd=REPO)
+    try:
+        wait_for(lambda: "with 3 workers" in proc.output(), 20, "the runner")
+        assert request(f"unix:{tmp_path}/c.sock", cgi_params("/cgi-bin/hello.py")).status == 200
+    finally:
+        assert proc.stop() == 0

@@ -1,0 +1,90 @@
+"""URL → script: Apache's PATH_INFO split, and hostile paths that must never run anything."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cgirt.dispatch import Dispatcher
+from cgirt.errors import BadRequest, Forbidden, ScriptNotFound
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    site = tmp_path / "site"
+    (site / "cgi-bin" / "sub").mkdir(parents=True)
+    (site / "cgi-bin" / "a.py").write_text("")
+    (site / "cgi-bin" / "sub" / "b.py").write_text("")
+    (site / "cgi-bin" / ".hidden.py").write_text("")
+    (site / "cgi-bin" / ".cgirt-mode").write_text("fork")
+    (site / "htdocs").mkdir()
+    (site / "secret.py").write_text("")
+    (tmp_path / "outside.py").write_text("")
+    os.symlink(tmp_path / "outside.py", site / "cgi-bin" / "escape.py")
+    os.symlink(site / "cgi-bin" / "a.py", site / "cgi-bin" / "alias.py")
+    os.symlink(tmp_path, site / "cgi-bin" / "updir")
+    return site
+
+
+def d(site: Path) -> Dispatcher:
+    return Dispatcher(site, (("/cgi-bin", "cgi-bin"),))
+
+
+@pytest.mark.parametrize("url, script, script_name, path_info", [
+    ("/cgi-bin/a.py", "cgi-bin/a.py", "/cgi-bin/a.py", ""),
+    ("/cgi-bin/a.py/x/y", "cgi-bin/a.py", "/cgi-bin/a.py", "/x/y"),
+    ("/cgi-bin/a.py/", "cgi-bin/a.py", "/cgi-bin/a.py", "/"),
+    ("/cgi-bin/sub/b.py/z", "cgi-bin/sub/b.py", "/cgi-bin/sub/b.py", "/z"),
+    ("/cgi-bin/alias.py", "cgi-bin/a.py", "/cgi-bin/alias.py", ""),
+])
+def test_path_info_split(site: Path, url: str, script: str, script_name: str, path_info: str) -> None:
+    t = d(site).resolve_url(url)
+    assert (t.path, t.script_name, t.path_info) == (
+        os.path.realpath(site / script), script_name, path_info)
+
+
+@pytest.mark.parametrize("url, error", [
+    ("/cgi-bin/missing.py", ScriptNotFound),
+    ("/cgi-bin/../secret.py", ScriptNotFound),
+    ("/cgi-bin/sub/../../secret.py", ScriptNotFound),
+    ("/cgi-bin/./a.py", ScriptNotFound),
+    ("/cgi-bin/.hidden.py", Forbidden),
+    ("/cgi-bin/.cgirt-mode", Forbidden),
+    ("/cgi-bin/escape.py", Forbidden),
+    ("/cgi-bin/updir/outside.py", Forbidden),
+    ("/cgi-bin/sub", Forbidden),
+    ("/cgi-bin/", Forbidden),
+    ("/cgi-bin", Forbidden),
+    ("/secret.py", ScriptNotFound),
+    ("/cgi-binx/a.py", ScriptNotFound),
+    ("/cgi-bin/a.py\x00.txt", BadRequest),
+])
+def test_hostile_paths(site: Path, url: str, error: type) -> None:
+    with pytest.raises(error):
+        d(site).resolve_url(url)
+
+
+def test_script_filename_inside_a_root_is_honoured(site: Path) -> None:
+    t = d(site).resolve({"SCRIPT_FILENAME": str(site / "cgi-bin" / "a.py"), "SCRIPT_NAME": "/x/a.py",
+                         "PATH_INFO": "/info"})
+    assert (t.path, t.script_name, t.path_info) == (str(site / "cgi-bin" / "a.py"), "/x/a.py", "/info")
+
+
+def test_script_filename_with_path_info_appended(site: Path) -> None:
+    t = d(site).resolve({"SCRIPT_FILENAME": str(site / "cgi-bin" / "a.py") + "/more",
+                         "SCRIPT_NAME": "/cgi-bin/a.py/more"})
+    assert (t.script_name, t.path_info) == ("/cgi-bin/a.py", "/more")
+
+
+@pytest.mark.parametrize("filename", ["/etc/passwd", "{site}/secret.py", "{site}/cgi-bin/../secret.py"])
+def test_script_filename_outside_the_roots_is_never_run(site: Path, filename: str) -> None:
+    params = {"SCRIPT_FILENAME": filename.format(site=site), "SCRIPT_NAME": "/cgi-bin/nothing.py"}
+    with pytest.raises(ScriptNotFound):
+        d(site).resolve(params)
+
+
+def test_script_filename_symlink_out_is_refused(site: Path) -> None:
+    with pytest.raises(Forbidden):
+        d(site).resolve({"SCRIPT_FILENAME": str(site / "cgi-bin" / "escape.py")})
