@@ -153,3 +153,51 @@ def test_mode_file_chooses_fork_mode(site: Path, start_runner: Callable[..., Run
     assert len(forked) == 3 and not forked & persistent
     (site / "cgi-bin" / ".cgirt-mode").write_text("exec\n")
     assert get(runner, "/cgi-bin/env.py").startswith("200 GATEWAY_INTERFACE=CGI/1.1")
+
+
+def test_python_recognised_by_shebang_runs_in_process(site: Path, start_runner: Callable[..., Runner]) -> None:
+    runner = start_runner(site, workers=1)
+    worker = runner.worker_pids()
+    for _ in range(2):
+        text = get(runner, "/cgi-bin/pyshebang")
+        assert text.startswith("200 no extension") and text.split()[-1] == str(worker[0])
+
+
+def test_internal_redirects_are_bounded(site: Path, start_runner: Callable[..., Runner]) -> None:
+    runner = start_runner(site, workers=1)
+    assert get(runner, "/cgi-bin/redirect_loop.py").startswith("500 ")
+    assert "internal redirects" in (site / ".cgirt/logs/error.log").read_text()
+    assert get(runner, "/cgi-bin/hello.py") == "200 Hello, world!\n"
+
+
+def test_admin_limits_the_modes_a_site_may_choose(site: Path, tmp_path: Path,
+                                                  start_runner: Callable[..., Runner]) -> None:
+    conf = tmp_path / "limits.toml"
+    conf.write_text('[runner]\nallowed_modes = ["persistent"]\n')
+    (site / "cgi-bin" / ".cgirt-mode").write_text("fork\n")
+    runner = start_runner(site, "--config", str(conf), workers=1)
+    pids = {get(runner, "/cgi-bin/pid.py") for _ in range(3)}
+    assert len(pids) == 1
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_large_bodies_keep_worker_memory_bounded(site: Path, start_runner: Callable[..., Runner]) -> None:
+    import hashlib
+    runner = start_runner(site, workers=1)
+    (worker,) = runner.worker_pids()
+    assert get(runner, "/cgi-bin/hello.py").startswith("200")
+    before = _peak_rss_kib(worker)
+    data = os.urandom(10 * 1024 * 1024)
+    resp = request(runner.address, cgi_params("/cgi-bin/stream_in.py", method="POST",
+                                              CONTENT_LENGTH=str(len(data))), body=data)
+    assert resp.body.split() == [b"10485760", hashlib.sha256(data).hexdigest().encode()]
+    resp = request(runner.address, cgi_params("/cgi-bin/big.py"))
+    assert len(resp.body) == 20 * 1024 * 1024
+    growth_mib = (_peak_rss_kib(worker) - before) / 1024
+    assert growth_mib < 8, f"worker peak RSS grew by {growth_mib:.1f} MiB for 10 MB in, 20 MB out"

@@ -1,0 +1,3 @@
+#!/usr/bin/env python3
+print("Location: /cgi-bin/redirect_loop.py")
+print()
