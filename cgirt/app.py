@@ -10,7 +10,6 @@ import logging
 import os
 import resource
 import signal
-from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
@@ -231,7 +230,3 @@ def _explain(exc: HttpError) -> str:
     if exc.status == 504:
         return "The script took too long to answer."
     return str(exc)
-
-
-def site_exists(site: Path) -> bool:
-    return site.is_dir()

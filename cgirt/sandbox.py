@@ -176,8 +176,7 @@ class ProcessState:
             self._restore_globals()
 
     def _restore_globals(self) -> None:
-        if os.umask(self.umask) != self.umask:
-            pass  # put back whatever the script set
+        os.umask(self.umask)
         for s, handler in self.handlers.items():
             if signal.getsignal(s) is not handler:
                 signal.signal(s, handler)

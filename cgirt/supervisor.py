@@ -28,11 +28,9 @@ from typing import Callable, Protocol
 
 log = logging.getLogger("cgirt.error")
 
-WORKER_BOOT_ERROR = 3
-"""Exit status of a worker whose child_init failed: the master halts instead of respawning."""
-
 EXIT_OK = 0
-EXIT_BOOT_FAILED = 3
+WORKER_BOOT_ERROR = 3
+"""Exit status of a worker whose child_init failed, and then of the master, which halts."""
 
 _SLOT = struct.Struct("dq")  # request start (monotonic, 0 when idle), booted flag
 _PR_SET_PDEATHSIG = 1
@@ -262,7 +260,7 @@ class Supervisor:
             log.error("worker %d failed to boot (exit %d)", w.pid, code)
             if code == WORKER_BOOT_ERROR or self._boot_failures >= self.settings.boot_failures_to_halt:
                 self.halt_reason = "workers fail at boot; see the error log"
-                self.exit_status = EXIT_BOOT_FAILED
+                self.exit_status = WORKER_BOOT_ERROR
                 self._running = False
             return
         self._boot_failures = 0
@@ -289,10 +287,6 @@ class Supervisor:
     def _kill_all(self, sig: int) -> None:
         for pid in list(self.workers):
             self._kill(pid, sig)
-
-    def stop_and_wait(self) -> None:
-        """For tests and embedding: as if SIGTERM had arrived."""
-        self._signals.append(signal.SIGTERM)
 
     # -- worker -----------------------------------------------------------------------
 
