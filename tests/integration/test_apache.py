@@ -24,8 +24,20 @@ pytestmark = pytest.mark.integration
 CLASSIC = """
 ScriptAlias /cgi-bin/ "{site}/cgi-bin/"
 <Directory "{site}/cgi-bin">
+    AllowOverride None
     Require all granted
     Options +ExecCGI
+</Directory>
+"""
+
+# What a shared host's admin typically has already: mod_fcgid loaded, overrides allowed.
+USER_HOST = """
+FcgidIPCDir "{state}/fcgid-user"
+FcgidProcessTableFile "{state}/fcgid_user_shm"
+Alias /cgi-bin/ "{site}/cgi-bin/"
+<Directory "{site}/cgi-bin">
+    AllowOverride FileInfo Options
+    Require all granted
 </Directory>
 """
 
@@ -75,8 +87,14 @@ class ApacheStacks:
             (DEPLOY / "apache-fcgid.conf").read_text(), site=site, wrapper=str(wrapper),
             state=str(self.root / "fcgid-state")))
 
+        # A site owner without root: the host allows overrides, the owner uploads .htaccess.
+        htaccess = self.site / "cgi-bin" / ".htaccess"
+        htaccess.write_text(fill((DEPLOY / "htaccess-fcgid").read_text(), wrapper=str(wrapper)))
+        self.user = Apache(self.root / "user", self.site, fill(USER_HOST, site=site,
+                                                               state=str(self.root / "fcgid-state")))
+
     def stop(self) -> None:
-        for server in (self.classic, self.proxy, self.fcgid):
+        for server in (self.classic, self.proxy, self.fcgid, self.user):
             server.stop()
         self.runner.stop()
         shutil.rmtree(self.root, ignore_errors=True)
@@ -96,6 +114,14 @@ def normalised(resp: HttpResponse) -> tuple[int, list[tuple[str, str]], bytes]:
 
 def three(apache: ApacheStacks, path: str, **kw: object) -> list[HttpResponse]:
     return [fetch(s.address, path, **kw) for s in (apache.classic, apache.proxy, apache.fcgid)]  # type: ignore[arg-type]
+
+
+def test_site_owner_without_root_via_htaccess(apache: ApacheStacks) -> None:
+    for path in ("/cgi-bin/hello.py", "/cgi-bin/env.py/extra?x=1", "/cgi-bin/sub/deep.py"):
+        classic = fetch(apache.classic.address, path)
+        user = fetch(apache.user.address, path)
+        assert normalised(user) == normalised(classic)
+    assert fetch(apache.user.address, "/cgi-bin/.htaccess").status in (403, 404)
 
 
 APACHE_ONLY = [

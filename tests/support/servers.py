@@ -228,3 +228,31 @@ def fill(template: str, **values: str) -> str:
     for key, value in values.items():
         template = template.replace("{" + key + "}", value)
     return template
+
+
+LIGHTTPD_MAIN = """
+server.bind = "{http_socket}"
+server.errorlog = "{tmp}/error.log"
+server.pid-file = "{tmp}/lighttpd.pid"
+server.upload-dirs = ( "{tmp}" )
+mimetype.assign = ( ".html" => "text/html", ".txt" => "text/plain" )
+include "{tmp}/cgirt.conf"
+"""
+
+
+class Lighttpd:
+    def __init__(self, workdir: Path, site: Path, runner_socket: str) -> None:
+        binary = require("lighttpd")
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.address = f"unix:{workdir / 'http.sock'}"
+        (workdir / "cgirt.conf").write_text(fill(
+            (DEPLOY / "lighttpd-cgirt.conf").read_text(), site=str(site), runner_socket=runner_socket))
+        conf = workdir / "lighttpd.conf"
+        conf.write_text(LIGHTTPD_MAIN.format(tmp=workdir, http_socket=self.address[5:]))
+        self.proc = Proc([binary, "-D", "-f", str(conf)], workdir / "lighttpd.out")
+        wait_for(lambda: connectable(self.address) or not self.proc.alive(), 20, "lighttpd")
+        if not self.proc.alive():
+            raise RuntimeError("lighttpd failed:\n" + self.proc.output())
+
+    def stop(self) -> None:
+        self.proc.stop(timeout=10)
