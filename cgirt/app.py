@@ -10,6 +10,7 @@ import logging
 import os
 import resource
 import signal
+from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
@@ -61,11 +62,12 @@ class CgiApp:
         if self.config.memory_limit_mb:
             limit = self.config.memory_limit_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        self.errlog.open()
+        drop_to_site_owner(self.site)
         import cgi  # noqa: F401 - preloaded: nearly every CGI script imports it
         import cgitb  # noqa: F401
 
         install_site_loader(self.modules)
-        self.errlog.open()
         self._state = ProcessState()
         signal.signal(signal.SIGALRM, self._on_deadline)
         self._state.handlers[signal.SIGALRM] = self._on_deadline
@@ -221,6 +223,21 @@ class CgiApp:
             req.write(head + body)
         except OSError:
             pass
+
+
+def drop_to_site_owner(site: Path) -> None:
+    """Started as root, a site's workers run as the site's owner, so one site cannot read
+    another's files. A failed drop is a boot error, never silently ignored."""
+    if os.geteuid() != 0:
+        return
+    st = os.stat(site)
+    if st.st_uid == 0:
+        return  # a root-owned site: nothing to separate from
+    os.setgroups([])
+    os.setgid(st.st_gid)
+    os.setuid(st.st_uid)
+    if os.geteuid() != st.st_uid or os.getegid() != st.st_gid:
+        raise PermissionError(f"could not become uid {st.st_uid}, gid {st.st_gid}")
 
 
 def _explain(exc: HttpError) -> str:

@@ -17,7 +17,7 @@ from cgirt.site import ensure_state
 from tests.conftest import make_site
 from tests.integration.test_conformance import SAME, VOLATILE, multipart
 from tests.support.http import HttpResponse, fetch
-from tests.support.servers import DEPLOY, IS_ROOT, Apache, Runner, fill, require
+from tests.support.servers import DEPLOY, IS_ROOT, Apache, Runner, fill, make_traversable, require
 
 pytestmark = pytest.mark.integration
 
@@ -40,18 +40,6 @@ Alias /cgi-bin/ "{site}/cgi-bin/"
     Require all granted
 </Directory>
 """
-
-
-def make_traversable(path: Path) -> None:
-    """Apache's workers (www-data) must reach the test interpreter and the site.
-
-    As root, give o+x (search, not read) to the ancestors that lack it, e.g. /root for a
-    pyenv interpreter. Said out loud, because it changes the machine."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if parent.is_dir() and not mode & 0o001:
-            print(f"*** chmod o+x {parent}: so Apache's www-data can reach {path} ***", file=sys.stderr)
-            os.chmod(parent, mode | 0o001)
 
 
 class ApacheStacks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -202,3 +203,23 @@ def test_large_bodies_keep_worker_memory_bounded(site: Path, start_runner: Calla
     assert len(resp.body) == 20 * 1024 * 1024
     growth_mib = (_peak_rss_kib(worker) - before) / 1024
     assert growth_mib < 8, f"worker peak RSS grew by {growth_mib:.1f} MiB for 10 MB in, 20 MB out"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="privilege separation needs root")
+def test_workers_run_as_the_site_owner(site: Path, tmp_path: Path,
+                                      start_runner: Callable[..., Runner]) -> None:
+    import pwd
+    owner = pwd.getpwnam("nobody")
+    for p in [site, *site.rglob("*")]:
+        os.chown(p, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
+    from tests.support.servers import make_traversable
+    make_traversable(site)
+    make_traversable(Path(os.path.realpath(sys.executable)))
+    secret = tmp_path / "other-site-secret.txt"
+    secret.write_text("not yours")
+    secret.chmod(0o600)
+    runner = start_runner(site, workers=1)
+    assert get(runner, "/cgi-bin/whoami.py", str(secret)) == \
+        f"200 {owner.pw_uid} {owner.pw_gid} PermissionError\n"
+    (site / "cgi-bin" / ".cgirt-mode").write_text("fork")
+    assert get(runner, "/cgi-bin/whoami.py", str(secret)).startswith(f"200 {owner.pw_uid} ")

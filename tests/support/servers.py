@@ -256,3 +256,15 @@ class Lighttpd:
 
     def stop(self) -> None:
         self.proc.stop(timeout=10)
+
+
+def make_traversable(path: Path) -> None:
+    """Another user (Apache's www-data, a site owner) must reach `path`.
+
+    As root, give o+x (search, not read) to the ancestors that lack it, e.g. /root for a
+    pyenv interpreter. Said out loud, because it changes the machine."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if parent.is_dir() and not mode & 0o001:
+            print(f"*** chmod o+x {parent}: so other users can reach {path} ***", file=sys.stderr)
+            os.chmod(parent, mode | 0o001)
