@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from types import CodeType
-from typing import Callable
+from typing import Any, Callable
 
 RACY_SECONDS = 2.0
 
@@ -141,13 +141,13 @@ def install_site_loader(site_modules: SiteModules) -> None:
             site_modules.record(self.path, st, source)
             return compile(source, self.path, "exec", dont_inherit=True)
 
-    make_finder: Callable[[str], machinery.FileFinder] = machinery.FileFinder.path_hook(
+    make_finder: Callable[[str], Any] = machinery.FileFinder.path_hook(
         (machinery.ExtensionFileLoader, machinery.EXTENSION_SUFFIXES),
         (SiteSourceLoader, machinery.SOURCE_SUFFIXES),
     )
     root = site_modules.site_root
 
-    def site_hook(path: str) -> machinery.FileFinder:
+    def site_hook(path: str) -> Any:
         real = os.path.realpath(path or ".") + "/"
         if not real.startswith(root):
             raise ImportError("not a site directory")

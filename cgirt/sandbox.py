@@ -155,8 +155,8 @@ class ProcessState:
         sys.path[:] = [cwd] + self.path[1:]
         sys.modules["__main__"] = main
         saved_register, saved_unregister = atexit.register, atexit.unregister
-        atexit.register = _recording_register(atexit_calls)  # type: ignore[assignment]
-        atexit.unregister = _recording_unregister(atexit_calls)  # type: ignore[assignment]
+        atexit.register = _recording_register(atexit_calls)
+        atexit.unregister = _recording_unregister(atexit_calls)
         try:
             os.chdir(cwd)
             yield main.__dict__
@@ -182,7 +182,7 @@ class ProcessState:
                 signal.signal(s, handler)
         cgi = sys.modules.get("cgi")
         if cgi is not None and getattr(cgi, "maxlen", 0) != self.cgi_maxlen:
-            cgi.maxlen = self.cgi_maxlen
+            setattr(cgi, "maxlen", self.cgi_maxlen)  # cgi.test() sets it to 50
 
 
 def _read_umask() -> int:
@@ -270,14 +270,14 @@ def _run_atexit(calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str,
             traceback.print_exc(file=sys.stderr)
 
 
-def _flush(stream: io.TextIOWrapper) -> None:
+def _flush(stream: Any) -> None:
     try:
         stream.flush()
     except (OSError, ValueError):
         pass  # the web server went away, or the script closed its stdout
 
 
-def _close(stream: io.TextIOWrapper) -> None:
+def _close(stream: Any) -> None:
     try:
         stream.flush()
         stream.buffer.raw.close()

@@ -333,7 +333,7 @@ class Supervisor:
         listener.setblocking(False)
         while not control.stopping:
             try:
-                ready, _, _ = select.select([listener, wake_r], [], [], 1.0)
+                ready, _, _ = select.select([listener, wake_r], [], [], 1.0)  # type: ignore[type-var]
             except InterruptedError:
                 continue
             if listener not in ready:
