@@ -26,7 +26,12 @@ _HEADER = struct.Struct(fb.FCGI_Header)
 _MAX_CONTENT = 65528  # largest multiple of 8 below 65535: records need no padding
 _RECV = 65536
 _CLOSE_DRAIN_SECONDS = 5.0
+MAX_PARAMS_BYTES = 1024 * 1024  # nginx and Apache send a few KiB; more is an attack
 KEEP_CONN_IDLE_SECONDS = 5.0
+
+
+class ProtocolError(Exception):
+    """The web server sent something that is not FastCGI; the connection is dropped."""
 
 
 class ClientGone(BrokenPipeError):
@@ -81,6 +86,7 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
         self.sending = False
         self.keep_conn = False
         self._in_request = False
+        self._params_bytes = 0
 
     # -- reading ----------------------------------------------------------------------
 
@@ -109,6 +115,8 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
 
     def process_input(self) -> None:
         rec = self.read_record()
+        if rec.version != fb.FCGI_VERSION_1:
+            raise ProtocolError(f"FastCGI version {rec.version}")
         handler = self._dispatch.get(rec.type)
         if handler is not None:
             handler(self, rec)
@@ -120,11 +128,19 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
         if req is None:
             return
         if inrec.contentLength:
+            self._params_bytes += inrec.contentLength
+            if self._params_bytes > MAX_PARAMS_BYTES:
+                raise ProtocolError(f"more than {MAX_PARAMS_BYTES} bytes of FastCGI params")
             pos = 0
             data = inrec.contentData
             params = req.params
             while pos < inrec.contentLength:
-                pos, (name, value) = fb.decode_pair(data, pos)
+                try:
+                    pos, (name, value) = fb.decode_pair(data, pos)
+                except (struct.error, IndexError):
+                    raise ProtocolError("a malformed FastCGI name-value pair") from None
+                if pos > inrec.contentLength:
+                    raise ProtocolError("a FastCGI name-value pair longer than its record")
                 # Decoded as Python decodes a real process environment, so a script
                 # sees the same str under cgirt as under classic CGI.
                 params[name.decode("utf-8", "surrogateescape")] = value.decode(
@@ -136,12 +152,21 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
             self.control.request_started()
             req.run()
 
+    def _do_begin(self, inrec: fb.Record) -> None:
+        if inrec.contentLength != struct.calcsize(fb.FCGI_BeginRequestBody):
+            raise ProtocolError("a FCGI_BEGIN_REQUEST record of the wrong length")
+        self._params_bytes = 0
+        fb.Connection._do_begin_request(self, inrec)
+
     def _do_get_values(self, inrec: fb.Record) -> None:
         # flup looks the names up as bytes in a str-keyed dict and always answers empty.
         out = b""
         pos = 0
         while pos < inrec.contentLength:
-            pos, (name, _) = fb.decode_pair(inrec.contentData, pos)
+            try:
+                pos, (name, _) = fb.decode_pair(inrec.contentData, pos)
+            except (struct.error, IndexError):
+                raise ProtocolError("a malformed FCGI_GET_VALUES record") from None
             cap = self.server.capability.get(name.decode("latin-1"))
             if cap is not None:
                 out += fb.encode_pair(name, str(cap).encode("latin-1"))
@@ -149,7 +174,7 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
 
     _dispatch: dict[int, Callable[..., None]] = {
         fb.FCGI_GET_VALUES: _do_get_values,
-        fb.FCGI_BEGIN_REQUEST: fb.Connection._do_begin_request,
+        fb.FCGI_BEGIN_REQUEST: _do_begin,
         fb.FCGI_ABORT_REQUEST: fb.Connection._do_abort_request,
         fb.FCGI_PARAMS: _do_params,
         fb.FCGI_STDIN: fb.Connection._do_stdin,
@@ -222,6 +247,9 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
             pass
         except ClientGone:
             pass
+        except ProtocolError as exc:
+            log.warning("dropping a connection: %s", exc)
+            self.broken = True
         finally:
             if self._in_request:
                 self._in_request = False
