@@ -5,366 +5,37 @@ production runs. One thread per connection (the runner, not this, is where concu
 bounded); HTTP/1.1 keep-alive; request bodies stream to FCGI_STDIN and responses stream back
 with Content-Length or chunked coding, so memory stays bounded whatever the sizes.
 
+Use from Python::
+
+    front = DevFront(DevFrontConfig(site=Path("site"), backend=parse_address("unix:/s")))
+    print(front.url)              # bound already (port 0 picks a free port)
+    threading.Thread(target=front.serve_forever).start()
+    ...
+    front.shutdown()              # from any other thread; waits for every connection
+
+or ``python -m cgirt.devfront --site DIR --listen 127.0.0.1:0 --backend unix:/path``,
+which prints the URL on one line and serves until SIGINT or SIGTERM.
+
 Not for production: no TLS, no byte ranges, no access control beyond the site layout.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
 import logging
 import os
 import signal
-import socket
-import socketserver
 import sys
-import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from email.utils import formatdate
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
 
-from cgirt import site, staticfiles
-from cgirt.fcgiclient import (BackendAddress, BackendError, BackendTimeout, FastCGIRequest,
-                              parse_address)
-from cgirt.fcgiforward import (SERVER_SOFTWARE, CgiHead, Endpoint, body_allowed, cgi_params,
-                               parse_head, read_head)
-from cgirt.http1 import (ChunkedWriter, ClientGone, HttpError, Limits, Request, format_head,
-                         read_request, reason)
+from cgirt import site
+from cgirt.devconfig import DevFrontConfig, DevFrontError
+from cgirt.devhandler import FrontServer
+from cgirt.fcgiclient import parse_address
 
-error_log = logging.getLogger("cgirt.error")
-access_log = logging.getLogger("cgirt.access")
-
-CGI_PREFIX = "/cgi-bin/"
-# Chunked request bodies are spooled so the script gets a CONTENT_LENGTH (CGI has no other
-# way to say how long the body is); past this size the spool moves to a temporary file.
-SPOOL_IN_MEMORY = 1024 * 1024
-
-
-class DevFrontError(Exception):
-    """The front end cannot start: bad configuration, missing site, address in use."""
-
-
-@dataclass(frozen=True)
-class DevFrontConfig:
-    site: Path
-    backend: BackendAddress
-    host: str = "127.0.0.1"
-    port: int = 8080  # 0 picks a free port; read it back from DevFront.server_address
-    server_name: str = ""  # SERVER_NAME for scripts; the listen host when empty
-    max_header_bytes: int = 32 * 1024  # request line plus header fields → 414/431
-    max_headers: int = 100  # → 431
-    max_body_bytes: int = 64 * 1024 * 1024  # → 413
-    max_response_header_bytes: int = 64 * 1024  # a script's header block, else 502
-    connect_timeout: float = 5.0  # to the backend, else 502
-    response_timeout: float = 60.0  # longest silence from the backend, else 504
-    client_timeout: float = 30.0  # idle keep-alive and slow clients
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.port < 65536:
-            raise DevFrontError(f"port out of range: {self.port}")
-        for name in ("max_header_bytes", "max_headers", "max_body_bytes",
-                     "max_response_header_bytes"):
-            if getattr(self, name) < 1:
-                raise DevFrontError(f"{name} must be at least 1")
-        for name in ("connect_timeout", "response_timeout", "client_timeout"):
-            if not getattr(self, name) > 0:
-                raise DevFrontError(f"{name} must be positive")
-
-    @property
-    def limits(self) -> Limits:
-        return Limits(self.max_header_bytes, self.max_headers, self.max_body_bytes)
-
-
-class Abort(Exception):
-    """The response is already under way and cannot be completed: drop the connection."""
-
-
-def error_page(status: int, detail: str) -> bytes:
-    title = f"{status} {reason(status)}"
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
-            f"</head>\n<body><h1>{title}</h1>\n<p>{html.escape(detail)}</p>\n"
-            f"<hr><p><small>{SERVER_SOFTWARE} (development front end)</small></p>"
-            f"</body></html>\n").encode("utf-8")
-
-
-class Handler(socketserver.StreamRequestHandler):
-    """One client connection: requests in sequence while keep-alive holds."""
-
-    server: _Server
-    rbufsize = 64 * 1024
-    wbufsize = 0  # responses are framed by hand and must not sit in a buffer
-
-    def setup(self) -> None:
-        self.timeout = self.server.config.client_timeout
-        super().setup()
-        self.backend_sock: socket.socket | None = None
-        self.server.track(self, True)
-
-    def finish(self) -> None:
-        self.server.track(self, False)
-        try:
-            super().finish()
-        except OSError:
-            pass  # the client is gone; nothing left to flush
-
-    def abort(self) -> None:
-        """Called from the shutting-down server: wake this thread wherever it blocks."""
-        for sock in (self.connection, self.backend_sock):
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def handle(self) -> None:
-        while not self.server.closing and self.handle_one():
-            pass
-
-    def handle_one(self) -> bool:
-        """Serve one request; whether the connection may carry another."""
-        self.status, self.sent = 0, 0
-        request: Request | None = None
-        try:
-            request = read_request(self.rfile, self.server.config.limits)
-            if request is None:
-                return False
-            keep = self.dispatch(request)
-            return keep and request.wants_keep_alive() and request.body.done
-        except HttpError as exc:
-            self.send_simple(request, exc.status, error_page(exc.status, exc.detail), False)
-            return False
-        except (ClientGone, Abort, OSError):
-            return False  # OSError includes the client's timeout and reset
-        finally:
-            if request is not None:
-                self.log_access(request)
-
-    def dispatch(self, request: Request) -> bool:
-        raw_path, query = request.path_and_query()
-        try:
-            url_path = staticfiles.decode_path(raw_path)
-        except staticfiles.StaticError as exc:
-            raise HttpError(exc.status, str(exc)) from exc
-        if url_path.startswith(CGI_PREFIX):
-            return self.forward(request, url_path, query)
-        return self.serve_static(request, url_path, query)
-
-    # -- static files ----------------------------------------------------------------
-
-    def serve_static(self, request: Request, url_path: str, query: str) -> bool:
-        if request.method not in ("GET", "HEAD"):
-            body = error_page(405, f"{request.method} is not allowed on static files.")
-            return self.send_simple(request, 405, body, True, [("Allow", "GET, HEAD")])
-        try:
-            found = staticfiles.lookup(self.server.docroot, url_path)
-            if isinstance(found, staticfiles.Redirect):
-                location = found.location + ("?" + query if query else "")
-                body = error_page(301, f"Moved to {location}")
-                return self.send_simple(request, 301, body, True, [("Location", location)])
-            fd = staticfiles.open_file(found)
-        except staticfiles.StaticError as exc:
-            detail = "Not found." if exc.status == 404 else "Access to this path is forbidden."
-            return self.send_simple(request, exc.status, error_page(exc.status, detail), True)
-        with os.fdopen(fd, "rb") as file:
-            headers = [("Content-Type", found.content_type),
-                       ("Content-Length", str(found.size)),
-                       ("Last-Modified", formatdate(found.mtime, usegmt=True))]
-            self.write_head(request, 200, "OK", headers, True)
-            if request.method == "GET" and found.size:
-                self.sent = self.connection.sendfile(file, 0, found.size)
-                if self.sent != found.size:
-                    raise Abort("the file shrank while it was being sent")
-        return True
-
-    # -- FastCGI forwarding ----------------------------------------------------------
-
-    def forward(self, request: Request, url_path: str, query: str) -> bool:
-        if staticfiles.has_traversal(url_path):
-            raise HttpError(403, "Dot segments (. and ..) are not allowed in script paths.")
-        self.continue_if_expected(request)
-        length, body = self.request_body(request)
-        client, server_addr = self.client_address, self.connection.getsockname()
-        endpoint = Endpoint(str(client[0]), int(client[1]), str(server_addr[0]),
-                            self.server.port, self.server.server_name_param)
-        params = cgi_params(request, url_path, query, self.server.docroot_param,
-                            endpoint, length)
-        config = self.server.config
-        try:
-            with FastCGIRequest.open(config.backend, connect_timeout=config.connect_timeout,
-                                     io_timeout=config.response_timeout,
-                                     on_stderr=log_script_stderr) as backend:
-                self.backend_sock = backend.sock
-                backend.send_params(params)
-                for piece in body:
-                    backend.send_stdin(piece)
-                backend.end_stdin()
-                head_bytes, start = read_head(backend.read_stdout,
-                                              config.max_response_header_bytes)
-                head = parse_head(head_bytes)
-                return self.relay(request, head, start, backend.read_stdout)
-        except BackendError as exc:
-            if self.status:
-                error_log.warning("%s: response cut short: %s", url_path, exc)
-                raise Abort(str(exc)) from exc
-            status = 504 if isinstance(exc, BackendTimeout) else 502
-            error_log.warning("%s: %d: %s", url_path, status, exc)
-            page = error_page(status, f"The FastCGI backend at {config.backend} failed: {exc}")
-            return self.send_simple(request, status, page, request.body.done)
-        finally:
-            self.backend_sock = None
-
-    def continue_if_expected(self, request: Request) -> None:
-        expect = request.header("expect")
-        if expect is None:
-            return
-        if expect.lower() != "100-continue":
-            raise HttpError(417, f"Unsupported expectation: {expect}")
-        if request.version >= (1, 1) and not request.body.done:
-            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    def request_body(self, request: Request) -> tuple[int | None, Iterable[bytes]]:
-        if not request.body.chunked:
-            # nginx's CONTENT_LENGTH is the header as sent: empty when there was none.
-            declared = request.header("content-length")
-            return (None if declared is None else request.body.length), request.body
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
-        for piece in request.body:
-            spool.write(piece)
-        size = spool.tell()
-        spool.seek(0)
-        return size, read_spool(spool)
-
-    def relay(self, request: Request, head: CgiHead, start: bytes,
-              read: Callable[[], bytes]) -> bool:
-        """Send the CGI response as HTTP; whether the connection is still usable."""
-        headers = list(head.headers)
-        send_body = body_allowed(request.method, head.status)
-        declared = head.header("content-length")
-        chunked = send_body and declared is None and request.version >= (1, 1)
-        if chunked:
-            headers.append(("Transfer-Encoding", "chunked"))
-        keep = declared is not None or chunked or not send_body
-        self.write_head(request, head.status, head.reason or reason(head.status), headers, keep)
-        remaining = int(declared) if declared is not None else None
-        writer = ChunkedWriter(self.wfile) if chunked else None
-        piece = start
-        while True:
-            if piece and send_body:
-                remaining = self.write_body(piece, remaining, writer)
-            piece = read()
-            if not piece:
-                break
-        if send_body and remaining:
-            raise Abort("the script sent less than its Content-Length")
-        if writer is not None:
-            writer.finish()
-        return keep
-
-    def write_body(self, piece: bytes, remaining: int | None,
-                   writer: ChunkedWriter | None) -> int | None:
-        if remaining is not None:
-            # Bytes beyond the declared length are dropped: they would be parsed by the
-            # client as the start of the next response.
-            piece = piece[:remaining]
-            remaining -= len(piece)
-        if writer is not None:
-            writer.write(piece)
-        else:
-            self.wfile.write(piece)
-        self.sent += len(piece)
-        return remaining
-
-    # -- responses -------------------------------------------------------------------
-
-    def write_head(self, request: Request | None, status: int, status_text: str,
-                   headers: list[tuple[str, str]], keep: bool) -> None:
-        version = request.version if request is not None else (1, 1)
-        names = {n.lower() for n, _ in headers}
-        extra = [("Date", formatdate(usegmt=True))] if "date" not in names else []
-        if "server" not in names:
-            extra.append(("Server", SERVER_SOFTWARE))
-        if not keep or request is None or not request.wants_keep_alive():
-            extra.append(("Connection", "close"))
-        elif version < (1, 1):
-            extra.append(("Connection", "keep-alive"))
-        self.status = status
-        self.wfile.write(format_head((1, 1), status, status_text, extra + headers))
-
-    def send_simple(self, request: Request | None, status: int, body: bytes, keep: bool,
-                    headers: Sequence[tuple[str, str]] = ()) -> bool:
-        """A complete small response (error pages, redirects)."""
-        all_headers = [("Content-Type", "text/html; charset=utf-8"),
-                       ("Content-Length", str(len(body))), *headers]
-        self.write_head(request, status, reason(status), all_headers, keep)
-        if request is None or request.method != "HEAD":
-            self.wfile.write(body)
-            self.sent = len(body)
-        return keep
-
-    def log_access(self, request: Request) -> None:
-        """One line in the Combined Log Format."""
-        if not access_log.isEnabledFor(logging.INFO):
-            return
-        when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
-        line = f"{request.method} {request.target} {request.protocol}"
-        access_log.info('%s - - [%s] "%s" %d %s "%s" "%s"', self.client_address[0], when,
-                        line, self.status, self.sent or "-", request.header("referer") or "-",
-                        request.header("user-agent") or "-")
-
-
-def read_spool(spool: IO[bytes]) -> Iterable[bytes]:
-    with spool:
-        while piece := spool.read(64 * 1024):
-            yield piece
-
-
-def log_script_stderr(data: bytes) -> None:
-    for line in data.decode("utf-8", "replace").splitlines():
-        error_log.warning("script stderr: %s", line)
-
-
-class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    # Non-daemon threads joined on close: a test (or `cgirt up`) that stops the front end
-    # knows that no request is still running.
-    daemon_threads = False
-    block_on_close = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-    def __init__(self, config: DevFrontConfig, docroot: str) -> None:
-        self.config = config
-        self.docroot = docroot
-        self.docroot_param = docroot
-        self.closing = False
-        self._handlers: set[Handler] = set()
-        self._lock = threading.Lock()
-        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-        self.address_family = family
-        super().__init__((config.host, config.port), Handler)
-        self.port: int = self.socket.getsockname()[1]
-        self.server_name_param = config.server_name or config.host
-
-    def track(self, handler: Handler, alive: bool) -> None:
-        with self._lock:
-            if alive:
-                self._handlers.add(handler)
-            else:
-                self._handlers.discard(handler)
-
-    def abort_all(self) -> None:
-        with self._lock:
-            # Under the lock: a handler registering after the snapshot sees the flag.
-            self.closing = True
-            handlers = list(self._handlers)
-        for handler in handlers:
-            handler.abort()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        error_log.exception("unexpected error serving %s", client_address)
+__all__ = ["DevFront", "DevFrontConfig", "DevFrontError", "main", "parse_listen", "run"]
 
 
 class DevFront:
@@ -380,7 +51,7 @@ class DevFront:
         if not root.is_dir():
             raise DevFrontError(f"{root} is not a directory (the site's static files)")
         try:
-            self._server = _Server(config, os.path.realpath(root))
+            self._server = FrontServer(config, os.path.realpath(root))
         except OSError as exc:
             raise DevFrontError(f"cannot listen on {config.host}:{config.port}: "
                                 f"{exc.strerror or exc}") from exc
@@ -403,7 +74,7 @@ class DevFront:
             if self._closed:
                 return
             self._serving = True
-        self._server.serve_forever(poll_interval=0.2)
+        self._server.serve()
 
     def shutdown(self) -> None:
         with self._state:
@@ -411,10 +82,7 @@ class DevFront:
                 return
             self._closed = True
             serving = self._serving
-        if serving:
-            self._server.shutdown()
-        self._server.abort_all()
-        self._server.server_close()
+        self._server.stop(serving)
 
     def __enter__(self) -> DevFront:
         return self

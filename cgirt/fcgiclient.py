@@ -284,7 +284,8 @@ class FastCGIRequest:
         except TimeoutError as exc:
             raise BackendTimeout(f"{self._address} did not answer in time") from exc
         except OSError as exc:
-            raise BackendClosed(f"reading from {self._address}: {exc.strerror or exc}") from exc
+            raise BackendClosed(f"{self._address} closed the connection before ending the "
+                                f"request ({exc.strerror or exc})") from exc
         if len(data) != n:
             raise BackendClosed(f"{self._address} closed the connection before ending the request")
         return data
