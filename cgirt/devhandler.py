@@ -56,8 +56,8 @@ class Handler(socketserver.StreamRequestHandler):
     wbufsize = 0  # responses are framed by hand and must not sit in a buffer
 
     def setup(self) -> None:
-        self.timeout = self.server.config.client_timeout
         super().setup()
+        self.connection.settimeout(self.server.config.client_timeout)
         self.backend_sock: socket.socket | None = None
         self.server.track(self, True)
 
@@ -320,9 +320,20 @@ class FrontServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
                 while not self.closing:
                     for key, _ in selector.select():
                         if key.fileobj is self.socket and not self.closing:
-                            self._handle_request_noblock()
+                            self.accept_one()
         finally:
             self._stopped.set()
+
+    def accept_one(self) -> None:
+        try:
+            connection, client_address = self.get_request()
+        except OSError:
+            return  # the client gave up between select and accept
+        try:
+            self.process_request(connection, client_address)
+        except Exception:
+            self.handle_error(connection, client_address)
+            self.shutdown_request(connection)
 
     def stop(self, serving: bool) -> None:
         """Stop accepting, wake every connection thread, and wait for all of them."""

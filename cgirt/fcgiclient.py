@@ -13,12 +13,12 @@ The caller drives the request in order: :meth:`FastCGIRequest.send_params`, any 
 
 from __future__ import annotations
 
+import io
 import socket
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO
 
 VERSION_1 = 1
 
@@ -192,7 +192,7 @@ class FastCGIRequest:
                  on_stderr: Callable[[bytes], None] | None = None) -> None:
         self._sock = sock
         self._address = address
-        self._reader: BinaryIO = sock.makefile("rb", buffering=MAX_CONTENT + 8)
+        self._reader = io.BufferedReader(socket.SocketIO(sock, "rb"), MAX_CONTENT + 8)
         self._on_stderr = on_stderr
         self._ended = False
         self.app_status: int | None = None

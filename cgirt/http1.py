@@ -13,7 +13,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BufferedIOBase
-from typing import BinaryIO
 
 # RFC 9110 section 5.6.2: a field name is a token.
 TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -254,7 +253,7 @@ def format_head(version: tuple[int, int], status: int, status_text: str,
 class ChunkedWriter:
     """Writes a body in chunked transfer coding; :meth:`finish` writes the last chunk."""
 
-    def __init__(self, wfile: BinaryIO) -> None:
+    def __init__(self, wfile: BufferedIOBase) -> None:
         self._wfile = wfile
 
     def write(self, data: bytes) -> None:

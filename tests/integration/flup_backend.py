@@ -35,7 +35,7 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
 
 
 def query(environ: dict[str, Any], key: str, default: str) -> str:
-    return parse_qs(environ.get("QUERY_STRING", "")).get(key, [default])[0]
+    return str(parse_qs(environ.get("QUERY_STRING", "")).get(key, [default])[0])
 
 
 def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
