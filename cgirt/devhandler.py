@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from cgirt import staticfiles
 from cgirt.devconfig import DevFrontConfig
-from cgirt.fcgiclient import BackendError, BackendTimeout, FastCGIRequest
+from cgirt.fcgiclient import BackendClosed, BackendError, BackendTimeout, FastCGIRequest
 from cgirt.fcgiforward import (SERVER_SOFTWARE, CgiHead, Endpoint, body_allowed, cgi_params,
                                parse_head, read_head)
 from cgirt.http1 import (ChunkedWriter, ClientGone, HttpError, Request, format_head,
@@ -155,10 +155,8 @@ class Handler(socketserver.StreamRequestHandler):
                                      io_timeout=config.response_timeout,
                                      on_stderr=log_script_stderr) as backend:
                 self.backend_sock = backend.sock
-                backend.send_params(params)
-                for piece in body:
-                    backend.send_stdin(piece)
-                backend.end_stdin()
+                send_request(backend, params, body)
+                self.discard_body(request)
                 head_bytes, start = read_head(backend.read_stdout,
                                               config.max_response_header_bytes)
                 head = parse_head(head_bytes)
@@ -170,9 +168,22 @@ class Handler(socketserver.StreamRequestHandler):
             status = 504 if isinstance(exc, BackendTimeout) else 502
             error_log.warning("%s: %d: %s", url_path, status, exc)
             page = error_page(status, f"The FastCGI backend at {config.backend} failed: {exc}")
+            self.discard_body(request)
             return self.send_simple(request, status, page, request.body.done)
         finally:
             self.backend_sock = None
+
+    def discard_body(self, request: Request) -> None:
+        """Read and drop the body the backend did not take, so the client sees the answer.
+
+        Closing a socket with unread input resets the connection, and a client still busy
+        sending would never read the response (nginx's lingering close, in short). The
+        size was already checked against the limit.
+        """
+        try:
+            request.body.drain()
+        except (ClientGone, HttpError, OSError):
+            pass  # still unfinished: the response says Connection: close
 
     def continue_if_expected(self, request: Request) -> None:
         expect = request.header("expect")
@@ -244,7 +255,8 @@ class Handler(socketserver.StreamRequestHandler):
         extra = [("Date", formatdate(usegmt=True))] if "date" not in names else []
         if "server" not in names:
             extra.append(("Server", SERVER_SOFTWARE))
-        if not keep or request is None or not request.wants_keep_alive():
+        if not keep or request is None or not request.wants_keep_alive() \
+                or not request.body.done:
             extra.append(("Connection", "close"))
         elif version < (1, 1):
             extra.append(("Connection", "keep-alive"))
@@ -271,6 +283,20 @@ class Handler(socketserver.StreamRequestHandler):
         access_log.info('%s - - [%s] "%s" %d %s "%s" "%s"', self.client_address[0], when,
                         line, self.status, self.sent or "-", request.header("referer") or "-",
                         request.header("user-agent") or "-")
+
+
+def send_request(backend: FastCGIRequest, params: list[tuple[bytes, bytes]],
+                 body: Iterable[bytes]) -> None:
+    try:
+        backend.send_params(params)
+        for piece in body:
+            backend.send_stdin(piece)
+        backend.end_stdin()
+    except BackendClosed:
+        # A script may answer (or die after answering) without reading all its input; what
+        # it wrote is still readable, so reading the response decides between relaying it
+        # and a 502. The unread rest of the request body makes the connection unusable.
+        pass
 
 
 def read_spool(spool: IO[bytes]) -> Iterable[bytes]:

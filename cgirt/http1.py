@@ -180,16 +180,21 @@ class BodyReader:
         self.chunked = chunked
         self._max_body = max_body
         self.done = length == 0 and not chunked
+        # One generator for the reader's life: iterating again (drain() after a partial
+        # read) continues where the last reader stopped instead of starting over.
+        self._pieces = self._all()
 
     def __iter__(self) -> Iterator[bytes]:
-        pieces = self._chunked() if self.chunked else self._sized()
-        for piece in pieces:
-            yield piece
-        self.done = True
+        return self._pieces
 
     def drain(self) -> None:
-        for _ in self:
+        for _ in self._pieces:
             pass
+
+    def _all(self) -> Iterator[bytes]:
+        if not self.done:
+            yield from self._chunked() if self.chunked else self._sized()
+        self.done = True
 
     def _sized(self) -> Iterator[bytes]:
         remaining = self.length or 0

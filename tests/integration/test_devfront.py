@@ -416,6 +416,24 @@ def test_status_and_repeated_set_cookie_are_preserved(front: DevFront) -> None:
     assert body == b"two cookies\n"
 
 
+def test_script_answering_without_reading_the_body_is_relayed(front: DevFront) -> None:
+    total = 8 * MiB  # more than socket buffers hold: the answer comes before the body ends
+    conn = connect(front)
+    try:
+        conn.request("POST", "/cgi-bin/cookies", body=pieces(total),
+                     headers={"Content-Length": str(total)})
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (201, b"two cookies\n")
+        # The front end read and dropped the rest, so the connection carries on.
+        assert not response.will_close
+        conn.request("GET", "/cgi-bin/cookies")
+        assert conn.getresponse().read() == b"two cookies\n"
+    except (BrokenPipeError, ConnectionResetError):
+        pytest.fail("the front end dropped the client instead of relaying the answer")
+    finally:
+        conn.close()
+
+
 def test_head_to_a_script_sends_no_body(front: DevFront) -> None:
     response, body = get(front, "/cgi-bin/cookies", method="HEAD")
     assert response.status == 201 and body == b""
