@@ -15,7 +15,7 @@ import socketserver
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from email.utils import formatdate
 from typing import IO, Any
 
@@ -172,6 +172,8 @@ class Handler(socketserver.StreamRequestHandler):
             return self.send_simple(request, status, page, request.body.done)
         finally:
             self.backend_sock = None
+            if isinstance(body, Spool):
+                body.close()
 
     def discard_body(self, request: Request) -> None:
         """Read and drop the body the backend did not take, so the client sees the answer.
@@ -199,12 +201,8 @@ class Handler(socketserver.StreamRequestHandler):
             # nginx's CONTENT_LENGTH is the header as sent: empty when there was none.
             declared = request.header("content-length")
             return (None if declared is None else request.body.length), request.body
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
-        for piece in request.body:
-            spool.write(piece)
-        size = spool.tell()
-        spool.seek(0)
-        return size, read_spool(spool)
+        spool = Spool(request.body)
+        return spool.size, spool
 
     def relay(self, request: Request, head: CgiHead, start: bytes,
               read: Callable[[], bytes]) -> bool:
@@ -295,14 +293,30 @@ def send_request(backend: FastCGIRequest, params: list[tuple[bytes, bytes]],
     except BackendClosed:
         # A script may answer (or die after answering) without reading all its input; what
         # it wrote is still readable, so reading the response decides between relaying it
-        # and a 502. The unread rest of the request body makes the connection unusable.
+        # and a 502.
         pass
 
 
-def read_spool(spool: IO[bytes]) -> Iterable[bytes]:
-    with spool:
-        while piece := spool.read(64 * 1024):
+class Spool:
+    """A chunked request body, stored so that its length is known before it is sent."""
+
+    def __init__(self, pieces: Iterable[bytes]) -> None:
+        self._file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        try:
+            for piece in pieces:
+                self._file.write(piece)
+        except BaseException:
+            self._file.close()
+            raise
+        self.size = self._file.tell()
+        self._file.seek(0)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while piece := self._file.read(64 * 1024):
             yield piece
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def log_script_stderr(data: bytes) -> None:
