@@ -154,7 +154,7 @@ class Handler(socketserver.StreamRequestHandler):
             with FastCGIRequest.open(config.backend, connect_timeout=config.connect_timeout,
                                      io_timeout=config.response_timeout,
                                      on_stderr=log_script_stderr) as backend:
-                self.backend_sock = backend.sock
+                self.server.attach_backend(self, backend.sock)
                 send_request(backend, params, body)
                 self.discard_body(request)
                 head_bytes, start = read_head(backend.read_stdout,
@@ -389,6 +389,15 @@ class FrontServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.server_close()  # joins the connection threads
         os.close(self._wake_r)
         os.close(self._wake_w)
+
+    def attach_backend(self, handler: Handler, sock: socket.socket) -> None:
+        """Make a backend socket reachable by :meth:`stop` before blocking on it."""
+        with self._lock:
+            # Same lock as stop()'s snapshot: either stop() sees this socket, or this sees
+            # the flag; a request can never sit out the response timeout after a stop.
+            if self.closing:
+                raise Abort("the front end is stopping")
+            handler.backend_sock = sock
 
     def track(self, handler: Handler, alive: bool) -> None:
         with self._lock:

@@ -84,6 +84,9 @@ def barrier(environ: dict[str, Any], start_response: StartResponse) -> Iterable[
 
 
 def hang(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    # Reaches the front end as FCGI_STDERR: tests learn the request is in the backend.
+    environ["wsgi.errors"].write("hanging\n")
+    environ["wsgi.errors"].flush()
     _never.wait(60)
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"too late\n"]

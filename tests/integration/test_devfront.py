@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import logging
 import os
 import signal
 import socket
@@ -171,6 +172,28 @@ def echo_env(front: DevFront, path: str = "/cgi-bin/echo", **kwargs: Any) -> dic
     assert response.status == 200, body
     result: dict[str, Any] = json.loads(body)
     return result
+
+
+@contextmanager
+def log_seen(logger: str, text: str) -> Iterator[threading.Event]:
+    """An event set when a record containing ``text`` is logged."""
+    seen = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if text in record.getMessage():
+                seen.set()
+
+    watch = Watch()
+    target = logging.getLogger(logger)
+    previous = target.level
+    target.addHandler(watch)
+    target.setLevel(logging.INFO)
+    try:
+        yield seen
+    finally:
+        target.removeHandler(watch)
+        target.setLevel(previous)
 
 
 def raw_exchange(front: DevFront, data: bytes) -> bytes:
@@ -587,6 +610,43 @@ def test_shutdown_drops_idle_keep_alive_connections(site: Path, backend: Backend
         conn.getresponse().read()
     # running() asserted the accept thread ended; no_leaks checks the connection thread.
     conn.close()
+
+
+def test_shutdown_interrupts_a_request_waiting_on_the_backend(site: Path,
+                                                              backend: Backend) -> None:
+    outcome: list[object] = []
+
+    def hang() -> None:
+        try:
+            outcome.append(get(front, "/cgi-bin/hang")[0].status)
+        except (http.client.HTTPException, OSError) as exc:
+            outcome.append(exc)
+
+    front = DevFront(DevFrontConfig(site=site, backend=backend.address, port=0,
+                                    response_timeout=120))
+    accept = threading.Thread(target=front.serve_forever)
+    accept.start()
+    with log_seen("cgirt.error", "script stderr: hanging") as in_backend:
+        client = threading.Thread(target=hang)
+        client.start()
+        assert in_backend.wait(timeout=30)
+    stopper = threading.Thread(target=front.shutdown)
+    stopper.start()
+    # The backend holds the request for 60 s and the response timeout is 120 s.
+    stopper.join(timeout=20)
+    assert not stopper.is_alive(), "shutdown() waited for the backend"
+    accept.join(timeout=10)
+    client.join(timeout=10)
+    assert not client.is_alive() and len(outcome) == 1
+    assert not isinstance(outcome[0], int), "a response came from a hanging backend"
+
+
+def test_stalled_client_is_dropped_after_the_client_timeout(site: Path,
+                                                            backend: Backend) -> None:
+    with running(site, backend.address, client_timeout=0.3) as front:
+        with socket.create_connection(front.server_address, timeout=30) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            assert sock.recv(100) == b""
 
 
 def test_command_line_prints_the_url_and_stops_on_sigterm(site: Path,
