@@ -618,19 +618,19 @@ def test_shutdown_interrupts_a_request_waiting_on_the_backend(site: Path,
 
     def hang() -> None:
         try:
-            outcome.append(get(front, "/cgi-bin/hang")[0].status)
+            outcome.append(get(stopping, "/cgi-bin/hang")[0].status)
         except (http.client.HTTPException, OSError) as exc:
             outcome.append(exc)
 
-    front = DevFront(DevFrontConfig(site=site, backend=backend.address, port=0,
+    stopping = DevFront(DevFrontConfig(site=site, backend=backend.address, port=0,
                                     response_timeout=120))
-    accept = threading.Thread(target=front.serve_forever)
+    accept = threading.Thread(target=stopping.serve_forever)
     accept.start()
     with log_seen("cgirt.error", "script stderr: hanging") as in_backend:
         client = threading.Thread(target=hang)
         client.start()
         assert in_backend.wait(timeout=30)
-    stopper = threading.Thread(target=front.shutdown)
+    stopper = threading.Thread(target=stopping.shutdown)
     stopper.start()
     # The backend holds the request for 60 s and the response timeout is 120 s.
     stopper.join(timeout=20)
