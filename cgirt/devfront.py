@@ -1,0 +1,147 @@
+"""The development HTTP front end: static files from ``htdocs/``, ``/cgi-bin/`` over FastCGI.
+
+It stands where nginx stands in production, so a newcomer runs the very runner code that
+production runs. One thread per connection (the runner, not this, is where concurrency is
+bounded); HTTP/1.1 keep-alive; request bodies stream to FCGI_STDIN and responses stream back
+with Content-Length or chunked coding, so memory stays bounded whatever the sizes.
+
+Use from Python::
+
+    front = DevFront(DevFrontConfig(site=Path("site"), backend=parse_address("unix:/s")))
+    print(front.url)              # bound already (port 0 picks a free port)
+    threading.Thread(target=front.serve_forever).start()
+    ...
+    front.shutdown()              # from any other thread; waits for every connection
+
+or ``python -m cgirt.devfront --site DIR --listen 127.0.0.1:0 --backend unix:/path``,
+which prints the URL on one line and serves until SIGINT or SIGTERM.
+
+Not for production: no TLS, no byte ranges, no access control beyond the site layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cgirt import site
+from cgirt.devconfig import DevFrontConfig, DevFrontError
+from cgirt.devhandler import FrontServer
+from cgirt.fcgiclient import parse_address
+
+__all__ = ["DevFront", "DevFrontConfig", "DevFrontError", "main", "parse_listen", "run"]
+
+
+class DevFront:
+    """The front end, bound and listening once constructed.
+
+    ``serve_forever()`` runs the accept loop (in any thread); ``shutdown()`` from another
+    thread stops it, drops open connections and waits for every connection thread.
+    """
+
+    def __init__(self, config: DevFrontConfig) -> None:
+        self.config = config
+        root = config.site / site.DOCUMENT_ROOT
+        if not root.is_dir():
+            raise DevFrontError(f"{root} is not a directory (the site's static files)")
+        try:
+            self._server = FrontServer(config, os.path.realpath(root))
+        except OSError as exc:
+            raise DevFrontError(f"cannot listen on {config.host}:{config.port}: "
+                                f"{exc.strerror or exc}") from exc
+        self._state = threading.Lock()
+        self._serving = False
+        self._closed = False
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        host, port = self._server.socket.getsockname()[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address
+        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+    def serve_forever(self) -> None:
+        with self._state:
+            if self._closed:
+                return
+            self._serving = True
+        self._server.serve()
+
+    def shutdown(self) -> None:
+        with self._state:
+            if self._closed:
+                return
+            self._closed = True
+            serving = self._serving
+        self._server.stop(serving)
+
+    def __enter__(self) -> DevFront:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+
+def run(config: DevFrontConfig, on_ready: Callable[[DevFront], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; call from the main thread (it owns the signals)."""
+    stop = {signal.SIGINT, signal.SIGTERM}
+    # Blocked before any thread starts, so the signals wait for sigwait() below instead of
+    # interrupting a connection thread: no handler runs, nothing needs to be async-safe.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    try:
+        front = DevFront(config)
+        thread = threading.Thread(target=front.serve_forever, name="devfront-accept")
+        thread.start()
+        try:
+            if on_ready is not None:
+                on_ready(front)
+            signal.sigwait(stop)
+        finally:
+            front.shutdown()
+            thread.join()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"listen on HOST:PORT, not {text!r}")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cgirt.devfront",
+                                     description="cgirt's development HTTP front end")
+    parser.add_argument("--site", required=True, type=Path, help="the site directory")
+    parser.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (port 0: any)")
+    parser.add_argument("--backend", required=True, help="unix:/path or HOST:PORT")
+    parser.add_argument("--max-body", type=int, default=DevFrontConfig.max_body_bytes,
+                        help="largest request body in bytes")
+    parser.add_argument("--response-timeout", type=float,
+                        default=DevFrontConfig.response_timeout)
+    args = parser.parse_args(argv)
+    try:
+        host, port = parse_listen(args.listen)
+        config = DevFrontConfig(site=args.site, backend=parse_address(args.backend),
+                                host=host, port=port, max_body_bytes=args.max_body,
+                                response_timeout=args.response_timeout)
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+        run(config, on_ready=lambda front: print(front.url, flush=True))
+    except (ValueError, DevFrontError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
