@@ -21,6 +21,8 @@ from typing import Any, BinaryIO
 
 import pytest
 
+from tests.support.procs import LONG_LIVED
+
 from cgirt.devfront import DevFront, DevFrontConfig, DevFrontError
 from cgirt.fcgiclient import UnixAddress
 
@@ -57,6 +59,7 @@ def start_backend(directory: Path) -> Backend:
         process = subprocess.Popen([sys.executable, str(BACKEND_SCRIPT), str(path)],
                                    stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True, cwd=directory)
+    LONG_LIVED.add(process.pid)  # stopped by its fixture, which may outlive one test
     backend = Backend(process, UnixAddress(str(path)), log)
     try:
         wait_connectable(backend)
