@@ -42,6 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="TOML file; its [runner] table")
     serve.add_argument("--verbose", action="store_true", help="log at debug level")
     serve.set_defaults(func=_serve)
+    up = sub.add_parser("up", help="runner + FTP gateway + development HTTP front end, on loopback")
+    up.add_argument("--site", type=Path, default=Path("cgirt-site"),
+                    help="the site directory, created from the skeleton if missing (default: ./cgirt-site)")
+    up.add_argument("--http", default="127.0.0.1:8000", help="HOST:PORT of the development front end")
+    up.add_argument("--ftp", default="127.0.0.1:2121", help="HOST:PORT of the FTP gateway")
+    up.add_argument("--no-ftp", action="store_true", help="no FTP gateway")
+    up.add_argument("--workers", type=int, default=2, help="runner worker processes")
+    up.add_argument("--config", type=Path, help="TOML file for the runner ([runner] table)")
+    up.set_defaults(func=_up)
     _register_gateway(sub)
     return parser
 
@@ -82,6 +91,49 @@ def _serve(args: argparse.Namespace) -> int:
     config = _runner_config(args)
     setup_runner_logging(logging.DEBUG if args.verbose else logging.INFO)
     return serve(config)
+
+
+BANNER = """\
+cgirt is up. Site: {site}{created}
+
+  Web:  {http}
+        (a development front end: for production put nginx or Apache in front of
+        `cgirt serve`, as INSTALL.md shows)
+{ftp}
+Logs of the parts: {logs}
+Ctrl-C stops everything.
+"""
+
+
+def _up(args: argparse.Namespace) -> int:
+    from .up import UpConfig, start, stop, wait_until_stopped
+
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if args.config:
+        read_toml(args.config)  # a broken file is reported before anything starts
+    config = UpConfig(site=args.site, http=args.http, ftp=None if args.no_ftp else args.ftp,
+                      workers=args.workers, runner_config=args.config)
+    logs = args.site.resolve() / ".cgirt" / "logs"
+    started = start(config, logs)
+    ftp = ""
+    if started.ftp_url:
+        ftp = f"  FTP:  {started.ftp_url}  (explicit FTPS offered; read logs/ there)\n"
+        if started.account:
+            name, password = started.account
+            ftp += (f"        user {name}, password {password}\n"
+                    "        (shown this once; change it with `cgirt user passwd`)\n")
+    print(BANNER.format(site=args.site.resolve(), http=started.http_url, ftp=ftp, logs=logs,
+                        created=" (created from the skeleton)" if started.site_created else ""),
+          flush=True)
+    try:
+        died = wait_until_stopped(started.processes)
+    finally:
+        stop(started.processes)
+    if died:
+        print(f"cgirt: the {died} process stopped unexpectedly; see {logs}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,195 @@
+"""`cgirt up`: the embedded default. Runner + FTP gateway + development HTTP front end.
+
+Each part runs as its own process, started with the same commands an admin would use
+(`cgirt serve`, `cgirt ftp`, `python -m cgirt.devfront`), so `cgirt up` exercises exactly
+the production code. This module starts and stops them; it prints nothing (the CLI does).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from . import site as site_layout
+from .errors import StartupError
+
+STARTUP_SECONDS = 30.0
+STOP_SECONDS = 15.0
+OWNER = "owner"
+
+
+@dataclass(frozen=True)
+class UpConfig:
+    site: Path
+    http: str = "127.0.0.1:8000"
+    ftp: str | None = "127.0.0.1:2121"
+    workers: int = 2
+    runner_config: Path | None = None
+
+
+@dataclass
+class Started:
+    """What `cgirt up` tells the user once everything listens."""
+
+    http_url: str
+    ftp_url: str | None
+    site_created: bool
+    account: tuple[str, str] | None  # (name, password), only when just created
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+
+def skeleton_dir() -> Path:
+    """The template a new site starts from, installed beside the packages."""
+    try:
+        found = Path(str(resources.files("skeleton_site")))
+        if (found / "cgi-bin").is_dir():
+            return found
+    except (ModuleNotFoundError, TypeError):
+        pass
+    here = Path(__file__).resolve().parent.parent / "skeleton_site"
+    if (here / "cgi-bin").is_dir():
+        return here
+    raise StartupError("the skeleton site is not installed with cgirt")
+
+
+def prepare_site(site: Path) -> bool:
+    """Create the site from the skeleton if it does not exist yet. True if created."""
+    if site.exists():
+        if not (site / site_layout.CGI_ROOT).is_dir():
+            raise StartupError(f"{site} exists but has no {site_layout.CGI_ROOT}/ directory")
+        return False
+    shutil.copytree(skeleton_dir(), site, ignore=shutil.ignore_patterns("__pycache__"))
+    for script in (site / site_layout.CGI_ROOT).iterdir():
+        if script.suffix == ".py":
+            script.chmod(0o755)
+    return True
+
+
+def users_file(site: Path) -> Path:
+    return site_layout.state_dir(site) / "users.json"
+
+
+def _cgirt(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cgirt", *args]
+
+
+def ensure_account(site: Path) -> tuple[str, str] | None:
+    """On first run, an FTP account for the site with a generated password."""
+    path = users_file(site)
+    if path.exists():
+        return None
+    password = secrets.token_urlsafe(12)
+    proc = subprocess.run(_cgirt("user", "add", OWNER, "--site", str(site), "--users", str(path)),
+                          input=password + "\n", capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise StartupError(f"cannot create the FTP account: {proc.stderr.strip()}")
+    return OWNER, password
+
+
+def start(config: UpConfig, logs: Path) -> Started:
+    site = config.site.resolve()
+    created = prepare_site(site)
+    site_layout.ensure_state(site)
+    account = ensure_account(site) if config.ftp else None
+    logs.mkdir(parents=True, exist_ok=True)
+    socket_path = site_layout.state_dir(site) / "runner.sock"
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        runner_args = ["serve", "--site", str(site), "--listen", f"unix:{socket_path}",
+                       "--workers", str(config.workers)]
+        if config.runner_config:
+            runner_args += ["--config", str(config.runner_config)]
+        procs["runner"] = _spawn(_cgirt(*runner_args), logs / "runner.log")
+        _wait(lambda: socket_path.exists(), procs, "the runner")
+        ftp_url = None
+        if config.ftp:
+            port_file = site_layout.state_dir(site) / "ftp.port"
+            port_file.unlink(missing_ok=True)
+            procs["ftp"] = _spawn(_cgirt("ftp", "--users", str(users_file(site)), "--listen",
+                                         config.ftp, "--port-file", str(port_file)), logs / "ftp.log")
+            _wait(lambda: port_file.exists() and port_file.read_text().strip(), procs, "the FTP gateway")
+            host, port = port_file.read_text().split()
+            ftp_url = f"ftp://{host}:{port}/"
+        http_out = logs / "http.out"
+        procs["http"] = _spawn([sys.executable, "-m", "cgirt.devfront", "--site", str(site),
+                                "--listen", config.http, "--backend", f"unix:{socket_path}"],
+                               logs / "http.log", stdout=http_out)
+        match = _wait(lambda: re.search(r"http://\S+", http_out.read_text()) if http_out.exists() else None,
+                      procs, "the HTTP front end")
+        return Started(match.group(0), ftp_url, created, account, procs)  # type: ignore[union-attr]
+    except BaseException:
+        stop(procs)
+        raise
+
+
+def _spawn(argv: list[str], log: Path, stdout: Path | None = None) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as err, open(stdout or log, "ab") as out:
+        # Own process group: Ctrl-C reaches `cgirt up` only, which stops the parts in order.
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True)
+
+
+def _wait(ready: object, procs: dict[str, subprocess.Popen[bytes]], what: str) -> object:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        value = ready()  # type: ignore[operator]
+        if value:
+            return value
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise StartupError(f"{what} did not start: the {name} process exited "
+                                   f"(status {proc.returncode}); see its log")
+        time.sleep(0.02)  # polling a child's readiness, bounded by the deadline
+    raise StartupError(f"{what} did not start within {STARTUP_SECONDS:.0f} s")
+
+
+def wait_until_stopped(procs: dict[str, subprocess.Popen[bytes]]) -> str | None:
+    """Block until SIGINT/SIGTERM or until a part exits; returns the part's name, if any."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    old = signal.set_wakeup_fd(wake_w)
+    stop_requested: list[int] = []
+    handlers = {s: signal.signal(s, lambda n, f: stop_requested.append(n))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop_requested:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    return name
+            select.select([wake_r], [], [], 0.5)
+        return None
+    finally:
+        signal.set_wakeup_fd(old)
+        for s, h in handlers.items():
+            signal.signal(s, h)
+        os.close(wake_r)
+        os.close(wake_w)
+
+
+def stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Front end first (no new requests), then gateway, then runner; kill what lingers."""
+    for name in ("http", "ftp", "runner"):
+        proc = procs.get(name)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # anything of that part still running
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
