@@ -181,8 +181,12 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
         disk = self.writable(filename)
         if os.path.isdir(disk):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        if not os.path.isdir(os.path.dirname(disk)):
+        parent = os.path.dirname(disk)
+        if not os.path.isdir(parent):
             raise _missing(self.fs2ftp(os.path.dirname(filename)))
+        if len(os.fsencode(os.path.basename(disk))) > os.pathconf(parent, "PC_NAME_MAX"):
+            # Refuse before receiving the data, not at os.replace after it.
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
         virtual = self.fs2ftp(filename)
         config = self.cmd_channel.gateway.config
         room = quota.room_for(self.site, Path(disk), config.quota_bytes,

@@ -40,6 +40,7 @@ from .users import UsersStore
 
 log = logging.getLogger("cgirt.ftp")
 
+MAX_COMMAND = 2048
 _HANGUP = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
 
 
@@ -148,6 +149,7 @@ class GatewayHandlerMixin:
 
     gateway: Gateway
     fs: Any
+    _in_buffer: list[bytes]
     remote_ip: str
     username: str
     _restart_position: int
@@ -159,6 +161,26 @@ class GatewayHandlerMixin:
             super().process_command(cmd, *args, **kwargs)  # type: ignore[misc]
         except FtpRefusal as err:
             self.respond(reply_for(err))  # type: ignore[attr-defined]
+
+    # pyftpdlib answers an overlong line with 500 and then parses its tail as a second
+    # command, which desynchronises the client; drop the whole line and answer once.
+    _overlong = False
+
+    def collect_incoming_data(self, data: bytes) -> None:
+        if self._overlong:
+            return
+        if self._in_buffer_len + len(data) > MAX_COMMAND:  # type: ignore[attr-defined]
+            self._overlong = True
+            self._in_buffer, self._in_buffer_len = [], 0
+            return
+        super().collect_incoming_data(data)  # type: ignore[misc]
+
+    def found_terminator(self) -> None:
+        if self._overlong:
+            self._overlong = False
+            self.respond("500 Command too long.")  # type: ignore[attr-defined]
+            return
+        super().found_terminator()  # type: ignore[misc]
 
     def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
         if "\x00" in line:  # os functions raise ValueError on NUL; refuse it up front
