@@ -81,8 +81,18 @@ def _passive_ports(config: GatewayConfig) -> list[int] | None:
     return list(range(low, high + 1))
 
 
+class GatewayServer(ThreadedFTPServer):  # type: ignore[misc]
+    def _loop(self, handler: Any) -> None:
+        # A connection refused on accept (banned address, too many connections) has
+        # been answered and closed already; pyftpdlib would still start its thread and
+        # fail registering the closed socket (EINVAL, a traceback per refusal).
+        if handler._closed:
+            return
+        super()._loop(handler)
+
+
 def build_server(config: GatewayConfig) -> ThreadedFTPServer:
-    server_class = type("CgirtFTPServer", (ThreadedFTPServer,), {
+    server_class = type("CgirtFTPServer", (GatewayServer,), {
         "max_cons": config.max_connections,
         "max_cons_per_ip": config.max_connections_per_ip,
         # pyftpdlib keeps these on the class; a private pair keeps servers independent.
