@@ -21,7 +21,7 @@ class SiteAuthorizer(DummyAuthorizer):  # type: ignore[misc]
         super().__init__()
         self.store = store
 
-    @property  # type: ignore[override]
+    @property
     def user_table(self) -> dict[str, dict[str, Any]]:
         return {
             name: {

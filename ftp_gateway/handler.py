@@ -34,7 +34,7 @@ from cgirt.site import ensure_state
 from .bans import BanList
 from .config import GatewayConfig
 from .errors import Banned, CommandRefused, FtpRefusal, ResumeRefused, reply_for
-from .publish import Outcome, StagedUpload, complete_upload, deploy_log
+from .publish import Outcome, StagedUpload, complete_upload, deploy_log, sweep_stale_staging
 from .site_commands import check_scripts, reload_runner
 from .users import UsersStore
 
@@ -150,6 +150,7 @@ class GatewayHandlerMixin:
     gateway: Gateway
     fs: Any
     _in_buffer: list[bytes]
+    _in_buffer_len: int
     remote_ip: str
     username: str
     _restart_position: int
@@ -169,7 +170,7 @@ class GatewayHandlerMixin:
     def collect_incoming_data(self, data: bytes) -> None:
         if self._overlong:
             return
-        if self._in_buffer_len + len(data) > MAX_COMMAND:  # type: ignore[attr-defined]
+        if self._in_buffer_len + len(data) > MAX_COMMAND:
             self._overlong = True
             self._in_buffer, self._in_buffer_len = [], 0
             return
@@ -217,7 +218,10 @@ class GatewayHandlerMixin:
         return True
 
     def on_login(self, username: str) -> None:
-        ensure_state(Path(self.fs.root))
+        site = Path(self.fs.root)
+        ensure_state(site)
+        if sweep_stale_staging(site):
+            log.info("removed stale staging files of %s", site)
         super().on_login(username)  # type: ignore[misc]
 
     # --- uploads ------------------------------------------------------------------------

@@ -8,6 +8,7 @@ transfer really completed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
@@ -93,10 +94,8 @@ class StagedUpload:
         self.done = True
         if not self._file.closed:
             self._file.close()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.staging_path)
-        except FileNotFoundError:
-            pass
 
 
 @dataclass(frozen=True)
@@ -124,6 +123,26 @@ def complete_upload(upload: StagedUpload, user: str) -> Outcome:
     deploy_log(upload.site, user, f"published {upload.virtual} ({upload.size} bytes), "
                f"generation {generation}")
     return Outcome(published=True, generation=generation)
+
+
+STALE_STAGING_AGE = 3600.0
+
+
+def sweep_stale_staging(site: Path, now: float | None = None) -> int:
+    """Remove staging files left by a gateway that died mid-upload; returns the count.
+
+    Only old files go: a live upload in another session keeps writing to its file.
+    """
+    now = time.time() if now is None else now
+    removed = 0
+    for entry in staging_dir(site).glob(".upload-*.part"):
+        try:
+            if now - entry.lstat().st_mtime > STALE_STAGING_AGE:
+                entry.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def mode_for(site: Path, target: Path) -> int:

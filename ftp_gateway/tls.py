@@ -37,7 +37,7 @@ def write_self_signed(pem: Path) -> None:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, socket.gethostname()[:64])])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     alt = x509.SubjectAlternativeName([
         x509.DNSName("localhost"),
         x509.DNSName(socket.gethostname()),

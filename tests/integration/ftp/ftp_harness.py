@@ -46,7 +46,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.005)
 
 
-def run_cli(*args: str, stdin: str = "", check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, stdin: str = "", check: bool = True
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [sys.executable, "-m", "ftp_gateway", *args],
         input=stdin, capture_output=True, text=True, timeout=60,
@@ -77,7 +79,8 @@ class Gateway:
         return client
 
     def url(self, path: str = "") -> str:
-        return f"ftp://{self.user}:{self.password.replace(' ', '%20')}@{self.host}:{self.port}/{path}"
+        password = self.password.replace(" ", "%20")
+        return f"ftp://{self.user}:{password}@{self.host}:{self.port}/{path}"
 
     def generation(self) -> int:
         try:
@@ -97,7 +100,9 @@ def make_site(root: Path) -> Path:
     site = root
     (site / "cgi-bin").mkdir(parents=True)
     (site / "htdocs").mkdir()
-    (site / "cgi-bin" / "hello.py").write_text('print("Content-Type: text/plain")\nprint()\nprint("v1")\n')
+    (site / "cgi-bin" / "hello.py").write_text(
+        'print("Content-Type: text/plain")\nprint()\nprint("v1")\n'
+    )
     return site
 
 
@@ -109,13 +114,13 @@ def start_gateway(tmp_path: Path, *extra: str, site: Path | None = None,
         run_cli("user", "add", user, "--site", str(site), "--users", str(users),
                 stdin=PASSWORD + "\n")
     stderr_path = tmp_path / "gateway.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ftp_gateway", "ftp", "--users", str(users),
-         "--listen", "127.0.0.1:0", "--auth-failed-delay", "0", "--log-level", "DEBUG",
-         *extra],
-        stdout=subprocess.PIPE, stderr=open(stderr_path, "w"), text=True,
-        start_new_session=True,
-    )
+    with open(stderr_path, "w") as stderr:  # the child keeps its own copy
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ftp_gateway", "ftp", "--users", str(users),
+             "--listen", "127.0.0.1:0", "--auth-failed-delay", "0", "--log-level", "DEBUG",
+             *extra],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True,
+        )
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], START_DEADLINE)
     line = proc.stdout.readline() if ready else ""

@@ -13,7 +13,7 @@ from cgirt.site import ensure_state, read_generation, staging_dir
 from ftp_gateway.config import GatewayConfig
 from ftp_gateway.errors import FileTooLarge, QuotaExceeded, ReadOnlyPath
 from ftp_gateway.filesystem import SiteFS, Zone
-from ftp_gateway.publish import StagedUpload, complete_upload, mode_for
+from ftp_gateway.publish import StagedUpload, complete_upload, mode_for, sweep_stale_staging
 from ftp_gateway.quota import measure, room_for
 
 
@@ -131,6 +131,16 @@ def test_quota_room(site: Path) -> None:
     with pytest.raises(QuotaExceeded):
         room_for(site, site / "new", 0, 1, "/new")
     assert room_for(site, site / "cgi-bin" / "a.py", 0, 1, "/a") is None
+
+
+def test_sweep_removes_only_old_staging_files(site: Path) -> None:
+    old = staging_dir(site) / ".upload-old.part"
+    new = staging_dir(site) / ".upload-new.part"
+    old.write_bytes(b"x")
+    new.write_bytes(b"y")
+    os.utime(old, (1000, 1000))
+    assert sweep_stale_staging(site) == 1
+    assert not old.exists() and new.exists()
 
 
 def test_modes() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,9 @@ def test_hash_is_salted_and_verifies() -> None:
     assert not verify_password("PW", first)
 
 
-@pytest.mark.parametrize("stored", ["", "plain", "md5$x$y", "scrypt$1$2$3$@@@$###", "scrypt$a$b$c$d$e"])
+@pytest.mark.parametrize(
+    "stored", ["", "plain", "md5$x$y", "scrypt$1$2$3$@@@$###", "scrypt$a$b$c$d$e"]
+)
 def test_malformed_hashes_fail_closed(stored: str) -> None:
     assert not verify_password("pw", stored)
 

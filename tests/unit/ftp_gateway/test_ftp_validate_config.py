@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ def test_config_defaults_and_implications(tmp_path: Path) -> None:
     assert config.host == "127.0.0.1" and not config.tls
     assert GatewayConfig(users_file=tmp_path / "u.json", require_tls=True).tls
     assert config.self_signed_dir == tmp_path
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         config.port = 1  # type: ignore[misc]
 
 
