@@ -101,3 +101,16 @@ def test_port_to_foreign_address_refused(gateway: Gateway) -> None:
     with pytest.raises(ftplib.error_perm, match="501|500|425"):
         client.sendcmd("PORT 10,1,2,3,200,10")
     client.quit()
+
+
+def test_banner_passive_range_and_masquerade(gateway_factory: Callable[..., Gateway]) -> None:
+    gateway = gateway_factory("--passive-ports", "61000-61004", "--masquerade", "10.9.8.7")
+    client = gateway.ftp(login=False)
+    welcome = client.getwelcome()
+    assert welcome == "220 cgirt FTP gateway ready." and "pyftpdlib" not in welcome
+    client.login(gateway.user, gateway.password)
+    reply = client.sendcmd("PASV")
+    numbers = [int(n) for n in reply[reply.index("(") + 1:reply.index(")")].split(",")]
+    assert numbers[:4] == [10, 9, 8, 7]
+    assert 61000 <= numbers[4] * 256 + numbers[5] <= 61004
+    client.quit()
