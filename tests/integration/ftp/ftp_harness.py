@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -174,3 +175,26 @@ def gateway(gateway_factory: Callable[..., Gateway]) -> Gateway:
 def store(client: ftplib.FTP, path: str, data: bytes) -> str:
     """STOR and return the complete final reply, multi-line included."""
     return client.storbinary(f"STOR {path}", io.BytesIO(data))
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
+
+
+def _children() -> set[int]:
+    path = f"/proc/{os.getpid()}/task/{os.getpid()}/children"
+    try:
+        return {int(pid) for pid in Path(path).read_text().split()}
+    except OSError:
+        return set()
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Each test ends with the fds, threads and child processes it started with."""
+    fds, threads, children = _open_fds(), threading.active_count(), _children()
+    yield
+    leaked_fds = {fd for fd in _open_fds() - fds if os.path.exists(f"/proc/self/fd/{fd}")}
+    assert not leaked_fds, f"fds leaked: {[os.readlink(f'/proc/self/fd/{fd}') for fd in leaked_fds]}"
+    assert threading.active_count() == threads, "a thread leaked"
+    assert _children() <= children, f"child processes leaked: {_children() - children}"
