@@ -195,6 +195,7 @@ def no_leaks() -> Iterator[None]:
     fds, threads, children = _open_fds(), threading.active_count(), _children()
     yield
     leaked_fds = {fd for fd in _open_fds() - fds if os.path.exists(f"/proc/self/fd/{fd}")}
-    assert not leaked_fds, f"fds leaked: {[os.readlink(f'/proc/self/fd/{fd}') for fd in leaked_fds]}"
+    targets = [os.readlink(f"/proc/self/fd/{fd}") for fd in leaked_fds]
+    assert not leaked_fds, f"fds leaked: {targets}"
     assert threading.active_count() == threads, "a thread leaked"
     assert _children() <= children, f"child processes leaked: {_children() - children}"

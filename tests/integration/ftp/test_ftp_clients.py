@@ -5,6 +5,7 @@ from __future__ import annotations
 import ftplib
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,9 +151,10 @@ def test_site_reload_signals_a_live_runner(gateway: Gateway, tmp_path: Path) -> 
     # A stand-in runner: a process whose command line names cgirt, waiting for SIGHUP.
     marker = tmp_path / "hup"
     code = ("import signal,sys,pathlib;"
-            f"signal.signal(signal.SIGHUP, lambda *a: (pathlib.Path({str(marker)!r}).touch(), sys.exit(0)));"
-            "print('ready', flush=True); signal.pause()")
-    runner = subprocess.Popen(["python3", "-c", code, "cgirt-runner"], stdout=subprocess.PIPE, text=True)
+            f"touch = lambda *a: (pathlib.Path({str(marker)!r}).touch(), sys.exit(0));"
+            "signal.signal(signal.SIGHUP, touch); print('ready', flush=True); signal.pause()")
+    runner = subprocess.Popen([sys.executable, "-c", code, "cgirt-runner"],
+                              stdout=subprocess.PIPE, text=True)
     try:
         assert runner.stdout is not None and runner.stdout.readline() == "ready\n"
         (gateway.site / ".cgirt").mkdir(exist_ok=True)

@@ -99,7 +99,8 @@ def test_state_dir_is_invisible_and_unwritable(gateway: Gateway) -> None:
     client = gateway.ftp()
     assert ".cgirt" not in client.nlst()
     assert ".cgirt" not in listing(client, "-a") and ".cgirt" not in mlsd_names(client)
-    for command in ("CWD .cgirt", "CWD /.cgirt/logs", "RETR .cgirt/generation", "SIZE .cgirt/generation",
+    for command in ("CWD .cgirt", "CWD /.cgirt/logs", "RETR .cgirt/generation",
+                    "SIZE .cgirt/generation",
                     "DELE .cgirt/generation", "RMD .cgirt/staging", "MKD .cgirt/x", "RNFR .cgirt",
                     "MLST .cgirt", "SITE CHMOD 777 .cgirt"):
         reply = refused(client, command)
@@ -128,7 +129,8 @@ def test_logs_folder_is_read_only(gateway: Gateway) -> None:
     chunks: list[bytes] = []
     client.retrbinary("RETR logs/error.log", chunks.append)
     assert b"".join(chunks) == b"Traceback: boom\n"
-    for command in ("DELE logs/error.log", "MKD logs/x", "RMD logs", "SITE CHMOD 777 logs/error.log",
+    for command in ("DELE logs/error.log", "MKD logs/x", "RMD logs",
+                    "SITE CHMOD 777 logs/error.log",
                     "RETR logs/other.txt", "DELE logs"):
         assert refused(client, command).startswith("550"), command
     client.sendcmd("RNFR logs/error.log")

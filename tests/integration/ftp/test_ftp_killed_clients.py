@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import os
 import random
@@ -24,10 +25,8 @@ def staged_bytes(site: Path) -> int:
     staging = site / ".cgirt" / "staging"
     total = 0
     for entry in staging.iterdir() if staging.exists() else ():
-        try:
+        with contextlib.suppress(FileNotFoundError):  # published or discarded meanwhile
             total += entry.stat().st_size
-        except FileNotFoundError:
-            pass
     return total
 
 
@@ -72,14 +71,15 @@ def kill_curl_repeatedly(gateway: Gateway, tmp_path: Path, sig: signal.Signals,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
-            wait_until(lambda: staged_bytes(gateway.site) >= kill_at or proc.poll() is not None,
-                       30, "the upload to reach the kill point")
+            def reached(kill_at: int = kill_at, proc: subprocess.Popen[bytes] = proc) -> bool:
+                return staged_bytes(gateway.site) >= kill_at or proc.poll() is not None
+
+            wait_until(reached, 30, "the upload to reach the kill point")
         finally:
             proc.send_signal(sig)  # a no-op if curl already finished
             proc.wait(timeout=30)
         # Every upload ends in exactly one deploy.log line: published, rejected or discarded.
-        wait_until(lambda: len(gateway.deploy_log().splitlines()) > events, 30,
-                   "the upload's outcome in deploy.log")
+        _outcome_logged(gateway, events)
         assert staging_empty(gateway.site)
         live = target.read_bytes()
         intact = live in (old, new)

@@ -53,7 +53,8 @@ def test_passwords_on_disk_are_salted_hashes(gateway: Gateway, tmp_path: Path) -
     users = str(gateway.users)
     site = tmp_path / "s2"
     site.mkdir()
-    run_cli("user", "add", "carol", "--site", str(site), "--users", users, stdin=gateway.password + "\n")
+    run_cli("user", "add", "carol", "--site", str(site), "--users", users,
+            stdin=gateway.password + "\n")
     text = gateway.users.read_text()
     assert gateway.password not in text
     table = json.loads(text)["users"]
@@ -80,7 +81,8 @@ def test_cli_rejects_a_corrupt_users_file(tmp_path: Path) -> None:
     users = tmp_path / "users.json"
     users.write_text("{not json")
     proc = run_cli("user", "list", "--users", str(users), check=False)
-    assert proc.returncode == 2 and "not valid JSON" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "not valid JSON" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("flags, message", [
