@@ -1,0 +1,84 @@
+"""The gateway's typed errors, and the one place where they become FTP replies.
+
+Code that refuses something raises one of these; `reply_for` turns it into the reply
+line(s). Errors that only concern the administrator (bad configuration, a broken users
+file) carry no FTP code: the CLI prints them.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+# --- administrator-facing (CLI) errors ---------------------------------------------
+
+
+class ConfigError(GatewayError):
+    """An invalid setting; reported at start-up, before anything listens."""
+
+
+class UsersFileError(GatewayError):
+    """The users file is unreadable, malformed, or the requested change is invalid."""
+
+
+# --- client-facing errors: each knows its reply code --------------------------------
+
+
+class FtpRefusal(GatewayError):
+    """A request refused with a specific FTP reply code."""
+
+    code = 550
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class PathRefused(FtpRefusal):
+    """A path that is outside the home, hidden, or otherwise not for this client."""
+
+    code = 550
+
+
+class ReadOnlyPath(FtpRefusal):
+    """A write to the virtual, read-only logs/ folder."""
+
+    code = 550
+
+
+class CommandRefused(FtpRefusal):
+    """A command the gateway deliberately does not support (APPE, STOU)."""
+
+    code = 550
+
+
+class ResumeRefused(FtpRefusal):
+    """STOR after REST: resuming an upload cannot be made atomic and safe."""
+
+    code = 504
+
+
+class QuotaExceeded(FtpRefusal):
+    """The site's byte or file quota would be exceeded (RFC 959: 552)."""
+
+    code = 552
+
+
+class FileTooLarge(FtpRefusal):
+    """The upload is larger than the configured maximum file size."""
+
+    code = 552
+
+
+class Banned(FtpRefusal):
+    """The client address is banned after repeated failed logins."""
+
+    code = 421
+
+
+def reply_for(err: FtpRefusal) -> str:
+    """The FTP reply for a refusal: one line, code first, no CR/LF smuggled in."""
+    text = " ".join(err.message.split())
+    return f"{err.code} {text}"

@@ -1,0 +1,234 @@
+"""The FTP view of one site: confined, state hidden, a read-only logs/ folder, staged writes.
+
+pyftpdlib hands every method a "real" path made by `ftp2fs` (root + virtual path). This
+class decides what that path means before touching the disk:
+
+* `/.cgirt/...` (the runtime state) does not exist, for reading and for writing;
+* `/logs` is a virtual read-only folder showing `.cgirt/logs/error.log` and
+  `deploy.log` (a real `logs` entry at the site root is shadowed);
+* anything else is the site itself, provided its resolved path (symlinks followed)
+  stays inside the site and outside the state directory;
+* uploads never write the final path: `open(..., 'wb')` returns a `StagedUpload`.
+
+The process working directory is never changed (pyftpdlib issue #475: `os.chdir` races
+between the threads of ThreadedFTPServer).
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+from pyftpdlib.filesystems import AbstractedFS
+
+from cgirt.site import STATE_DIR, fsync_dir, logs_dir
+
+from . import quota
+from .errors import CommandRefused, PathRefused, ReadOnlyPath
+from .publish import StagedUpload, record_change
+
+LOGS = "logs"
+LOG_NAMES = ("deploy.log", "error.log")
+READ_ONLY = "logs/ is read-only: it shows the site's error.log and deploy.log."
+
+
+class Zone(enum.Enum):
+    SITE = "site"
+    LOGS_DIR = "logs-dir"
+    LOG_FILE = "log-file"
+    HIDDEN = "hidden"
+
+
+def _missing(path: str) -> OSError:
+    # Hidden things must look absent, not forbidden: no oracle for what exists.
+    return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+
+
+class SiteFS(AbstractedFS):  # type: ignore[misc]
+    # No symlink targets in LIST output: pyftpdlib prints "name -> target" only when the
+    # filesystem has a readlink method.
+    readlink = None
+
+    def __init__(self, root: str, cmd_channel: Any) -> None:
+        super().__init__(os.path.realpath(root), cmd_channel)
+        self.site = Path(self.root)
+        self._state = os.path.join(self.root, STATE_DIR)
+
+    # --- classification -------------------------------------------------------------
+
+    def zone(self, path: str) -> tuple[Zone, str]:
+        """What a root-joined path means, and where it lives on disk."""
+        rel = os.path.relpath(os.path.normpath(path), self.root)
+        if rel == os.curdir:
+            return Zone.SITE, self.root
+        parts = rel.split(os.sep)
+        if parts[0] in (os.pardir, STATE_DIR):
+            return Zone.HIDDEN, path
+        if parts[0] == LOGS:
+            return self._logs_zone(parts[1:], path)
+        if not self._resolves_inside(path):
+            return Zone.HIDDEN, path
+        return Zone.SITE, path
+
+    def _logs_zone(self, rest: list[str], path: str) -> tuple[Zone, str]:
+        if not rest:
+            return Zone.LOGS_DIR, str(logs_dir(self.site))
+        if len(rest) == 1 and rest[0] in LOG_NAMES:
+            return Zone.LOG_FILE, str(logs_dir(self.site) / rest[0])
+        return Zone.HIDDEN, path
+
+    def _resolves_inside(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        root = self.root.rstrip(os.sep) + os.sep
+        state = self._state + os.sep
+        return (real + os.sep).startswith(root) and not (real + os.sep).startswith(state)
+
+    def readable(self, path: str) -> str:
+        zone, disk = self.zone(path)
+        if zone is Zone.HIDDEN:
+            raise _missing(self.fs2ftp(path))
+        return disk
+
+    def writable(self, path: str) -> str:
+        zone, disk = self.zone(path)
+        if zone is Zone.HIDDEN:
+            raise _missing(self.fs2ftp(path))
+        if zone is not Zone.SITE:
+            raise ReadOnlyPath(READ_ONLY)
+        if disk == self.root:
+            raise PathRefused("The site root itself cannot be changed.")
+        return disk
+
+    # --- path conversion --------------------------------------------------------------
+
+    def realpath(self, path: str) -> str:
+        zone, _disk = self.zone(path)
+        if zone in (Zone.LOGS_DIR, Zone.LOG_FILE):
+            return os.path.normpath(path)  # the virtual location, inside the root
+        return os.path.realpath(path)
+
+    # --- reading ----------------------------------------------------------------------
+
+    def open(self, filename: str, mode: str) -> Any:
+        if mode == "rb":
+            return open(self.readable(filename), "rb")
+        if mode == "wb":
+            return self._staged_upload(filename)
+        # APPE and REST+STOR are refused by the handler before they get here.
+        raise CommandRefused("Only whole-file uploads (STOR) are supported.")
+
+    def listdir(self, path: str) -> list[str]:
+        zone, disk = self.zone(path)
+        if zone is Zone.HIDDEN:
+            raise _missing(self.fs2ftp(path))
+        if zone is Zone.LOGS_DIR:
+            return [n for n in LOG_NAMES if os.path.isfile(os.path.join(disk, n))]
+        if zone is Zone.LOG_FILE:
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        names = [n for n in os.listdir(disk) if self._listable(path, n)]
+        if disk == self.root:
+            names.append(LOGS)
+        return names
+
+    listdirinfo = listdir
+
+    def _listable(self, parent: str, name: str) -> bool:
+        """Hide the state dir, the shadowed logs entry and symlinks leading out."""
+        child = os.path.join(parent, name)
+        if os.path.normpath(parent) == self.root and name in (STATE_DIR, LOGS):
+            return False
+        return self.zone(child)[0] is Zone.SITE
+
+    def chdir(self, path: str) -> None:
+        if not os.path.isdir(self.readable(path)):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        self.cwd = self.fs2ftp(path)
+
+    def stat(self, path: str) -> os.stat_result:
+        return os.stat(self.readable(path))
+
+    def lstat(self, path: str) -> os.stat_result:
+        return os.lstat(self.readable(path))
+
+    def isfile(self, path: str) -> bool:
+        zone, disk = self.zone(path)
+        return zone is not Zone.HIDDEN and os.path.isfile(disk)
+
+    def isdir(self, path: str) -> bool:
+        zone, disk = self.zone(path)
+        return zone is not Zone.HIDDEN and os.path.isdir(disk)
+
+    def islink(self, path: str) -> bool:
+        zone, disk = self.zone(path)
+        return zone is Zone.SITE and os.path.islink(disk)
+
+    def lexists(self, path: str) -> bool:
+        zone, disk = self.zone(path)
+        return zone is not Zone.HIDDEN and os.path.lexists(disk)
+
+    def getsize(self, path: str) -> int:
+        return os.path.getsize(self.readable(path))
+
+    def getmtime(self, path: str) -> float:
+        return os.path.getmtime(self.readable(path))
+
+    # --- writing ----------------------------------------------------------------------
+
+    def _staged_upload(self, filename: str) -> StagedUpload:
+        disk = self.writable(filename)
+        if os.path.isdir(disk):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        parent = os.path.dirname(disk)
+        if not os.path.isdir(parent):
+            raise _missing(self.fs2ftp(os.path.dirname(filename)))
+        if len(os.fsencode(os.path.basename(disk))) > os.pathconf(parent, "PC_NAME_MAX"):
+            # Refuse before receiving the data, not at os.replace after it.
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
+        virtual = self.fs2ftp(filename)
+        config = self.cmd_channel.gateway.config
+        room = quota.room_for(self.site, Path(disk), config.quota_bytes,
+                              config.quota_files, virtual)
+        return StagedUpload(self.site, Path(disk), virtual,
+                            max_size=config.max_file_size or None, quota_room=room)
+
+    def mkstemp(self, *args: Any, **kwargs: Any) -> Any:
+        raise CommandRefused("STOU is not supported; upload with STOR.")
+
+    def mkdir(self, path: str) -> None:
+        disk = self.writable(path)
+        os.mkdir(disk, 0o755)
+        self._changed(f"created directory {self.fs2ftp(path)}", disk)
+
+    def rmdir(self, path: str) -> None:
+        disk = self.writable(path)
+        os.rmdir(disk)
+        self._changed(f"removed directory {self.fs2ftp(path)}", disk)
+
+    def remove(self, path: str) -> None:
+        disk = self.writable(path)
+        if os.path.isdir(disk) and not os.path.islink(disk):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        os.remove(disk)
+        self._changed(f"deleted {self.fs2ftp(path)}", disk)
+
+    def rename(self, src: str, dst: str) -> None:
+        disk_src, disk_dst = self.writable(src), self.writable(dst)
+        os.rename(disk_src, disk_dst)
+        if os.path.dirname(disk_src) != os.path.dirname(disk_dst):
+            # Both directories changed; each must be durable before the bump.
+            fsync_dir(Path(os.path.dirname(disk_src)))
+        self._changed(f"renamed {self.fs2ftp(src)} to {self.fs2ftp(dst)}", disk_dst)
+
+    def chmod(self, path: str, mode: int) -> None:
+        # setuid, setgid and sticky bits are never set over FTP.
+        os.chmod(self.writable(path), mode & 0o777)
+
+    def utime(self, path: str, timeval: float) -> None:
+        os.utime(self.writable(path), (timeval, timeval))
+
+    def _changed(self, what: str, disk: str) -> None:
+        user = self.cmd_channel.username if self.cmd_channel is not None else "?"
+        record_change(self.site, user, what, Path(os.path.dirname(disk)))
