@@ -1,0 +1,110 @@
+"""`cgirt up` and the README's demo command, as a newcomer runs them."""
+
+from __future__ import annotations
+
+import ftplib
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.http import fetch
+from tests.support.procs import Proc, children_of, wait_for
+from tests.support.servers import REPO
+
+pytestmark = pytest.mark.integration
+
+BANNER = re.compile(r"Web:\s+http://(?P<http>[\d.]+:\d+)/.*?FTP:\s+ftp://(?P<host>[\d.]+):(?P<port>\d+)/"
+                    r"(?:.*?user (?P<user>\w+), password (?P<password>\S+))?", re.S)
+
+
+class Up:
+    def __init__(self, argv: list[str], log: Path, cwd: Path = REPO) -> None:
+        self.proc = Proc(argv, log, cwd=cwd)
+        self.match = wait_for(lambda: BANNER.search(self.proc.output()) or
+                              (not self.proc.alive() and self.proc.output() + "<exited>"), 180, "the banner")
+        assert isinstance(self.match, re.Match), self.match
+        self.http = self.match["http"]
+        self.ftp = (self.match["host"], int(self.match["port"]))
+
+    def parts(self) -> list[int]:
+        pids = children_of(self.proc.pid)
+        return pids + [g for p in pids for g in children_of(p)]
+
+    def stop(self) -> None:
+        parts = self.parts()
+        assert len(parts) >= 3
+        assert self.proc.stop(signal.SIGTERM, timeout=30) == 0
+        alive = [p for p in parts if Path(f"/proc/{p}").exists()
+                 and Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+        assert not alive, f"parts of cgirt up outlived it: {alive}"
+
+
+def exercise(up: Up, user: str, password: str) -> None:
+    assert b"cgirt" in fetch(up.http, "/").body
+    assert fetch(up.http, "/cgi-bin/hello.py").status == 200
+    ftp = ftplib.FTP()
+    ftp.connect(*up.ftp, timeout=30)
+    ftp.login(user, password)
+    ftp.storbinary("STOR cgi-bin/mine.py", io.BytesIO(
+        b'print("Content-Type: text/plain")\nprint()\nprint("mine, live")\n'))
+    assert fetch(up.http, "/cgi-bin/mine.py").body == b"mine, live\n"
+    reply = ftp.storbinary("STOR cgi-bin/mine.py", io.BytesIO(b"print('broken\n"))
+    assert reply.startswith("226-") and "SyntaxError" in reply
+    assert fetch(up.http, "/cgi-bin/mine.py").body == b"mine, live\n"
+    ftp.storbinary("STOR cgi-bin/oops.py", io.BytesIO(
+        b'print("Content-Type: text/plain")\nprint()\nraise RuntimeError("read me over FTP")\n'))
+    fetch(up.http, "/cgi-bin/oops.py")
+    log = io.BytesIO()
+    ftp.retrbinary("RETR logs/error.log", log.write)
+    assert b"RuntimeError: read me over FTP" in log.getvalue()
+    ftp.quit()
+
+
+def test_cgirt_up_first_and_second_run(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    argv = [sys.executable, "-m", "cgirt", "up", "--site", str(site), "--http", "127.0.0.1:0",
+            "--ftp", "127.0.0.1:0"]
+    up = Up(argv, tmp_path / "up1.log")
+    try:
+        assert "created from the skeleton" in up.proc.output()
+        assert "for development" in up.proc.output() and "INSTALL.md" in up.proc.output()
+        user, password = up.match["user"], up.match["password"]
+        assert user and password
+        exercise(up, user, password)
+    finally:
+        up.stop()
+    again = Up(argv, tmp_path / "up2.log")
+    try:
+        assert again.match["password"] is None and "created" not in again.proc.output()
+        exercise(again, user, password)
+    finally:
+        again.stop()
+
+
+def test_bad_arguments_to_up(tmp_path: Path) -> None:
+    (tmp_path / "not-a-site").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "cgirt", "up", "--site", str(tmp_path / "not-a-site")],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 4 and proc.stderr.count("\n") == 1 and "cgi-bin" in proc.stderr
+
+
+def test_readme_quick_start_in_a_fresh_clone(tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, timeout=120)
+    readme = (clone / "README.md").read_text()
+    quick = re.search(r"## Quick start\n(.*?)\n## ", readme, re.S)
+    assert quick, "README has no quick start"
+    commands = re.findall(r"^    (\./\S+.*)$", quick.group(1), re.M)
+    assert commands == ["./run-demo", "./run-tests"]
+    up = Up(["./run-demo", "--site", str(tmp_path / "demo-site"), "--http", "127.0.0.1:0",
+             "--ftp", "127.0.0.1:0"], tmp_path / "demo.log", cwd=clone)
+    try:
+        exercise(up, up.match["user"], up.match["password"])
+    finally:
+        up.stop()
