@@ -97,7 +97,7 @@ BANNER = """\
 cgirt is up. Site: {site}{created}
 
   Web:  {http}
-        (a development front end: for production put nginx or Apache in front of
+        (a front end for development only: in production put nginx or Apache in front of
         `cgirt serve`, as INSTALL.md shows)
 {ftp}
 Logs of the parts: {logs}
