@@ -121,6 +121,7 @@ def start(config: UpConfig, logs: Path) -> Started:
             host, port = port_file.read_text().split()
             ftp_url = f"ftp://{host}:{port}/"
         http_out = logs / "http.out"
+        http_out.unlink(missing_ok=True)  # it names the URL: never read a previous run's
         procs["http"] = _spawn([sys.executable, "-m", "cgirt.devfront", "--site", str(site),
                                 "--listen", config.http, "--backend", f"unix:{socket_path}"],
                                logs / "http.log", stdout=http_out)
