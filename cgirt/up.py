@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 from . import site as site_layout
@@ -50,15 +50,13 @@ class Started:
 
 def skeleton_dir() -> Path:
     """The template a new site starts from, installed beside the packages."""
-    try:
-        found = Path(str(resources.files("skeleton_site")))
-        if (found / "cgi-bin").is_dir():
-            return found
-    except (ModuleNotFoundError, TypeError):
-        pass
-    here = Path(__file__).resolve().parent.parent / "skeleton_site"
-    if (here / "cgi-bin").is_dir():
-        return here
+    # A data-only directory installed as a namespace package: look at its locations.
+    spec = importlib.util.find_spec("skeleton_site")
+    places = list(spec.submodule_search_locations or []) if spec else []
+    places.append(str(Path(__file__).resolve().parent.parent / "skeleton_site"))
+    for place in places:
+        if (Path(place) / "cgi-bin").is_dir():
+            return Path(place)
     raise StartupError("the skeleton site is not installed with cgirt")
 
 
