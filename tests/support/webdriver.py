@@ -12,7 +12,7 @@ from typing import Any
 from .procs import Proc, wait_for
 from .servers import require
 
-_ELEMENT = "element-6066-11e4-a52f-4a4c4e4f4e4f"
+_ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 
 
 class Browser:
@@ -45,7 +45,13 @@ class Browser:
         self._s("POST", "/url", {"url": url})
 
     def find(self, css: str) -> str:
-        return str(self._s("POST", "/element", {"using": "css selector", "value": css})[_ELEMENT])
+        found = self._s("POST", "/element", {"using": "css selector", "value": css})
+        if _ELEMENT not in found:
+            raise AssertionError(f"no {css!r} on {self.url}: {found}\n{self.source()[:2000]}")
+        return str(found[_ELEMENT])
+
+    def source(self) -> str:
+        return str(self._s("GET", "/source"))
 
     def type(self, css: str, text: str) -> None:
         self._s("POST", f"/element/{self.find(css)}/value", {"text": text})
