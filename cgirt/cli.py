@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import RunnerConfig, line_of, read_toml
+from .config import RunnerConfig, read_toml
 from .errors import ConfigError, StartupError
 
 EXIT_USAGE = 2
@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-requests-jitter", type=int, help="random extra requests per worker")
     serve.add_argument("--memory-limit-mb", type=int, help="address-space limit per worker")
     serve.add_argument("--socket-mode", help="octal permissions of a unix socket, e.g. 660")
-    serve.add_argument("--config", type=Path, help="TOML file; its [runner] table")
+    serve.add_argument("--config", type=Path,
+                       help="TOML file: its [runner] table, and [sites.NAME] with --name")
+    serve.add_argument("--name", help="the site's table in the config file: [sites.NAME]")
     serve.add_argument("--verbose", action="store_true", help="log at debug level")
     serve.set_defaults(func=_serve)
     up = sub.add_parser("up", help="runner + FTP gateway + development HTTP front end, on loopback")
@@ -51,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--workers", type=int, default=2, help="runner worker processes")
     up.add_argument("--config", type=Path, help="TOML file for the runner ([runner] table)")
     up.set_defaults(func=_up)
+    config = sub.add_parser("config", help="check a configuration file")
+    config_sub = config.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
+    check = config_sub.add_parser("check", help="report every problem, with its file and line")
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=_config_check)
     _register_gateway(sub)
     return parser
 
@@ -66,22 +73,38 @@ def _register_gateway(sub: Any) -> None:
 
 
 def _runner_config(args: argparse.Namespace) -> RunnerConfig:
-    file_values = read_toml(args.config) if args.config else {}
-    if args.site is None and "site" not in file_values:
-        raise ConfigError("no site given: use --site DIR or set site in the [runner] table")
     overrides = {k: getattr(args, k) for k in (
         "site", "listen", "workers", "mode", "timeout", "max_requests", "max_requests_jitter",
         "memory_limit_mb", "socket_mode")}
-    try:
-        return RunnerConfig.from_sources(file_values, overrides)
-    except ConfigError as exc:
-        if args.config:
-            for key in file_values:
-                if repr(key) in str(exc) or str(exc).startswith(key):
-                    line = line_of(args.config, key)
-                    if line:
-                        raise ConfigError(f"{args.config}:{line}: {exc}") from None
-        raise
+    if args.config is None:
+        if args.name:
+            raise ConfigError("--name needs --config FILE")
+        if args.site is None:
+            raise ConfigError("no site given: use --site DIR, or --config FILE")
+        return RunnerConfig.from_sources({}, overrides)
+    from .configfile import ConfigFile
+
+    file = ConfigFile(args.config)
+    if args.site is None and "site" not in file.runner_values(args.name):
+        raise ConfigError(f"{args.config}: no site given (set site, or use --name NAME)")
+    return file.runner_config(args.name, overrides)
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from ftp_gateway.config import check_table
+
+    from .configfile import ConfigFile
+
+    file = ConfigFile(args.file)
+    problems = file.problems(check_table)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return EXIT_USAGE
+    sites = file.site_names()
+    print(f"{args.file}: ok ({len(sites)} site{'s' * (len(sites) != 1)}"
+          f"{', ftp' if 'ftp' in file.data else ''})")
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

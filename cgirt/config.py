@@ -7,7 +7,6 @@ flags. `RunnerConfig` is frozen and validated once; nothing else reads settings.
 from __future__ import annotations
 
 import dataclasses
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,15 +174,3 @@ def read_toml(path: Path, table: str = "runner") -> dict[str, Any]:
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: [{table}] must be a table")
     return section
-
-
-def line_of(path: Path, key: str) -> int | None:
-    """The line a key is set on, so semantic errors can point at it."""
-    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
-    try:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if pattern.match(line):
-                return number
-    except OSError:
-        return None
-    return None

@@ -125,7 +125,8 @@ def start(config: UpConfig, logs: Path) -> Started:
                                logs / "http.log", stdout=http_out)
         match = _wait(lambda: re.search(r"http://\S+", http_out.read_text()) if http_out.exists() else None,
                       procs, "the HTTP front end")
-        return Started(match.group(0), ftp_url, created, account, procs)  # type: ignore[union-attr]
+        assert isinstance(match, re.Match)
+        return Started(match.group(0), ftp_url, created, account, procs)
     except BaseException:
         stop(procs)
         raise

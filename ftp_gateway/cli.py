@@ -15,8 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .config import GatewayConfig, parse_listen, parse_port_range
-from .errors import GatewayError, UsersFileError
+from .config import GatewayConfig, parse_listen, parse_port_range, table_values
+from .errors import ConfigError, GatewayError, UsersFileError
 from .users import DEFAULT_PERM, User, check_name, editing, hash_password, read_users
 
 PROG = "cgirt"
@@ -32,11 +32,12 @@ def register(subparsers: Any) -> None:
 
 def _register_ftp(subparsers: Any) -> None:
     p = subparsers.add_parser("ftp", help="run the FTP/FTPS deployment gateway")
-    p.add_argument("--users", required=True, type=Path, help="users file")
-    p.add_argument("--listen", default="127.0.0.1:2121", help="HOST:PORT (port 0: any)")
+    p.add_argument("--config", type=Path, help="TOML file; its [ftp] table (flags override it)")
+    p.add_argument("--users", type=Path, help="users file")
+    p.add_argument("--listen", help="HOST:PORT (port 0: any; default 127.0.0.1:2121)")
     p.add_argument("--port-file", type=Path, help="write 'HOST PORT' here once listening")
-    p.add_argument("--tls", action="store_true", help="offer explicit FTPS (AUTH TLS)")
-    p.add_argument("--require-tls", action="store_true",
+    p.add_argument("--tls", action="store_true", default=None, help="offer explicit FTPS (AUTH TLS)")
+    p.add_argument("--require-tls", action="store_true", default=None,
                    help="refuse logins and transfers without TLS (implies --tls)")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate (chain); implies --tls")
     p.add_argument("--tls-key", type=Path, help="PEM key (default: in --tls-cert)")
@@ -44,39 +45,52 @@ def _register_ftp(subparsers: Any) -> None:
                    help="where the self-signed certificate is kept (default: users file dir)")
     p.add_argument("--passive-ports", help="passive port range LOW-HIGH")
     p.add_argument("--masquerade", help="IPv4 address to announce in PASV replies")
-    p.add_argument("--max-connections", type=int, default=256)
-    p.add_argument("--max-connections-per-ip", type=int, default=10)
-    p.add_argument("--idle-timeout", type=float, default=300.0, help="seconds")
-    p.add_argument("--data-timeout", type=float, default=120.0, help="seconds")
-    p.add_argument("--ban-failures", type=int, default=5, help="N failed logins ...")
-    p.add_argument("--ban-window", type=float, default=600.0, help="... within S seconds")
-    p.add_argument("--ban-duration", type=float, default=900.0, help="ban for S seconds")
-    p.add_argument("--auth-failed-delay", type=float, default=1.0, help="seconds")
-    p.add_argument("--quota-bytes", type=int, default=0, help="per site; 0: unlimited")
-    p.add_argument("--quota-files", type=int, default=0, help="per site; 0: unlimited")
-    p.add_argument("--max-file-size", type=int, default=0, help="bytes; 0: unlimited")
-    p.add_argument("--completion-grace", type=float, default=0.1,
-                   help="seconds to watch for a dying client before publishing")
+    p.add_argument("--max-connections", type=int, help="in total (default 256)")
+    p.add_argument("--max-connections-per-ip", type=int, help="per address (default 10)")
+    p.add_argument("--idle-timeout", type=float, help="seconds (default 300)")
+    p.add_argument("--data-timeout", type=float, help="seconds (default 120)")
+    p.add_argument("--ban-failures", type=int, help="N failed logins ... (default 5)")
+    p.add_argument("--ban-window", type=float, help="... within S seconds (default 600)")
+    p.add_argument("--ban-duration", type=float, help="ban for S seconds (default 900)")
+    p.add_argument("--auth-failed-delay", type=float, help="seconds (default 1)")
+    p.add_argument("--quota-bytes", type=int, help="per site; 0: unlimited")
+    p.add_argument("--quota-files", type=int, help="per site; 0: unlimited")
+    p.add_argument("--max-file-size", type=int, help="bytes; 0: unlimited")
+    p.add_argument("--completion-grace", type=float,
+                   help="seconds to watch for a dying client before publishing (default 0.1)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     p.set_defaults(func=run_ftp)
 
 
+# Command-line option → GatewayConfig field, for the options given on the command line.
+_FLAG_FIELDS = {
+    "users": "users_file", "port_file": "port_file", "tls": "tls", "require_tls": "require_tls",
+    "tls_cert": "tls_cert", "tls_key": "tls_key", "tls_dir": "tls_dir",
+    "masquerade": "masquerade_address", "max_connections": "max_connections",
+    "max_connections_per_ip": "max_connections_per_ip", "idle_timeout": "idle_timeout",
+    "data_timeout": "data_timeout", "ban_failures": "ban_failures", "ban_window": "ban_window",
+    "ban_duration": "ban_duration", "auth_failed_delay": "auth_failed_delay",
+    "quota_bytes": "quota_bytes", "quota_files": "quota_files", "max_file_size": "max_file_size",
+    "completion_grace": "completion_grace",
+}
+
+
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
-    host, port = parse_listen(args.listen)
-    return GatewayConfig(
-        users_file=args.users, host=host, port=port, port_file=args.port_file,
-        tls=args.tls, require_tls=args.require_tls, tls_cert=args.tls_cert,
-        tls_key=args.tls_key, tls_dir=args.tls_dir,
-        passive_ports=parse_port_range(args.passive_ports) if args.passive_ports else None,
-        masquerade_address=args.masquerade,
-        max_connections=args.max_connections,
-        max_connections_per_ip=args.max_connections_per_ip,
-        idle_timeout=args.idle_timeout, data_timeout=args.data_timeout,
-        ban_failures=args.ban_failures, ban_window=args.ban_window,
-        ban_duration=args.ban_duration, auth_failed_delay=args.auth_failed_delay,
-        quota_bytes=args.quota_bytes, quota_files=args.quota_files,
-        max_file_size=args.max_file_size, completion_grace=args.completion_grace,
-    )
+    values: dict[str, Any] = {}
+    if args.config is not None:
+        from cgirt.configfile import ConfigFile
+
+        values.update(table_values(ConfigFile(args.config).table("ftp"), args.config.parent))
+    for flag, name in _FLAG_FIELDS.items():
+        if getattr(args, flag) is not None:
+            values[name] = getattr(args, flag)
+    if args.listen is not None or "host" not in values:
+        values["host"], values["port"] = parse_listen(args.listen or "127.0.0.1:2121")
+    if args.passive_ports:
+        values["passive_ports"] = parse_port_range(args.passive_ports)
+    if "users_file" not in values:
+        raise ConfigError("no users file: give --users FILE or users in the [ftp] table")
+    return GatewayConfig(**values)
 
 
 def run_ftp(args: argparse.Namespace) -> int:

@@ -140,3 +140,91 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise ConfigError(f"--listen must be HOST:PORT, got {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+# -- the [ftp] table of the admin's TOML file ------------------------------------------
+
+
+def _int(key: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"{key} must be a whole number, not {v!r}")
+    return v
+
+
+def _float(key: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(f"{key} must be a number of seconds, not {v!r}")
+    return float(v)
+
+
+def _bool(key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"{key} must be true or false, not {v!r}")
+    return v
+
+
+def _text(key: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(f"{key} must be text, not {v!r}")
+    return v
+
+
+_TABLE_KEYS: dict[str, tuple[str, Any]] = {
+    # key in [ftp] → (GatewayConfig field, converter)
+    "users": ("users_file", _text), "banner": ("banner", _text),
+    "tls": ("tls", _bool), "require_tls": ("require_tls", _bool),
+    "tls_cert": ("tls_cert", _text), "tls_key": ("tls_key", _text), "tls_dir": ("tls_dir", _text),
+    "masquerade": ("masquerade_address", _text),
+    "max_connections": ("max_connections", _int),
+    "max_connections_per_ip": ("max_connections_per_ip", _int),
+    "idle_timeout": ("idle_timeout", _float), "data_timeout": ("data_timeout", _float),
+    "ban_failures": ("ban_failures", _int), "ban_window": ("ban_window", _float),
+    "ban_duration": ("ban_duration", _float), "auth_failed_delay": ("auth_failed_delay", _float),
+    "quota_bytes": ("quota_bytes", _int), "quota_files": ("quota_files", _int),
+    "max_file_size": ("max_file_size", _int), "completion_grace": ("completion_grace", _float),
+}
+_PATHS = {"users_file", "tls_cert", "tls_key", "tls_dir"}
+
+
+def _table_value(key: str, value: Any, base: Path) -> dict[str, Any]:
+    if key == "listen":
+        host, port = parse_listen(_text(key, value))
+        return {"host": host, "port": port}
+    if key == "passive_ports":
+        return {"passive_ports": parse_port_range(_text(key, value))}
+    if key not in _TABLE_KEYS:
+        raise ConfigError(f"unknown ftp setting {key!r}")
+    name, convert = _TABLE_KEYS[key]
+    converted = convert(key, value)
+    if name in _PATHS:
+        converted = base / converted  # relative paths are relative to the file
+    return {name: converted}
+
+
+def table_values(table: dict[str, Any], base: Path) -> dict[str, Any]:
+    """GatewayConfig keyword arguments from an [ftp] table (first problem raises)."""
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        values.update(_table_value(key, value, base))
+    return values
+
+
+def check_table(table: dict[str, Any], base: Path) -> list[tuple[str, str]]:
+    """Every problem of an [ftp] table, as (key, message)."""
+    problems: list[tuple[str, str]] = []
+    good: dict[str, Any] = {}
+    for key, value in table.items():
+        try:
+            single = _table_value(key, value, base)
+            GatewayConfig(**{"users_file": base / "users.json", **single})
+            good.update(single)
+        except ConfigError as exc:
+            problems.append((key, str(exc)))
+    if "users" not in table:
+        problems.append(("ftp", "[ftp] needs users = the users file"))
+    elif not problems:
+        try:
+            GatewayConfig(**good)
+        except ConfigError as exc:
+            problems.append(("ftp", str(exc)))
+    return problems

@@ -24,7 +24,7 @@ from typing import Any
 
 from pyftpdlib.filesystems import AbstractedFS
 
-from cgirt.site import STATE_DIR, fsync_dir, logs_dir
+from cgirt.site import STATE_DIR, fsync_dir, logs_dir, own_like_site
 
 from . import quota
 from .errors import CommandRefused, PathRefused, ReadOnlyPath
@@ -200,6 +200,7 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
     def mkdir(self, path: str) -> None:
         disk = self.writable(path)
         os.mkdir(disk, 0o755)
+        own_like_site(Path(disk), self.site)
         self._changed(f"created directory {self.fs2ftp(path)}", disk)
 
     def rmdir(self, path: str) -> None:

@@ -22,6 +22,7 @@ from cgirt.site import (
     deploy_log_path,
     ensure_state,
     fsync_dir,
+    own_like_site,
     staging_dir,
 )
 
@@ -116,6 +117,7 @@ def complete_upload(upload: StagedUpload, user: str) -> Outcome:
         return Outcome(published=False, finding=finding)
     upload.seal()
     os.chmod(upload.staging_path, mode_for(upload.site, upload.target))
+    own_like_site(upload.staging_path, upload.site)
     os.replace(upload.staging_path, upload.target)
     upload.done = True
     fsync_dir(upload.target.parent)

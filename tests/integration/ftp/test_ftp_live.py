@@ -119,3 +119,25 @@ def test_lftp_mirror_of_the_skeleton_with_ssl_force(live: Callable[..., Live], t
         # A new size each time: mirror decides what changed by size and time, and a
         # same-second, same-size edit would not be sent at all.
         (local / "cgi-bin" / "hello.py").write_bytes(version(n + 1, "." * (n + 1)))
+
+
+def test_uploads_belong_to_the_site_owner_when_the_gateway_runs_as_root(tmp_path: Path) -> None:
+    import os
+    import pwd
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    owner = pwd.getpwnam("nobody")
+    site = tmp_path / "site"
+    (site / "cgi-bin").mkdir(parents=True)
+    for p in (site, site / "cgi-bin"):
+        os.chown(p, owner.pw_uid, owner.pw_gid)
+    gw = start_gateway(tmp_path, site=site)
+    try:
+        client = gw.ftp()
+        client.storbinary("STOR cgi-bin/a.py", io.BytesIO(version(1)))
+        client.mkd("cgi-bin/sub")
+        client.quit()
+        for p in (site / "cgi-bin" / "a.py", site / "cgi-bin" / "sub"):
+            assert (p.stat().st_uid, p.stat().st_gid) == (owner.pw_uid, owner.pw_gid)
+    finally:
+        stop_gateway(gw.proc)
