@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import RunnerConfig, read_toml
+from .config import RunnerConfig
 from .errors import ConfigError, StartupError
 
 EXIT_USAGE = 2
@@ -134,7 +134,9 @@ def _up(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
     if args.config:
-        read_toml(args.config)  # a broken file is reported before anything starts
+        from .configfile import ConfigFile
+
+        ConfigFile(args.config).runner_config(None, {"site": args.site})  # fail before starting
     config = UpConfig(site=args.site, http=args.http, ftp=None if args.no_ftp else args.ftp,
                       workers=args.workers, runner_config=args.config)
     logs = args.site.resolve() / ".cgirt" / "logs"

@@ -7,7 +7,6 @@ flags. `RunnerConfig` is frozen and validated once; nothing else reads settings.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -158,19 +157,3 @@ class RunnerConfig:
         if config.kill_grace > config.timeout * 10:
             raise ConfigError("kill_grace should not be more than ten times the timeout")
         return config
-
-
-def read_toml(path: Path, table: str = "runner") -> dict[str, Any]:
-    """Read one table of a TOML file; errors name the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    section = data.get(table, {})
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: [{table}] must be a table")
-    return section

@@ -11,7 +11,6 @@ import ftplib
 import io
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,13 +28,9 @@ START_DEADLINE = 20.0
 
 def require_tool(name: str) -> str:
     """The client's path, or a loud skip (a failure under CI=true)."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"*** {name} is not installed: the {name} tests cannot run ***"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    from tests.support.servers import require
+
+    return require(name)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:

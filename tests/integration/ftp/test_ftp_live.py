@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import ssl
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
