@@ -21,8 +21,8 @@ from .config import RunnerConfig
 from .dispatch import Dispatcher, Target
 from .environ import build_environ, redirect_environ, search_words
 from .errors import BadRequest, HttpError, RedirectLoop, RequestTimeout, ScriptFailed
-from .fastcgi import FastCGIRequest
-from .forkmode import ForkRunner
+from .fastcgi import FastCGIRequest, io_timeout
+from .forkmode import ForkServer
 from .log import ErrorLog
 from .modes import ModePolicy
 from .response import ResponseParser
@@ -52,7 +52,7 @@ class CgiApp:
         self.modules = SiteModules(os.path.realpath(config.site))
         self.errlog = ErrorLog(site_layout.error_log_path(config.site), config.site)
         self.document_root = str(config.site / site_layout.DOCUMENT_ROOT)
-        self.forks = ForkRunner(config.timeout, config.kill_grace)
+        self.forks = ForkServer(config.timeout, config.kill_grace, io_timeout(config))
         self._generation_path = str(site_layout.generation_path(config.site))
         self._generation: Any = None
         self._state: ProcessState | None = None
@@ -68,9 +68,9 @@ class CgiApp:
         import cgitb  # noqa: F401
 
         install_site_loader(self.modules)
-        self._state = ProcessState()
         signal.signal(signal.SIGALRM, self._on_deadline)
-        self._state.handlers[signal.SIGALRM] = self._on_deadline
+        self._state = ProcessState()
+        self.forks.start(self._serve_forked)  # the template: clean, preloaded, no script run yet
 
     # -- the request --------------------------------------------------------------------
 
@@ -117,9 +117,8 @@ class CgiApp:
         parser = ResponseParser(req.write, head_only=env["REQUEST_METHOD"] == "HEAD",
                                 nph=os.path.basename(target.path).startswith("nph-"))
         argv_words = search_words(env["QUERY_STRING"])
-        if mode == "fork":
-            self.forks.run(req, lambda: self.guarded(req, target.path, lambda: self._execute_in_process(
-                req, target, env, body, parser, argv_words, depth)), self._error_page)
+        if mode == "fork" and not self.forks.in_child:
+            self.forks.run(req, (target, env, argv_words, depth, body.remaining), self._error_page)
             return
         if mode == "exec":
             run_exec(target.path, argv_words, env, body, parser.write,
@@ -128,12 +127,19 @@ class CgiApp:
             self._run_persistent(req, target, env, body, parser, argv_words)
         self._finish(req, target, env, parser, depth)
 
-    def _execute_in_process(self, req: FastCGIRequest, target: Target, env: dict[str, str],
-                            body: RequestBody, parser: ResponseParser, argv_words: list[str],
-                            depth: int) -> None:
-        """Fork mode's child: the same in-process run, then the response's end."""
-        self._run_persistent(req, target, env, body, parser, argv_words)
-        self._finish(req, target, env, parser, depth)
+    def _serve_forked(self, req: FastCGIRequest, work: Any) -> None:
+        """Fork mode, in the request's own child of the template."""
+        target, env, argv_words, depth, length = work
+        self._current = req
+        parser = ResponseParser(req.write, head_only=env["REQUEST_METHOD"] == "HEAD",
+                                nph=os.path.basename(target.path).startswith("nph-"))
+        body = RequestBody(req.stdin.read, length)
+
+        def work_() -> None:
+            self._run_persistent(req, target, env, body, parser, argv_words)
+            self._finish(req, target, env, parser, depth)
+
+        self.guarded(req, target.path, work_)
 
     def _run_persistent(self, req: FastCGIRequest, target: Target, env: dict[str, str],
                         body: RequestBody, parser: ResponseParser, argv_words: list[str]) -> None:

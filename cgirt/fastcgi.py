@@ -292,6 +292,11 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
         self._sock.close()
 
 
+def io_timeout(config: Any) -> float:
+    """How long a read or write on the web server's connection may stall."""
+    return float(max(config.timeout, 30.0))
+
+
 class RequestApp(Protocol):
     def __call__(self, req: FastCGIRequest) -> None: ...
 

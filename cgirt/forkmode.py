@@ -1,83 +1,209 @@
-"""Fork mode: each request runs in a fresh child forked from the worker.
+"""Fork mode: each request runs in a fresh child of a clean, preloaded template process.
 
-Exact CGI process isolation (globals, threads, os._exit, atexit, signals die with the
-child) at the cost of a fork, not of an interpreter start. The child answers the request
-itself; the worker waits for it with a deadline, and answers for it when it dies silently.
+The template is forked by each worker at start, after the preloading and before any script
+has run, so no persistent-mode request can leave state behind for a fork-mode one. For a
+request, the worker passes the connection (its file descriptor, the bytes already read from
+it, the parsed request) to the template, which forks a child that answers the request
+itself. Exact CGI process isolation (globals, threads, os._exit, atexit, signals die with
+the child) at the cost of a fork, not of an interpreter start.
+
+The worker waits for the child with a deadline (a pidfd) and answers for it when it dies
+without a word.
 """
 
 from __future__ import annotations
 
+import array
+import logging
 import mmap
 import os
+import pickle
 import select
 import signal
-from typing import Callable
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from .errors import HttpError, RequestTimeout
-from .fastcgi import FastCGIRequest
+from .fastcgi import FastCGIConnection, FastCGIRequest, FastCGIServer
 from .supervisor import _die_with_parent
 
 _NOTHING, _STARTED, _ENDED = 0, 1, 2
+_SHARED = struct.Struct("iB")  # the child's pid, what it has sent
 
 
 class ChildDied(HttpError):
     status, reason = 502, "Bad Gateway"
 
 
-class ForkRunner:
-    def __init__(self, timeout: float, kill_grace: float) -> None:
+@dataclass(frozen=True)
+class Job:
+    """What the child needs to answer a request on a connection it inherits."""
+
+    request_id: int
+    flags: int
+    params: dict[str, str]
+    buffered: bytes  # input already read from the connection by the worker
+    remaining: float  # seconds left of the request's deadline
+    work: Any  # passed to the serve callable (picklable)
+
+
+Serve = Callable[[FastCGIRequest, Any], None]
+
+
+class ForkServer:
+    def __init__(self, timeout: float, kill_grace: float, io_timeout: float) -> None:
         self.timeout = timeout
         self.kill_grace = kill_grace
-        self._flag: mmap.mmap | None = None
+        self.io_timeout = io_timeout
+        self.in_child = False  # True in a request's child: it is isolated already
+        self._sock: socket.socket | None = None
+        self._shared: mmap.mmap | None = None
 
-    def run(self, req: FastCGIRequest, serve: Callable[[], None],
-            error_page: Callable[[FastCGIRequest, HttpError], None]) -> None:
-        if self._flag is None:
-            self._flag = mmap.mmap(-1, 1)
-        flag = self._flag
-        flag[0] = _NOTHING
-        # The worker's own deadline timer stops here; the child gets the remaining time.
-        remaining = signal.setitimer(signal.ITIMER_REAL, 0)[0] or self.timeout
+    def start(self, serve: Serve) -> None:
+        """In the worker, before any script runs: fork the template."""
+        self._shared = mmap.mmap(-1, _SHARED.size)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:
-            self._child(req, serve, flag, remaining)
-        req.conn.keep_conn = False  # the child consumed records this process never saw
-        timed_out = not self._wait(pid, remaining + self.kill_grace / 2)
-        if flag[0] == _ENDED:
+            ours.close()
+            self.in_child = True
+            _template(theirs, serve, self.io_timeout, self._shared)  # never returns
+        theirs.close()
+        self._sock = ours
+
+    def run(self, req: FastCGIRequest, work: Any,
+            error_page: Callable[[FastCGIRequest, HttpError], None]) -> None:
+        """In the worker: have a fresh child answer `req`, and wait for it."""
+        assert self._sock is not None and self._shared is not None
+        remaining = signal.setitimer(signal.ITIMER_REAL, 0)[0] or self.timeout
+        conn = req.conn
+        job = Job(req.requestId, req.flags, dict(req.params), bytes(conn._rbuf), remaining, work)
+        _SHARED.pack_into(self._shared, 0, 0, _NOTHING)
+        payload = pickle.dumps(job)
+        try:
+            self._sock.sendmsg([struct.pack("!I", len(payload)) + payload],
+                               [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                 array.array("i", [conn._sock.fileno()]))])
+        except OSError as exc:
+            conn.control.recycle_after_request()  # a new worker brings a new template
+            raise ChildDied(log=f"the fork-mode template is gone ({exc})") from None
+        conn.keep_conn = False  # the child read records this process never saw
+        conn._rbuf.clear()
+        ended_by_itself = self._wait(remaining + self.kill_grace / 2)
+        _, sent = _SHARED.unpack_from(self._shared, 0)
+        if sent == _ENDED:
             req.ended = True
             return
-        if flag[0] == _NOTHING:
-            error_page(req, RequestTimeout() if timed_out else ChildDied())
+        if sent == _NOTHING:
+            error_page(req, ChildDied() if ended_by_itself else RequestTimeout())
         req.end()
 
-    def _child(self, req: FastCGIRequest, serve: Callable[[], None], flag: mmap.mmap,
-               remaining: float) -> None:
-        code = 0
-        try:
-            _die_with_parent()
-
-            def started() -> None:
-                flag[0] = _STARTED
-
-            req.on_first_write = started
-            signal.setitimer(signal.ITIMER_REAL, remaining)
-            serve()
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            req.end()
-            flag[0] = _ENDED
-        except BaseException:  # noqa: B036 - the child must never return into the worker
-            code = 1
-        finally:
-            os._exit(code)
-
-    def _wait(self, pid: int, seconds: float) -> bool:
+    def _wait(self, seconds: float) -> bool:
         """Wait for the child; kill it after `seconds`. True if it ended by itself."""
-        fd = os.pidfd_open(pid)
+        assert self._sock is not None and self._shared is not None
+        ready, _, _ = select.select([self._sock], [], [], seconds)
+        if not ready:
+            raise RequestTimeout(log="the template did not start a child")
+        pid = struct.unpack("!i", _recv_exactly(self._sock, 4))[0]
         try:
-            ready, _, _ = select.select([fd], [], [], seconds)
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return bool(ready)
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return True  # already gone
+        try:
+            exited, _, _ = select.select([fd], [], [], seconds)
+            if not exited:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                select.select([fd], [], [], 5)
+            return bool(exited)
         finally:
             os.close(fd)
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def _template(sock: socket.socket, serve: Serve, io_timeout: float, shared: mmap.mmap) -> None:
+    """The clean process: forks one child per job, until its worker goes away."""
+    code = 0
+    try:
+        _die_with_parent()
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+        for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(s, signal.SIG_DFL)
+        while True:
+            # The descriptor travels with the first bytes of the message: read them together.
+            data, fds, _, _ = socket.recv_fds(sock, 65536, 1)
+            if not data or not fds:
+                break
+            (length,) = struct.unpack("!I", data[:4])
+            payload = data[4:]
+            if len(payload) < length:
+                payload += _recv_exactly(sock, length - len(payload))
+            pid = os.fork()
+            if pid == 0:
+                sock.close()
+                _child(pickle.loads(payload), fds[0], serve, io_timeout, shared)  # never returns
+            os.close(fds[0])
+            sock.sendall(struct.pack("!i", pid))
+    except (EOFError, OSError):
+        pass  # the worker is gone
+    finally:
+        os._exit(code)
+
+
+class _ChildControl:
+    """The supervisor's view, for a process that serves exactly one request."""
+
+    stopping = True
+
+    def request_started(self) -> None:
+        pass
+
+    def request_finished(self) -> None:
+        pass
+
+    def recycle_after_request(self) -> None:
+        pass
+
+
+def _child(job: Job, fd: int, serve: Serve, io_timeout: float, shared: mmap.mmap) -> None:
+    code = 0
+    try:
+        _die_with_parent()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _SHARED.pack_into(shared, 0, os.getpid(), _NOTHING)
+        server = FastCGIServer(lambda req: None, max_conns=1, io_timeout=io_timeout)
+        conn = FastCGIConnection(socket.socket(fileno=fd), None, server, _ChildControl())
+        conn._sock.settimeout(io_timeout)
+        conn._rbuf += job.buffered
+        req = FastCGIRequest(conn, conn._inputStreamClass, 0)
+        req.requestId, req.flags, req.params, req.aborted = job.request_id, job.flags, job.params, False
+        conn._requests[job.request_id] = req
+
+        def started() -> None:
+            _SHARED.pack_into(shared, 0, os.getpid(), _STARTED)
+
+        req.on_first_write = started
+        signal.setitimer(signal.ITIMER_REAL, job.remaining)
+        serve(req, job.work)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        req.end()
+        _SHARED.pack_into(shared, 0, os.getpid(), _ENDED)
+        conn._close()
+    except BaseException:  # noqa: B036 - the child must never return into the template
+        logging.getLogger("cgirt.error").exception("fork-mode child failed")
+        code = 1
+    finally:
+        os._exit(code)

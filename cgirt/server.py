@@ -13,7 +13,7 @@ from . import site as site_layout
 from .app import CgiApp
 from .config import RunnerConfig
 from .errors import StartupError
-from .fastcgi import FastCGIServer
+from .fastcgi import FastCGIServer, io_timeout
 from .supervisor import Supervisor, SupervisorSettings
 
 log = logging.getLogger("cgirt.error")
@@ -83,7 +83,7 @@ def serve(config: RunnerConfig) -> int:
     site_layout.ensure_state(config.site)
     sock = bind(config.listen, config.socket_mode)
     app = CgiApp(config)
-    fcgi = FastCGIServer(app, max_conns=config.workers, io_timeout=max(config.timeout, 30.0))
+    fcgi = FastCGIServer(app, max_conns=config.workers, io_timeout=io_timeout(config))
     settings = SupervisorSettings(
         workers=config.workers,
         request_kill_after=config.timeout + config.kill_grace,

@@ -222,3 +222,27 @@ def test_workers_run_as_the_site_owner(site: Path, tmp_path: Path,
         f"200 {owner.pw_uid} {owner.pw_gid} PermissionError\n"
     (site / "cgi-bin" / ".cgirt-mode").write_text("fork")
     assert get(runner, "/cgi-bin/whoami.py", str(secret)).startswith(f"200 {owner.pw_uid} ")
+
+
+def test_fork_mode_children_come_from_a_clean_template(site: Path, start_runner: Callable[..., Runner]) -> None:
+    runner = start_runner(site, workers=1)
+    (worker,) = runner.worker_pids()
+    assert get(runner, "/cgi-bin/dirty_library.py").startswith("200 left something")
+    seen = set()
+    for _ in range(3):
+        word, pid, parent = get(runner, "/cgi-bin/forked/clean.py").split()[1:]
+        assert word == "clean"
+        assert int(parent) != worker  # a child of the template, not of the worker
+        seen.add(pid)
+    assert len(seen) == 3
+
+
+@pytest.mark.parametrize("script, status", [("os_exit.py", "502"), ("segfault.py", "502"),
+                                            ("loop_forever.py", "504"), ("crash.py", "500")])
+def test_fork_mode_faults(site: Path, start_runner: Callable[..., Runner], script: str, status: str) -> None:
+    (site / "cgi-bin" / ".cgirt-mode").write_text("fork")
+    runner = start_runner(site, "--timeout", "1", workers=1)
+    (worker,) = runner.worker_pids()
+    assert get(runner, f"/cgi-bin/{script}").startswith(status)
+    assert get(runner, "/cgi-bin/hello.py") == "200 Hello, world!\n"
+    assert runner.worker_pids() == [worker]  # the worker itself is never hurt
