@@ -81,6 +81,7 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
         self.sending = False
         self.keep_conn = False
         self._in_request = False
+        self._input_ended = False  # the empty FCGI_STDIN record has been processed
 
     # -- reading ----------------------------------------------------------------------
 
@@ -136,6 +137,11 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
             self.control.request_started()
             req.run()
 
+    def _do_stdin(self, inrec: fb.Record) -> None:
+        if not inrec.contentLength:
+            self._input_ended = True
+        fb.Connection._do_stdin(self, inrec)
+
     def _do_get_values(self, inrec: fb.Record) -> None:
         # flup looks the names up as bytes in a str-keyed dict and always answers empty.
         out = b""
@@ -152,7 +158,7 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
         fb.FCGI_BEGIN_REQUEST: fb.Connection._do_begin_request,
         fb.FCGI_ABORT_REQUEST: fb.Connection._do_abort_request,
         fb.FCGI_PARAMS: _do_params,
-        fb.FCGI_STDIN: fb.Connection._do_stdin,
+        fb.FCGI_STDIN: _do_stdin,
         fb.FCGI_DATA: fb.Connection._do_data,
     }
 
@@ -247,10 +253,18 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
             self._sock.settimeout(self.server.io_timeout)
 
     def _close(self) -> None:
-        """Half-close, then read until the web server closes, so no reset destroys the reply."""
+        """Half-close, then read until the web server closes, so no reset destroys the reply.
+
+        A reset comes from closing with unread input. When the web server has already sent
+        everything it will send (the empty FCGI_STDIN that ends the input, and no kept
+        connection), reading what is buffered is enough: waiting for its close as well would
+        keep the worker idle for a round trip on every request."""
         if not self.broken:
             try:
                 self._sock.shutdown(socket.SHUT_WR)
+                if not self.keep_conn and self._input_sent():
+                    self._sock.close()
+                    return
                 deadline = time.monotonic() + _CLOSE_DRAIN_SECONDS
                 self._sock.settimeout(0.5)
                 while time.monotonic() < deadline:
@@ -262,6 +276,29 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
             except OSError:
                 pass
         self._sock.close()
+
+    def _input_sent(self) -> bool:
+        """Read what the socket holds without waiting; True if the input has ended with it."""
+        self._sock.setblocking(False)
+        try:
+            while True:
+                chunk = self._sock.recv(_RECV)
+                if not chunk:
+                    return True  # the web server closed its side: nothing more can come
+                self._rbuf += chunk
+        except (BlockingIOError, InterruptedError):
+            pass
+        finally:
+            self._sock.settimeout(0.5)
+        if self._input_ended:
+            return True
+        pos = 0
+        while pos + fb.FCGI_HEADER_LEN <= len(self._rbuf):
+            _, rtype, _, length, padding = _HEADER.unpack_from(self._rbuf, pos)
+            if rtype == fb.FCGI_STDIN and length == 0:
+                return True
+            pos += fb.FCGI_HEADER_LEN + length + padding
+        return False
 
 
 class RequestApp(Protocol):
