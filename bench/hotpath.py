@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from cgirt.app import CgiApp
+from cgirt.cache import RACY_SECONDS
 from cgirt.config import RunnerConfig
 from cgirt.fastcgi import FastCGIServer
 
@@ -82,6 +83,7 @@ def main() -> int:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cgirt-hotpath-"))
     site = make_site(tmp / "site", sys.executable)
+    time.sleep(RACY_SECONDS + 0.1)  # past the cache's racy window, as a long-served site is
     config = RunnerConfig.from_sources(overrides={"site": str(site)})
     app = CgiApp(config)
     server = FastCGIServer(app, max_conns=1)
