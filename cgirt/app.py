@@ -116,6 +116,7 @@ class CgiApp:
                                 nph=os.path.basename(target.path).startswith("nph-"))
         argv_words = search_words(env["QUERY_STRING"])
         if mode == "fork":
+            self._prepare_fork(target)
             self.forks.run(req, lambda: self.guarded(req, target.path, lambda: self._execute_in_process(
                 req, target, env, body, parser, argv_words, depth)), self._error_page)
             return
@@ -125,6 +126,17 @@ class CgiApp:
         else:
             self._run_persistent(req, target, env, body, parser, argv_words)
         self._finish(req, target, env, parser, depth)
+
+    def _prepare_fork(self, target: Target) -> None:
+        """Work a fork child would otherwise repeat on every request, done once here so that
+        every child inherits it: the compiled script, and the module census (or each child
+        walks all of sys.modules, copying every page it touches)."""
+        self.modules.refresh()
+        try:
+            self.scripts.get(target.path)
+        except (SyntaxError, OSError):
+            pass  # the child meets the same error and reports it
+        self.modules.collect()
 
     def _execute_in_process(self, req: FastCGIRequest, target: Target, env: dict[str, str],
                             body: RequestBody, parser: ResponseParser, argv_words: list[str],
