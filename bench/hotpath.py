@@ -80,11 +80,12 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--script", choices=("hello", "form"), default="hello")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--mode", choices=("persistent", "fork"), default="persistent")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cgirt-hotpath-"))
     site = make_site(tmp / "site", sys.executable)
     time.sleep(RACY_SECONDS + 0.1)  # past the cache's racy window, as a long-served site is
-    config = RunnerConfig.from_sources(overrides={"site": str(site)})
+    config = RunnerConfig.from_sources(overrides={"site": str(site), "mode": args.mode})
     app = CgiApp(config)
     server = FastCGIServer(app, max_conns=1)
     app.child_init()
