@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(filter(None, args.only.split(","))) or {"classic", "cgirt", "cgirt-fork", "wsgi", "php"}
     if args.compare_ref:
         wanted.add("cgirt-base")
+        args.compare_ref = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", args.compare_ref],
+            capture_output=True, text=True, check=True).stdout.strip()
     for tool in ("nginx", "wrk") + (("fcgiwrap",) if "classic" in wanted else ()):
         which(tool)
 
