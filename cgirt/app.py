@@ -70,7 +70,7 @@ class CgiApp:
         install_site_loader(self.modules)
         signal.signal(signal.SIGALRM, self._on_deadline)
         self._state = ProcessState()
-        self.forks.start(self._serve_forked)  # the template: clean, preloaded, no script run yet
+        self.forks.start(self._serve_forked, self._prepare_fork)  # clean: no script has run yet
 
     # -- the request --------------------------------------------------------------------
 
@@ -126,6 +126,16 @@ class CgiApp:
         else:
             self._run_persistent(req, target, env, body, parser, argv_words)
         self._finish(req, target, env, parser, depth)
+
+    def _prepare_fork(self, work: Any) -> None:
+        """In the template, before each fork: what every child would otherwise redo, done once
+        and inherited: the compiled script, and the module census (else each child walks all
+        of sys.modules, copying every page it touches). Neither runs any script code."""
+        self.modules.collect()
+        try:
+            self.scripts.get(work[0].path)
+        except (SyntaxError, OSError):
+            pass  # the child meets the same error and reports it
 
     def _serve_forked(self, req: FastCGIRequest, work: Any) -> None:
         """Fork mode, in the request's own child of the template."""

@@ -61,7 +61,7 @@ class ForkServer:
         self._sock: socket.socket | None = None
         self._shared: mmap.mmap | None = None
 
-    def start(self, serve: Serve) -> None:
+    def start(self, serve: Serve, prepare: Callable[[Any], None]) -> None:
         """In the worker, before any script runs: fork the template."""
         self._shared = mmap.mmap(-1, _SHARED.size)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -69,7 +69,7 @@ class ForkServer:
         if pid == 0:
             ours.close()
             self.in_child = True
-            _template(theirs, serve, self.io_timeout, self._shared)  # never returns
+            _template(theirs, serve, prepare, self.io_timeout, self._shared)  # never returns
         theirs.close()
         self._sock = ours
 
@@ -134,7 +134,8 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-def _template(sock: socket.socket, serve: Serve, io_timeout: float, shared: mmap.mmap) -> None:
+def _template(sock: socket.socket, serve: Serve, prepare: Callable[[Any], None],
+              io_timeout: float, shared: mmap.mmap) -> None:
     """The clean process: forks one child per job, until its worker goes away."""
     code = 0
     try:
@@ -151,10 +152,12 @@ def _template(sock: socket.socket, serve: Serve, io_timeout: float, shared: mmap
             payload = data[4:]
             if len(payload) < length:
                 payload += _recv_exactly(sock, length - len(payload))
+            job = pickle.loads(payload)
+            prepare(job.work)
             pid = os.fork()
             if pid == 0:
                 sock.close()
-                _child(pickle.loads(payload), fds[0], serve, io_timeout, shared)  # never returns
+                _child(job, fds[0], serve, io_timeout, shared)  # never returns
             os.close(fds[0])
             sock.sendall(struct.pack("!i", pid))
     except (EOFError, OSError):

@@ -8,6 +8,7 @@ environment that subprocesses inherit), stdio, argv, the current directory, sys.
 
 from __future__ import annotations
 
+import _signal
 import atexit
 import builtins
 import ctypes
@@ -30,6 +31,9 @@ _WATCHED_SIGNALS = tuple(
     for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGPIPE", "SIGCHLD",
                  "SIGQUIT", "SIGALRM")
 )
+# The C function itself: signal.getsignal wraps every answer in an enum, which costs more
+# than the system call; this runs for every watched signal after every request.
+_getsignal = _signal.getsignal
 _libc = ctypes.CDLL(None)
 _c_environ = ctypes.c_void_p.in_dll(_libc, "environ")
 _fs_encoding = sys.getfilesystemencoding()
@@ -131,7 +135,7 @@ class ProcessState:
     main: types.ModuleType | None = field(default_factory=lambda: sys.modules.get("__main__"))
     excepthook: Any = field(default_factory=lambda: sys.excepthook)
     umask: int = field(default_factory=lambda: _read_umask())
-    handlers: dict[int, Any] = field(default_factory=lambda: {s: signal.getsignal(s) for s in _WATCHED_SIGNALS})
+    handlers: dict[int, Any] = field(default_factory=lambda: {s: _getsignal(s) for s in _WATCHED_SIGNALS})
     cgi_maxlen: int = 0
 
     @contextmanager
@@ -178,7 +182,8 @@ class ProcessState:
     def _restore_globals(self) -> None:
         os.umask(self.umask)
         for s, handler in self.handlers.items():
-            if signal.getsignal(s) is not handler:
+            # `!=`, not `is not`: a bound method is a new object each time it is looked up.
+            if _getsignal(s) != handler:
                 signal.signal(s, handler)
         cgi = sys.modules.get("cgi")
         if cgi is not None and getattr(cgi, "maxlen", 0) != self.cgi_maxlen:

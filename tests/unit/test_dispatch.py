@@ -88,3 +88,14 @@ def test_script_filename_outside_the_roots_is_never_run(site: Path, filename: st
 def test_script_filename_symlink_out_is_refused(site: Path) -> None:
     with pytest.raises(Forbidden):
         d(site).resolve({"SCRIPT_FILENAME": str(site / "cgi-bin" / "escape.py")})
+
+
+def test_real_path_agrees_with_realpath(tmp_path: Path) -> None:
+    from cgirt.dispatch import _real_path
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "s.py").write_text("")
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    (tmp_path / "a" / "b" / "alias.py").symlink_to("s.py")
+    for p in ("a/b/s.py", "link/b/s.py", "link/b/alias.py", "link/../a/b/alias.py"):
+        assert _real_path(str(tmp_path / p)) == os.path.realpath(tmp_path / p)

@@ -1,0 +1,127 @@
+"""The runner's own per-request cost, without nginx or the network: whole FastCGI requests
+(as nginx sends them, with the deploy block's params) through cgirt's connection handler and
+app in this process, over a socketpair. For profiling and for quick before/after checks.
+
+    python -m bench.hotpath [--requests N] [--profile] [--script hello|form]
+
+With --profile, cProfile's top functions by own time are printed; without, microseconds per
+request (best of five batches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import socket
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cgirt.app import CgiApp
+from cgirt.cache import RACY_SECONDS
+from cgirt.config import RunnerConfig
+from cgirt.fastcgi import FastCGIServer
+
+from .__main__ import FORM_QUERY
+from .stack import make_site
+
+_HDR = struct.Struct("!BBHHBx")
+
+
+def _record(rtype: int, content: bytes = b"") -> bytes:
+    pad = -len(content) & 7
+    return _HDR.pack(1, rtype, 1, len(content), pad) + content + b"\0" * pad
+
+
+def _pair(name: str, value: str) -> bytes:
+    def ln(n: int) -> bytes:
+        return bytes([n]) if n < 128 else struct.pack("!L", n | 0x80000000)
+    n, v = name.encode(), value.encode()
+    return ln(len(n)) + ln(len(v)) + n + v
+
+
+def request_bytes(site: Path, script: str, query: str) -> bytes:
+    """What nginx sends for GET /cgi-bin/SCRIPT?QUERY with deploy/nginx-cgirt.conf."""
+    uri = f"/cgi-bin/{script}"
+    params = {
+        "QUERY_STRING": query, "REQUEST_METHOD": "GET", "CONTENT_TYPE": "", "CONTENT_LENGTH": "",
+        "SCRIPT_NAME": uri, "REQUEST_URI": uri + ("?" + query if query else ""),
+        "DOCUMENT_URI": uri, "DOCUMENT_ROOT": f"{site}/htdocs", "SERVER_PROTOCOL": "HTTP/1.1",
+        "REQUEST_SCHEME": "http", "GATEWAY_INTERFACE": "CGI/1.1",
+        "SERVER_SOFTWARE": "nginx/1.22.1", "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "51234",
+        "SERVER_ADDR": "127.0.0.1", "SERVER_PORT": "8080", "SERVER_NAME": "localhost",
+        "REDIRECT_STATUS": "200", "SCRIPT_FILENAME": f"{site}{uri}", "PATH_INFO": "",
+        "PATH_TRANSLATED": f"{site}/htdocs", "HTTP_PROXY": "", "HTTP_HOST": "127.0.0.1:8080",
+        "HTTP_USER_AGENT": "wrk", "HTTP_ACCEPT": "*/*",
+    }
+    body = b"".join(_pair(k, v) for k, v in params.items())
+    return (_record(1, struct.pack("!HB5x", 1, 0)) + _record(4, body) + _record(4)
+            + _record(5))
+
+
+class _Control:
+    stopping = False
+
+    def request_started(self) -> None:
+        pass
+
+    def request_finished(self) -> None:
+        pass
+
+    def recycle_after_request(self) -> None:
+        pass
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.hotpath")
+    ap.add_argument("--requests", type=int, default=5000)
+    ap.add_argument("--script", choices=("hello", "form"), default="hello")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--mode", choices=("persistent", "fork"), default="persistent")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="cgirt-hotpath-"))
+    site = make_site(tmp / "site", sys.executable)
+    time.sleep(RACY_SECONDS + 0.1)  # past the cache's racy window, as a long-served site is
+    config = RunnerConfig.from_sources(overrides={"site": str(site), "mode": args.mode})
+    app = CgiApp(config)
+    server = FastCGIServer(app, max_conns=1)
+    app.child_init()
+    query = FORM_QUERY if args.script == "form" else ""
+    raw = request_bytes(site, args.script + ".py", query)
+    control = _Control()
+
+    def one() -> bytes:
+        ours, theirs = socket.socketpair()
+        theirs.sendall(raw)
+        theirs.shutdown(socket.SHUT_WR)  # as nginx does once the response has ended
+        server.handle_connection(ours, None, control)
+        out = theirs.recv(1 << 20)
+        theirs.close()
+        return out
+
+    first = one()
+    if b"Status: 200" not in first:
+        raise SystemExit(f"unexpected response: {first[:500]!r}")
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(args.requests):
+            one()
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+        return 0
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(args.requests // 5):
+            one()
+        best = min(best, (time.perf_counter() - t0) / (args.requests // 5))
+    print(f"{args.script}: {best * 1e6:.1f} µs per request (best of 5 batches)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
