@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flup.server import fcgi_base as fb
 
-from cgirt.fastcgi import decode_params
+from cgirt.fastcgi import ProtocolError, decode_params
 
 PAIRS = [
     (b"QUERY_STRING", b"a=1&b=2"),
@@ -33,7 +33,7 @@ def test_same_as_flup() -> None:
 
 
 @pytest.mark.parametrize("cut", [1, 5, 100])
-def test_truncated_is_an_eof(cut: int) -> None:
+def test_truncated_is_a_protocol_error(cut: int) -> None:
     data = b"".join(fb.encode_pair(n, v) for n, v in PAIRS[:3])
-    with pytest.raises(EOFError):
+    with pytest.raises(ProtocolError):
         decode_params(data[:-cut], {})
