@@ -291,14 +291,20 @@ class Supervisor:
     # -- worker -----------------------------------------------------------------------
 
     def _child(self, slot: int, master: int) -> None:
-        code = EXIT_OK
+        code = 1
         try:
-            code = self._worker_main(slot, master)
-        except BaseException:  # noqa: B036 - a worker must never return into the master's loop
-            log.exception("worker crashed")
-            code = 1
+            try:
+                code = self._worker_main(slot, master)
+            except BaseException:  # noqa: B036 - a worker must never return into the master's loop
+                try:
+                    log.exception("worker crashed")
+                except BaseException:  # noqa: B036 - even logging may fail (out of memory)
+                    pass
+            try:
+                logging.shutdown()
+            except BaseException:  # noqa: B036
+                pass
         finally:
-            logging.shutdown()
             os._exit(code)
 
     def _worker_main(self, slot: int, master: int) -> int:
