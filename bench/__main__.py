@@ -192,10 +192,10 @@ def _run(stack: ExitStack, tmp: Path, args: argparse.Namespace, wanted: set[str]
 
     live = None
     if live_backend is not None:
-        method = "gateway" if live_test.gateway_available() else "direct"
+        method = "FTP gateway" if live_test.gateway_available() else "direct"
         _log(f"upload-to-live: {publishes} publishes ({method})")
         live = live_test.run(live_site, nginx.ports["live"], publishes, probes=2 * workers,
-                             workers=workers)
+                             workers=workers, workdir=tmp)
         _log(f"upload-to-live: stale {live.stale}, errors {live.errors}, "
              f"to-live median {live.summary()['median_ms']:.2f} ms")
 

@@ -1,22 +1,25 @@
-"""Upload-to-live: under load, publish a new version of a script many times; after each
-publish returns, no request may get the old version, and the new one should be live at once.
+"""Upload-to-live: under load, upload a new version of a script over FTP many times; after
+each 226, no request may get the old version, and the new one should be live at once.
 
-The FTP gateway (ftp_gateway/) replies 226 only after its publish step. While the gateway is
-not in the repository, this performs the gateway's publish contract itself (DESIGN.md, "The
-publish contract"): write a staging file, fsync, os.replace into place, fsync the directory,
-bump the site generation; "publish returned" stands for the 226.
+The FTP gateway (`cgirt ftp`) replies 226 only after its publish step; it is started here
+with a user for the site, and ftplib uploads through it. `publish()` (the gateway's publish
+contract done directly) remains for measuring the runner without FTP.
 """
 
 from __future__ import annotations
 
+import ftplib
 import http.client
+import io
 import os
 import signal
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cgirt import site as site_layout
 
@@ -65,19 +68,82 @@ def publish(site: Path, relpath: str, content: bytes) -> None:
     site_layout.bump_generation(site)
 
 
+class FtpPublisher:
+    """A real `cgirt ftp` gateway for the site, and an ftplib session uploading through it."""
+
+    def __init__(self, site: Path, workdir: Path) -> None:
+        users = workdir / "ftp-users.json"
+        password = "bench-password"
+        subprocess.run([sys.executable, "-m", "cgirt", "user", "add", "bench", "--site", str(site),
+                        "--users", str(users)], input=password + "\n", text=True, check=True,
+                       capture_output=True, timeout=60)
+        port_file = workdir / "ftp.port"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cgirt", "ftp", "--users", str(users), "--listen", "127.0.0.1:0",
+             "--port-file", str(port_file)], stdout=subprocess.DEVNULL,
+            stderr=open(workdir / "ftp.log", "ab"), start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError("the FTP gateway did not start; see ftp.log")
+            time.sleep(0.02)
+        host, port = port_file.read_text().split()
+        self.ftp = ftplib.FTP()
+        self.ftp.connect(host, int(port), timeout=30)
+        self.ftp.login("bench", password)
+
+    def __call__(self, site: Path, relpath: str, content: bytes) -> None:
+        reply = self.ftp.storbinary(f"STOR {relpath}", io.BytesIO(content))
+        if not reply.startswith("226"):
+            raise RuntimeError(f"upload refused: {reply}")
+
+    def stop(self) -> None:
+        try:
+            self.ftp.quit()
+        except (OSError, AttributeError, ftplib.Error):
+            pass
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+
 def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
     conn.request("GET", path)
     r = conn.getresponse()
     return r.status, r.read()
 
 
-def run(site: Path, port: int, publishes: int, probes: int, workers: int) -> LiveResult:
-    """Publish `publishes` times while wrk loads the script; after each publish, `probes`
+def run(site: Path, port: int, publishes: int, probes: int, workers: int,
+        workdir: Path | None = None) -> LiveResult:
+    """Upload `publishes` times while wrk loads the script; after each 226, `probes`
     requests (enough to reach every worker) must all show the new version."""
     relpath = "cgi-bin/live.py"
-    result = LiveResult(method="direct publish contract (staging + fsync + os.replace + "
-                        "bump_generation); no FTP gateway in the repository")
     publish(site, relpath, SCRIPT.format(n=0).encode())
+    if workdir is not None and gateway_available():
+        uploader: Any = FtpPublisher(site, workdir)
+        result = LiveResult(method="FTP: ftplib STOR through the cgirt ftp gateway; timed from its 226")
+    else:
+        uploader = publish
+        result = LiveResult(method="direct publish contract (staging + fsync + os.replace + "
+                            "bump_generation); no FTP gateway")
+    try:
+        return _run(result, uploader, site, relpath, port, publishes, probes, workers)
+    finally:
+        if isinstance(uploader, FtpPublisher):
+            uploader.stop()
+
+
+def _run(result: LiveResult, uploader: Any, site: Path, relpath: str, port: int, publishes: int,
+         probes: int, workers: int) -> LiveResult:
     url = f"http://127.0.0.1:{port}/{relpath}"
     # Background load for the whole test, bounded in time.
     seconds = max(5, int(publishes * 0.05) + 10)
@@ -87,7 +153,7 @@ def run(site: Path, port: int, publishes: int, probes: int, workers: int) -> Liv
         time.sleep(0.5)  # let the load reach the workers before the first publish
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         for n in range(1, publishes + 1):
-            publish(site, relpath, SCRIPT.format(n=n).encode())
+            uploader(site, relpath, SCRIPT.format(n=n).encode())
             t0 = time.perf_counter()
             first = True
             for _ in range(probes):

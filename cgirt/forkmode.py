@@ -14,6 +14,7 @@ without a word.
 from __future__ import annotations
 
 import array
+import gc
 import logging
 import mmap
 import os
@@ -143,6 +144,9 @@ def _template(sock: socket.socket, serve: Serve, prepare: Callable[[Any], None],
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
         for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(s, signal.SIG_DFL)
+        # The preloaded objects never change here: out of the collector's sight, a child's
+        # first collection does not touch (and so copy) every page it inherited.
+        gc.freeze()
         while True:
             # The descriptor travels with the first bytes of the message: read them together.
             data, fds, _, _ = socket.recv_fds(sock, 65536, 1)
