@@ -89,6 +89,7 @@ class Report:
             ("  huge responses read whole / dropped early",
              f"{c['huge_whole']} / {c['huge_dropped']}"),
             ("uploads in doubt (connection lost before the reply)", c["in_doubt"]),
+            ("worker processes over the run (4 at a time)", c["worker_processes_seen"]),
         ]
         rows += [(k, c[k]) for k in self.INVARIANTS]
         width = max(len(k) for k, _ in rows)
@@ -100,10 +101,13 @@ class Report:
         if not self.samples:
             return "no samples"
         keys = sorted({k for s in self.samples for k in s if k != "t"})
-        out = []
+        third = max(1, len(self.samples) // 3)
+        out = [f"{len(self.samples)} samples; medians of the first and last third, and the max"]
         for k in keys:
             values = [s[k] for s in self.samples if k in s]
-            out.append(f"{k}: first {values[0]}, max {max(values)}, last {values[-1]}")
+            early = statistics.median(v for s in self.samples[:third] if k in s for v in [s[k]])
+            late = statistics.median(v for s in self.samples[-third:] if k in s for v in [s[k]])
+            out.append(f"{k}: {early:.0f} early, {late:.0f} late, max {max(values)}")
         return "\n".join(out)
 
 
@@ -505,30 +509,33 @@ class Soak:
             for site, pids in self.stack.worker_pids().items():
                 rss = [r for r in (rss_kib(p) for p in pids) if r is not None]
                 if rss:
-                    sample[f"worker RSS KiB {site} (median)"] = int(statistics.median(rss))
+                    sample[f"worker RSS KiB {site}"] = int(statistics.median(rss))
             self.report.samples.append(sample)
             if not self.pace(self.s.sample_interval, jitter=0):
                 return
 
     def check_growth(self) -> None:
+        """Compare the medians of the first and the last third of the run: a leak lifts the
+        whole level, a transient (a memory bomb in progress, a burst of connections) does
+        not."""
         samples = self.report.samples
         if len(samples) < 6:
             return
         third = len(samples) // 3
         head, tail = samples[:third], samples[-third:]
         for key in {k for s in samples for k in s if k != "t"}:
-            first = max((s[key] for s in head if key in s), default=None)
-            last = max((s[key] for s in tail if key in s), default=None)
-            if first is None or last is None:
+            early = [s[key] for s in head if key in s]
+            late = [s[key] for s in tail if key in s]
+            if not early or not late:
                 continue
+            first, last = statistics.median(early), statistics.median(late)
             if key.startswith("fds"):
-                limit = first + 16  # connections come and go; a leak keeps climbing
-                if last > limit:
+                if last > first + 16:  # connections come and go; a leak climbs on
                     self.count("fd_growth")
-                    self.problem(f"{key}: {first} early, {last} late")
-            elif last > first * 1.5 + 16 * 1024:
+                    self.problem(f"{key}: median {first} early, {last} late")
+            elif last > first * 1.25 + 8 * 1024:
                 self.count("rss_growth")
-                self.problem(f"{key}: {first} KiB early, {last} KiB late")
+                self.problem(f"{key}: median {first} KiB early, {last} KiB late")
 
     # -- the end --------------------------------------------------------------------
 
@@ -555,6 +562,7 @@ class Soak:
             if code != 0:
                 self.count("unclean_exits")
                 self.problem(f"{name} exited with {code}")
+        self.c["worker_processes_seen"] = len(self.stack.seen_workers)
         self.report.leftovers = self.stack.leftovers()
         self.c["orphans"] += len(self.report.leftovers)
         logs = list(self.stack.old_gateway_logs)
