@@ -128,7 +128,8 @@ a_request = st.builds(
 )
 
 
-@settings(max_examples=int(os.environ.get("CGIRT_FUZZ_EXAMPLES", "1000")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("CGIRT_FUZZ_EXAMPLES", "1000")), deadline=None,
+          database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(a_request, st.lists(a_record, max_size=10).map(b"".join), st.binary(max_size=200)))
 def test_any_input_ends_the_connection_cleanly(data: bytes) -> None:
     out, clock = serve(data)
