@@ -61,6 +61,12 @@ class CgiApp:
     def child_init(self) -> None:
         if self.config.memory_limit_mb:
             limit = self.config.memory_limit_mb * 1024 * 1024
+            used = _address_space_bytes()
+            if used is not None and used >= limit:
+                # Python 3.13 can boot a little further on memory it already holds, then
+                # fails on the first request: make it a boot error, every time.
+                raise MemoryError(f"memory_limit_mb {self.config.memory_limit_mb} is below what "
+                                  f"a worker already uses ({used // (1024 * 1024)} MiB)")
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         self.errlog.open()
         drop_to_site_owner(self.site)
@@ -239,6 +245,14 @@ class CgiApp:
             req.write(head + body)
         except OSError:
             pass
+
+
+def _address_space_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return None  # not Linux: the limit applies, and the first allocation tells
 
 
 def drop_to_site_owner(site: Path) -> None:

@@ -84,6 +84,7 @@ class FastCGIRequest(fb.Request):  # type: ignore[misc]
         self.conn = conn
         self.stdout_started = False
         self.ended = False
+        self.params_done = False
         self.on_first_write: Callable[[], None] | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -166,12 +167,19 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
         req = self._requests.get(inrec.requestId)
         if req is None:
             return
+        if req.params_done:
+            # Read while the script reads its body: running the request again here would
+            # nest a second run of the script inside the first.
+            self.broken = True
+            self._keepGoing = False
+            raise ProtocolError("FCGI_PARAMS after the end of the params")
         if inrec.contentLength:
             self._params_bytes += inrec.contentLength
             if self._params_bytes > MAX_PARAMS_BYTES:
                 raise ProtocolError(f"more than {MAX_PARAMS_BYTES} bytes of FastCGI params")
             decode_params(inrec.contentData, req.params)
         else:
+            req.params_done = True
             self.keep_conn = bool(req.flags & fb.FCGI_KEEP_CONN)
             self._in_request = True
             self.control.request_started()

@@ -81,6 +81,7 @@ def serve(config: RunnerConfig) -> int:
     if not config.site.is_dir():
         raise StartupError(f"site directory {config.site} does not exist")
     site_layout.ensure_state(config.site)
+    _warn_if_readable_by_other_sites(config)
     sock = bind(config.listen, config.socket_mode)
     app = CgiApp(config)
     fcgi = FastCGIServer(app, max_conns=config.workers, io_timeout=io_timeout(config))
@@ -111,6 +112,16 @@ def serve(config: RunnerConfig) -> int:
         return status
     finally:
         _cleanup(sock, config.listen, pid_file)
+
+
+def _warn_if_readable_by_other_sites(config: RunnerConfig) -> None:
+    if os.geteuid() != 0 or os.stat(config.site).st_uid == 0:
+        return  # no privilege drop, so no separation is promised
+    roots = [config.site / directory for _prefix, directory in config.cgi_roots]
+    for d in site_layout.readable_by_others(config.site, roots):
+        log.warning("cgirt: %s can be read by other sites' scripts (it and %s are "
+                    "searchable by others); chmod 0700 %s, or chmod o-rx %s", d, config.site,
+                    d, config.site)
 
 
 def _cleanup(sock: socket.socket, listen: str, pid_file: Path) -> None:

@@ -110,3 +110,16 @@ def own_like_site(path: Path, site: Path) -> None:
     st = os.stat(site)
     if st.st_uid != 0:
         os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+
+
+def readable_by_others(site: Path, private_dirs: list[Path]) -> list[Path]:
+    """The private directories (cgi roots) that other local users, and so other sites'
+    workers, can reach: the site and the directory both searchable by "other".
+
+    Dropping to the owner's uid only separates sites if the modes do too: the gateway
+    publishes scripts 0755, and a 0755 cgi-bin under a 0755 site hands their source
+    (passwords in config modules included) to every other site's scripts.
+    """
+    if not os.stat(site).st_mode & 0o001:
+        return []
+    return [d for d in private_dirs if d.is_dir() and os.stat(d).st_mode & 0o001]

@@ -255,7 +255,9 @@ class Supervisor:
 
     def _on_exit(self, w: _Worker, status: int, booted: bool) -> None:
         code = os.waitstatus_to_exitcode(status)
-        if code == WORKER_BOOT_ERROR or (not booted and w.retiring_since is None):
+        # Only a worker that never finished booting counts: a script may end a booted
+        # worker with os._exit(3), and that must not halt every site's runner.
+        if not booted and (code == WORKER_BOOT_ERROR or w.retiring_since is None):
             self._boot_failures += 1
             log.error("worker %d failed to boot (exit %d)", w.pid, code)
             if code == WORKER_BOOT_ERROR or self._boot_failures >= self.settings.boot_failures_to_halt:

@@ -72,6 +72,12 @@ class FileTooLarge(FtpRefusal):
     code = 552
 
 
+class DiskFull(FtpRefusal):
+    """The server's disk (not the site's quota) is full (RFC 959: 452)."""
+
+    code = 452
+
+
 class Banned(FtpRefusal):
     """The client address is banned after repeated failed logins."""
 

@@ -9,6 +9,8 @@ transfer really completed.
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import tempfile
 import threading
@@ -26,8 +28,10 @@ from cgirt.site import (
     staging_dir,
 )
 
-from .errors import FileTooLarge, QuotaExceeded
+from .errors import DiskFull, FileTooLarge, QuotaExceeded
 from .validate import Finding, check_file
+
+_log = logging.getLogger("cgirt.ftp")
 
 SCRIPT_MODE = 0o755
 FILE_MODE = 0o644
@@ -75,7 +79,14 @@ class StagedUpload:
             raise QuotaExceeded(f"{self.virtual}: the site's quota is exhausted; "
                                 "nothing was published, the old file is unchanged.")
         self.size = size
-        return self._file.write(data)
+        try:
+            return self._file.write(data)
+        except OSError as err:
+            # pyftpdlib would answer "426 None" (it loses the errno when it wraps the error).
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(f"{self.virtual}: no space left on the server's disk; "
+                               "nothing was published, the old file is unchanged.") from err
+            raise
 
     def flush(self) -> None:
         self._file.flush()
@@ -93,10 +104,16 @@ class StagedUpload:
 
     def discard(self) -> None:
         self.done = True
-        if not self._file.closed:
-            self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.staging_path)
+        try:
+            if not self._file.closed:
+                # Closing flushes what is buffered, which fails again on a full disk;
+                # the bytes are being thrown away, and the file must go regardless.
+                self._file.close()
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.staging_path)
 
 
 @dataclass(frozen=True)
@@ -174,8 +191,13 @@ def deploy_log(site: Path, user: str, message: str) -> None:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     line = " ".join(f"{stamp} {user} {message}".split()) + "\n"
     with _log_lock:
-        fd = os.open(deploy_log_path(site), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line.encode("utf-8", "replace"))
-        finally:
-            os.close(fd)
+            fd = os.open(deploy_log_path(site), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line.encode("utf-8", "replace"))
+            finally:
+                os.close(fd)
+        except OSError as err:
+            # A full disk must not end the session whose upload is being refused.
+            _log.warning("cannot write %s (%s): %s", deploy_log_path(site), err.strerror,
+                         line.strip())

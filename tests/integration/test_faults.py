@@ -188,3 +188,17 @@ def test_kill_9_of_the_master_leaves_no_worker(site: Path, start_runner: Callabl
     wait_for(lambda: not any(Path(f"/proc/{p}").exists() and "Z" not in
                              Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0]
                              for p in workers), 5, "workers to die with their master")
+
+
+def test_a_script_exiting_with_the_boot_failure_status_does_not_halt_the_runner(
+        front: Callable[..., Front], site: Path) -> None:
+    # Exit status 3 is what a worker uses to report a failed boot; from a script of a
+    # booted worker it is just a crash, which costs only its own request.
+    (site / "cgi-bin" / "exit3.py").write_text("import os\nos._exit(3)\n")
+    f = front(workers=2)
+    for _ in range(4):
+        before = set(f.runner.worker_pids())
+        assert f.get("/cgi-bin/exit3.py")[0] == 502
+        replaced(f.runner, before)
+    assert f.runner.proc.alive()
+    f.healthy()

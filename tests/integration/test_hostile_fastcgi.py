@@ -66,3 +66,26 @@ def test_random_bytes(site: Path, start_runner: Callable[..., Runner]) -> None:
         send_and_close(runner.address, bytes(data))
     assert request(runner.address, cgi_params("/cgi-bin/hello.py")).body == b"Hello, world!\n"
     assert set(runner.worker_pids()) == workers, "a worker crashed on random input"
+
+
+def test_params_after_their_end_do_not_run_the_script_again(
+        site: Path, start_runner: Callable[..., Runner]) -> None:
+    # Found by tests/soak/test_fastcgi_fuzz.py: a second end-of-params record, read while
+    # the script reads its body, ran the request again, nested inside the first run.
+    runner = start_runner(site, workers=1)
+    workers = set(runner.worker_pids())
+    params = b"".join(pair(k.encode(), v.encode()) for k, v in cgi_params(
+        "/cgi-bin/echo.py", method="POST", CONTENT_LENGTH="5").items())
+    data = (record(BEGIN, 1, BEGIN_BODY) + record(PARAMS, 1, params) + record(PARAMS, 1)
+            + record(PARAMS, 1) + record(STDIN, 1, b"hello") + record(STDIN, 1))
+    s = connect(runner.address, timeout=10)
+    out = b""
+    try:
+        s.sendall(data)
+        while chunk := s.recv(65536):
+            out += chunk
+    finally:
+        s.close()
+    assert out.count(b"Content-Type") <= 1, out
+    assert request(runner.address, cgi_params("/cgi-bin/hello.py")).body == b"Hello, world!\n"
+    assert set(runner.worker_pids()) == workers

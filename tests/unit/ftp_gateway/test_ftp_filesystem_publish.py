@@ -146,3 +146,28 @@ def test_sweep_removes_only_old_staging_files(site: Path) -> None:
 def test_modes() -> None:
     assert mode_for(Path("/s"), Path("/s/cgi-bin/x/y.py")) == 0o755
     assert mode_for(Path("/s"), Path("/s/htdocs/y.py")) == 0o644
+
+
+def _onto_a_full_disk(upload: StagedUpload) -> None:
+    """Point the staging file object at /dev/full: every flush fails with ENOSPC."""
+    upload._file.close()
+    upload._file = open("/dev/full", "wb")  # noqa: SIM115 - closed by discard()
+
+
+def test_discard_on_a_full_disk_removes_the_staging_file(site: Path) -> None:
+    upload = StagedUpload(site, site / "x", "/x", max_size=None, quota_room=None)
+    _onto_a_full_disk(upload)
+    upload.write(b"still in the buffer")  # no error yet: it has not been flushed
+    upload.discard()  # flushing fails again; must not raise, must not leave the file
+    assert not upload.staging_path.exists() and upload._file.closed
+
+
+def test_a_full_disk_is_a_452_refusal(site: Path) -> None:
+    from ftp_gateway.errors import DiskFull, reply_for
+    upload = StagedUpload(site, site / "x", "/x", max_size=None, quota_room=None)
+    _onto_a_full_disk(upload)
+    with pytest.raises(DiskFull) as info:
+        upload.write(b"z" * (1024 * 1024))  # larger than the buffer: written at once
+    assert reply_for(info.value).startswith("452 /x: no space left")
+    upload.discard()
+    assert not upload.staging_path.exists()

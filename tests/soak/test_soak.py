@@ -1,0 +1,36 @@
+"""The short soak for CI: the same run as `python -m tests.soak`, about a minute long
+(CGIRT_SOAK_SECONDS changes it). Every invariant of issue 6 must be 0."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from .soak import Settings, Soak
+from .stack import Stack
+
+pytestmark = [pytest.mark.soak, pytest.mark.integration]
+
+
+def test_soak_two_sites_under_load_uploads_and_faults(tmp_path: Path) -> None:
+    duration = float(os.environ.get("CGIRT_SOAK_SECONDS", "60"))
+    stack = Stack(tmp_path / "soak")
+    lines: list[str] = []
+    try:
+        stack.start()
+        report = Soak(stack, Settings(duration=duration), log=lines.append).run()
+    finally:
+        stack.stop()  # idempotent: the run stops everything itself and checks how
+    summary = f"{report.table()}\n{report.resource_summary()}\n" + "\n".join(lines[-50:])
+    print(summary)
+    assert not report.violations(), summary
+    c = report.counts
+    # The load was really held: uploads went through, faults were really injected.
+    assert c["acked"] >= duration * 0.8, summary
+    assert c["versioned_checked"] >= duration * 20, summary
+    assert c["broken_refused"] and c["clients_killed"] and c["workers_killed"], summary
+    assert all(c[f"hostile_{s}"] for s in ("loop.py", "exit.py", "bomb.py", "huge.py")), summary
+    if duration >= 30:
+        assert c["gateway_restarts_term"] + c["gateway_restarts_kill"] >= 1, summary
