@@ -36,10 +36,6 @@ class PayloadTooLarge(HttpError):
     status, reason = 413, "Payload Too Large"
 
 
-class BadGateway(HttpError):
-    status, reason = 502, "Bad Gateway"
-
-
 class CgiApp:
     """Built in the master (no side effects); `child_init` runs in each worker."""
 

@@ -39,10 +39,6 @@ class ScriptNotFound(HttpError):
     status, reason = 404, "Not Found"
 
 
-class RequestBodyIncomplete(HttpError):
-    status, reason = 400, "Bad Request"
-
-
 class ScriptFailed(HttpError):
     """The script ended without a valid response (malformed headers, no output, crash)."""
 

@@ -103,7 +103,7 @@ class FastCGIRequest(fb.Request):  # type: ignore[misc]
         if self.ended:
             return
         self.ended = True
-        self.conn.send_end(self.requestId, app_status, self.stdout_started)
+        self.conn.send_end(self.requestId, app_status)
 
     def run(self) -> None:
         try:
@@ -235,7 +235,7 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
         for start in range(0, len(view), _MAX_CONTENT):
             self.send_record(rtype, request_id, view[start : start + _MAX_CONTENT])
 
-    def send_end(self, request_id: int, app_status: int, had_stdout: bool) -> None:
+    def send_end(self, request_id: int, app_status: int) -> None:
         body = struct.pack(fb.FCGI_EndRequestBody, app_status, fb.FCGI_REQUEST_COMPLETE)
         head = _HEADER.pack(fb.FCGI_VERSION_1, fb.FCGI_END_REQUEST, request_id, len(body), 0)
         # An empty FCGI_STDOUT ends the stream; sent with END_REQUEST in one write.

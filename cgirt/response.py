@@ -47,14 +47,12 @@ class ResponseParser:
     _state: str = "headers"  # headers → body | redirect | malformed
     status: int = 0
     _outcome: Outcome | None = None
-    bytes_sent: int = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         n = len(data)
         if self._state == "body":
             if not self.head_only and n:
                 self.send(bytes(data))
-                self.bytes_sent += n
             return n
         if self._state != "headers":
             return n  # discarded: redirect body or after a malformed header
@@ -116,7 +114,6 @@ class ResponseParser:
         out.append(b"\r\n")
         if body and not self.head_only:
             out.append(body)
-            self.bytes_sent += len(body)
         self._state = "body"
         self.send(b"".join(out))
         return None
