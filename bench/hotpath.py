@@ -24,6 +24,7 @@ from cgirt.app import CgiApp
 from cgirt.cache import RACY_SECONDS
 from cgirt.config import RunnerConfig
 from cgirt.fastcgi import FastCGIServer
+from cgirt.forkmode import SingleRequestControl
 
 from .__main__ import FORM_QUERY
 from .stack import make_site
@@ -62,19 +63,6 @@ def request_bytes(site: Path, script: str, query: str) -> bytes:
             + _record(5))
 
 
-class _Control:
-    stopping = False
-
-    def request_started(self) -> None:
-        pass
-
-    def request_finished(self) -> None:
-        pass
-
-    def recycle_after_request(self) -> None:
-        pass
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.hotpath")
     ap.add_argument("--requests", type=int, default=5000)
@@ -91,7 +79,7 @@ def main() -> int:
     app.child_init()
     query = FORM_QUERY if args.script == "form" else ""
     raw = request_bytes(site, args.script + ".py", query)
-    control = _Control()
+    control = SingleRequestControl()
 
     def one() -> bytes:
         ours, theirs = socket.socketpair()

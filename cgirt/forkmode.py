@@ -170,7 +170,7 @@ def _template(sock: socket.socket, serve: Serve, prepare: Callable[[Any], None],
         os._exit(code)
 
 
-class _ChildControl:
+class SingleRequestControl:
     """The supervisor's view, for a process that serves exactly one request."""
 
     stopping = True
@@ -192,7 +192,7 @@ def _child(job: Job, fd: int, serve: Serve, io_timeout: float, shared: mmap.mmap
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         _SHARED.pack_into(shared, 0, os.getpid(), _NOTHING)
         server = FastCGIServer(lambda req: None, max_conns=1, io_timeout=io_timeout)
-        conn = FastCGIConnection(socket.socket(fileno=fd), None, server, _ChildControl())
+        conn = FastCGIConnection(socket.socket(fileno=fd), None, server, SingleRequestControl())
         conn._sock.settimeout(io_timeout)
         conn._rbuf += job.buffered
         req = FastCGIRequest(conn, conn._inputStreamClass, 0)
