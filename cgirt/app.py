@@ -26,7 +26,7 @@ from .forkmode import ForkServer
 from .log import ErrorLog
 from .modes import ModePolicy
 from .response import ResponseParser
-from .sandbox import ProcessState, RequestBody, run_script, text_stderr, text_stdin, text_stdout
+from .sandbox import ProcessState, RequestBody, StdStreams, run_script
 
 log = logging.getLogger("cgirt.error")
 MAX_REDIRECTS = 10
@@ -52,6 +52,7 @@ class CgiApp:
         self._generation_path = str(site_layout.generation_path(config.site))
         self._generation: Any = None
         self._state: ProcessState | None = None
+        self._streams: StdStreams | None = None
         self._current: FastCGIRequest | None = None
 
     def child_init(self) -> None:
@@ -72,18 +73,21 @@ class CgiApp:
         install_site_loader(self.modules)
         signal.signal(signal.SIGALRM, self._on_deadline)
         self._state = ProcessState()
+        self._streams = StdStreams()
         self.forks.start(self._serve_forked, self._prepare_fork)  # clean: no script has run yet
 
     # -- the request --------------------------------------------------------------------
 
     def __call__(self, req: FastCGIRequest) -> None:
-        self._current = req
+        # The deadline is armed before the request becomes current, so a timer left from the
+        # last request can never fire on this one; it is not disarmed afterwards (a system
+        # call per request): with no current request, it only wakes the worker once.
         signal.setitimer(signal.ITIMER_REAL, self.config.timeout)
+        self._current = req
         try:
             self._check_generation()
             self.guarded(req, "-", lambda: self._dispatch(req))
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
             self._current = None
 
     def _dispatch(self, req: FastCGIRequest) -> None:
@@ -155,18 +159,24 @@ class CgiApp:
 
     def _run_persistent(self, req: FastCGIRequest, target: Target, env: dict[str, str],
                         body: RequestBody, parser: ResponseParser, argv_words: list[str]) -> None:
-        assert self._state is not None
+        assert self._state is not None and self._streams is not None
+        req.release_output()  # an internal redirect's first script may have held it
         self.modules.refresh()
         try:
-            code = self.scripts.get(target.path)
+            code = self.scripts.get(target.path, target.stat)
         except SyntaxError as exc:
             raise ScriptFailed(log=f"syntax error: {exc.msg} (line {exc.lineno})",
                                script=target.path) from None
         except OSError as exc:
             raise ScriptFailed(log=f"cannot read script: {exc.strerror}", script=target.path) from None
-        stdio = (text_stdin(body), text_stdout(parser.write),
-                 text_stderr(lambda line: self.errlog.line(target.path, line)))
-        result = run_script(self._state, code, target.path, env, stdio, [target.path, *argv_words])
+        stdio = self._streams.aim(body, parser.write, lambda line: self.errlog.line(target.path, line))
+        flushed = False
+        try:
+            result = run_script(self._state, code, target.path, env, stdio,
+                                [target.path, *argv_words], before_flush=req.hold_output)
+            flushed = result.stdout_flushed
+        finally:
+            self._streams.release(flushed)
         self.modules.collect()
         if result.timed_out:
             raise RequestTimeout()

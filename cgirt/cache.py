@@ -51,11 +51,12 @@ def _read(path: str) -> tuple[os.stat_result, bytes]:
         return st, f.read()
 
 
-def _still_valid(entry: _Entry, path: str) -> bool:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
+def _still_valid(entry: _Entry, path: str, st: os.stat_result | None = None) -> bool:
+    if st is None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
     if signature(st) != entry.sig:
         return False
     if entry.racy:
@@ -75,9 +76,10 @@ class ScriptCache:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
 
-    def get(self, path: str) -> CodeType:
+    def get(self, path: str, st: os.stat_result | None = None) -> CodeType:
+        """The script's code; `st` is the file's stat taken for this request, if there is one."""
         entry = self._entries.get(path)
-        if entry is not None and _still_valid(entry, path):
+        if entry is not None and _still_valid(entry, path, st):
             assert entry.code is not None
             return entry.code
         st, source = _read(path)

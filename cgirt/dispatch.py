@@ -30,6 +30,7 @@ class Target:
     script_name: str  # the script's URL path
     path_info: str
     root: CgiRoot
+    stat: os.stat_result | None = None  # the script's, taken while resolving this request
 
 
 class Dispatcher:
@@ -40,6 +41,7 @@ class Dispatcher:
             (CgiRoot(url.rstrip("/"), os.path.realpath(site / directory)) for url, directory in roots),
             key=lambda r: -len(r.url),
         )
+        self._real: dict[str, tuple[tuple[int, int], str]] = {}
 
     def resolve(self, params: Mapping[str, str]) -> Target:
         filename = params.get("SCRIPT_FILENAME", "")
@@ -71,7 +73,7 @@ class Dispatcher:
                     script_name = script_name[: -len(extra)]
                 path_info = params.get("PATH_INFO") or target.path_info
                 return Target(target.path, script_name or root.url + target.script_name,
-                              path_info, root)
+                              path_info, root, target.stat)
         return None
 
     def _walk(self, root: CgiRoot, rest: str, url_base: str | None) -> Target:
@@ -101,7 +103,7 @@ class Dispatcher:
                 continue
             if not stat.S_ISREG(st.st_mode):
                 raise Forbidden(log=f"not a regular file: {current}")
-            real = _real_path(current)
+            real = self._real_path(current, st)
             if not real.startswith(root.path + "/"):
                 raise Forbidden(log=f"{current} leads outside the cgi root")
             if any(part.startswith(".") for part in real[len(root.path) + 1 :].split("/")):
@@ -109,11 +111,25 @@ class Dispatcher:
             path_info = "/".join(segments[i + 1 :])
             path_info = "/" + path_info if i + 1 < len(segments) else ""
             base = url_base if url_base is not None else ""
-            return Target(real, base + consumed, path_info, root)
+            return Target(real, base + consumed, path_info, root, st)
         raise Forbidden(log=f"{root.path}{rest} is a directory")
+
+    def _real_path(self, path: str, st: os.stat_result) -> str:
+        """The real path of `path`, whose stat is `st`; remembered while `path` still leads
+        to the same file, since resolving it costs three system calls per request."""
+        key = (st.st_dev, st.st_ino)
+        known = self._real.get(path)
+        if known is not None and known[0] == key:
+            return known[1]
+        real = _real_path(path)
+        if len(self._real) >= _REAL_PATHS_KEPT:
+            self._real.clear()
+        self._real[path] = (key, real)
+        return real
 
 
 _O_PATH = getattr(os, "O_PATH", 0)
+_REAL_PATHS_KEPT = 10_000
 
 
 def _real_path(path: str) -> str:

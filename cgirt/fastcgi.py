@@ -1,10 +1,11 @@
 """FastCGI on flup's protocol classes, tuned for one request at a time per worker.
 
-flup supplies the records, the request and its input stream. What is replaced here, by
-subclassing, is the per-record socket work on the hot path (flup selects before every record
-and sends header, content and padding as three writes), the broken FCGI_GET_VALUES reply,
-and the connection end (flup closes with unread input, which makes the kernel send a reset
-that can destroy a response the web server has not read yet).
+flup supplies the protocol's constants, the request and its input streams. What is replaced
+here, by subclassing, is the per-record work on the hot path (flup selects before every
+record, builds an object for each, and sends header, content and padding as three writes),
+the broken FCGI_GET_VALUES reply, and the connection end (flup closes with unread input,
+which makes the kernel send a reset that can destroy a response the web server has not read
+yet).
 """
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ from .supervisor import Control
 log = logging.getLogger("cgirt.error")
 
 _HEADER = struct.Struct(fb.FCGI_Header)
+_BEGIN_BODY = struct.Struct(fb.FCGI_BeginRequestBody)
+_END_BODY = struct.Struct(fb.FCGI_EndRequestBody)
 _LENGTH = struct.Struct("!L")
+_TIMEVAL = struct.Struct("@ll")
+_PADDING = tuple(b"\0" * n for n in range(8))
 _MAX_CONTENT = 65528  # largest multiple of 8 below 65535: records need no padding
+_HOLD_LIMIT = 256 * 1024
 _RECV = 65536
 _CLOSE_DRAIN_SECONDS = 5.0
 MAX_PARAMS_BYTES = 1024 * 1024  # nginx and Apache send a few KiB; more is an attack
@@ -77,33 +83,71 @@ class ClientGone(BrokenPipeError):
 
 
 class FastCGIRequest(fb.Request):  # type: ignore[misc]
-    """A flup request whose responses are written as large single-send records."""
+    """A flup request whose responses are written as large single-send records.
+
+    Output is sent as it is written, except once `hold_output()` is called (when the script
+    has ended and only its last buffered bytes are left): those go out with the end of the
+    request in one write, which saves a system call and a wake-up of the web server on
+    nearly every request."""
 
     def __init__(self, conn: "FastCGIConnection", inputStreamClass: type, timeout: int) -> None:
-        super().__init__(conn, inputStreamClass, timeout)
+        # Not flup's __init__: its two output streams are never used here (responses are
+        # written by write() below), and building them cost a tenth of a small request.
+        self._conn = conn
+        self._timeout = timeout
+        self.server = conn.server
+        self.params: dict[str, str] = {}
+        self.stdin = inputStreamClass(conn)
+        self.data = inputStreamClass(conn)
         self.conn = conn
         self.stdout_started = False
         self.ended = False
         self.params_done = False
         self.on_first_write: Callable[[], None] | None = None
+        self._held: list[bytes] | None = None
+        self._held_bytes = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send response bytes (CGI-style headers, then body) as FCGI_STDOUT records."""
-        if self.ended:
+        if self.ended or not data:
             return
-        if data:
-            if not self.stdout_started:
-                self.stdout_started = True
-                if self.on_first_write is not None:
-                    self.on_first_write()
-            self.conn.send_stream(fb.FCGI_STDOUT, self.requestId, data)
+        if not self.stdout_started:
+            self.stdout_started = True
+            if self.on_first_write is not None:
+                self.on_first_write()
+        records = stream_records(fb.FCGI_STDOUT, self.requestId, data)
+        if self._held is None:
+            self.conn.send(records)
+            return
+        self._held.append(records)
+        self._held_bytes += len(records)
+        if self._held_bytes >= _HOLD_LIMIT:
+            self._release()
+
+    def hold_output(self) -> None:
+        if self._held is None:
+            self._held, self._held_bytes = [], 0
+
+    def release_output(self) -> None:
+        """Send what is held, and send further output at once again."""
+        self._release()
+        self._held = None
+
+    def _release(self) -> None:
+        if self._held:
+            data = b"".join(self._held)
+            self._held.clear()
+            self._held_bytes = 0
+            self.conn.send(data)
 
     def end(self, app_status: int = 0) -> None:
-        """End the stream and the request; idempotent."""
+        """End the stream and the request (with any held output, in one write); idempotent."""
         if self.ended:
             return
         self.ended = True
-        self.conn.send_end(self.requestId, app_status)
+        held = b"".join(self._held) if self._held else b""
+        self._held = None
+        self.conn.send(held + end_records(self.requestId, app_status))
 
     def run(self) -> None:
         try:
@@ -116,10 +160,39 @@ class FastCGIRequest(fb.Request):  # type: ignore[misc]
             self.conn.request_done(self)
 
 
+def stream_records(rtype: int, request_id: int, data: bytes | bytearray | memoryview) -> bytes:
+    """`data` as stream records of at most _MAX_CONTENT bytes, ready to send."""
+    length = len(data)
+    if length <= _MAX_CONTENT:
+        padding = -length & 7
+        return b"".join((_HEADER.pack(fb.FCGI_VERSION_1, rtype, request_id, length, padding),
+                         data, _PADDING[padding]))
+    view = memoryview(data)
+    return b"".join(stream_records(rtype, request_id, view[start : start + _MAX_CONTENT])
+                    for start in range(0, length, _MAX_CONTENT))
+
+
+def end_records(request_id: int, app_status: int) -> bytes:
+    """The empty FCGI_STDOUT that ends the stream, then FCGI_END_REQUEST."""
+    return (_HEADER.pack(fb.FCGI_VERSION_1, fb.FCGI_STDOUT, request_id, 0, 0)
+            + _HEADER.pack(fb.FCGI_VERSION_1, fb.FCGI_END_REQUEST, request_id, 8, 0)
+            + _END_BODY.pack(app_status, fb.FCGI_REQUEST_COMPLETE))
+
+
 class FastCGIConnection(fb.Connection):  # type: ignore[misc]
+    """One web server connection: records in, one request at a time, records out.
+
+    Reads go through one buffer (`_rbuf` from `_rpos`), parsed in place: flup builds a
+    Record object per record and selects before each read, which cost more than the rest of
+    a small request's protocol work. The socket stays blocking; its stall limit is the
+    kernel's (SO_RCVTIMEO, SO_SNDTIMEO), set once a read would wait, so no poll precedes each
+    read and write as with a Python socket timeout. Writes during a request are bounded by
+    the request's own deadline as well."""
+
     def __init__(self, sock: socket.socket, addr: Any, server: "FastCGIServer", control: Control) -> None:
         super().__init__(sock, addr, server, 0)
-        self._rbuf = bytearray()
+        self._rbuf = b""  # bytes, not bytearray: a slice is then the one copy a record needs
+        self._rpos = 0
         self.control = control
         self.broken = False
         self.sending = False
@@ -127,44 +200,84 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
         self._in_request = False
         self._params_bytes = 0
         self._input_ended = False  # the empty FCGI_STDIN record has been processed
+        self.handed_off = False  # another process answered and closes properly: just close
+        self._io_timeout_set = False
 
     # -- reading ----------------------------------------------------------------------
 
+    def feed(self, data: bytes) -> None:
+        """Bytes read from this connection by another process (fork mode's worker)."""
+        self._rbuf += data
+
+    def take_buffered(self) -> bytes:
+        """The bytes read but not yet parsed, removed from this connection."""
+        data = self._rbuf[self._rpos :]
+        self._rbuf, self._rpos = b"", 0
+        return data
+
     def _fill(self, need: int) -> None:
+        """Make `need` unparsed bytes available from _rpos."""
+        if self._rpos:
+            self._rbuf, self._rpos = self._rbuf[self._rpos :], 0
         while len(self._rbuf) < need:
             try:
-                chunk = self._sock.recv(_RECV)
-            except (socket.timeout, OSError):
+                chunk = self._sock.recv(_RECV, 0 if self._io_timeout_set else socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                if self._io_timeout_set:
+                    raise EOFError from None  # stalled past the io timeout
+                # Only now, when a read would wait: a web server usually sends the whole
+                # request at once, and then the two system calls are not needed at all.
+                set_io_timeout(self._sock, self.server.io_timeout)
+                self._io_timeout_set = True
+                continue
+            except OSError:
                 raise EOFError from None
             if not chunk:
                 raise EOFError
             self._rbuf += chunk
 
-    def read_record(self) -> fb.Record:
-        self._fill(fb.FCGI_HEADER_LEN)
-        version, rtype, request_id, length, padding = _HEADER.unpack_from(self._rbuf)
-        total = fb.FCGI_HEADER_LEN + length + padding
-        self._fill(total)
-        rec = fb.Record(rtype, request_id)
-        rec.version = version
-        rec.contentLength = length
-        rec.paddingLength = padding
-        rec.contentData = bytes(self._rbuf[fb.FCGI_HEADER_LEN : fb.FCGI_HEADER_LEN + length])
-        del self._rbuf[:total]
-        return rec
-
     def process_input(self) -> None:
-        rec = self.read_record()
-        if rec.version != fb.FCGI_VERSION_1:
-            raise ProtocolError(f"FastCGI version {rec.version}")
-        handler = self._dispatch.get(rec.type)
-        if handler is not None:
-            handler(self, rec)
-        elif rec.requestId == fb.FCGI_NULL_REQUEST_ID:
-            self._do_unknown_type(rec)
+        """Read and handle one record."""
+        buf, pos = self._rbuf, self._rpos
+        if len(buf) - pos < fb.FCGI_HEADER_LEN:
+            self._fill(fb.FCGI_HEADER_LEN)
+            buf, pos = self._rbuf, 0
+        version, rtype, request_id, length, padding = _HEADER.unpack_from(buf, pos)
+        if version != fb.FCGI_VERSION_1:
+            raise ProtocolError(f"FastCGI version {version}")
+        end = pos + fb.FCGI_HEADER_LEN + length
+        if len(buf) < end + padding:
+            self._fill(fb.FCGI_HEADER_LEN + length + padding)
+            buf, pos, end = self._rbuf, 0, fb.FCGI_HEADER_LEN + length
+        content = buf[pos + fb.FCGI_HEADER_LEN : end]
+        self._rpos = end + padding
+        if rtype == fb.FCGI_PARAMS:
+            self._on_params(request_id, content)
+        elif rtype == fb.FCGI_STDIN:
+            if not content:
+                self._input_ended = True
+            req = self._requests.get(request_id)
+            if req is not None:
+                req.stdin.add_data(content)
+        elif rtype == fb.FCGI_BEGIN_REQUEST:
+            self._on_begin(request_id, content)
+        else:
+            self._on_other(rtype, request_id, content)
 
-    def _do_params(self, inrec: fb.Record) -> None:
-        req = self._requests.get(inrec.requestId)
+    def _on_begin(self, request_id: int, content: bytes) -> None:
+        if len(content) != _BEGIN_BODY.size:
+            raise ProtocolError("a FCGI_BEGIN_REQUEST record of the wrong length")
+        self._params_bytes = 0
+        role, flags = _BEGIN_BODY.unpack(content)
+        req = self.server.request_class(self, self._inputStreamClass, self._timeout)
+        req.requestId, req.role, req.flags, req.aborted = request_id, role, flags, False
+        if self._requests:
+            self.end_request(req, 0, fb.FCGI_CANT_MPX_CONN, remove=False)
+        else:
+            self._requests[request_id] = req
+
+    def _on_params(self, request_id: int, content: bytes) -> None:
+        req = self._requests.get(request_id)
         if req is None:
             return
         if req.params_done:
@@ -173,11 +286,11 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
             self.broken = True
             self._keepGoing = False
             raise ProtocolError("FCGI_PARAMS after the end of the params")
-        if inrec.contentLength:
-            self._params_bytes += inrec.contentLength
+        if content:
+            self._params_bytes += len(content)
             if self._params_bytes > MAX_PARAMS_BYTES:
                 raise ProtocolError(f"more than {MAX_PARAMS_BYTES} bytes of FastCGI params")
-            decode_params(inrec.contentData, req.params)
+            decode_params(content, req.params)
         else:
             req.params_done = True
             self.keep_conn = bool(req.flags & fb.FCGI_KEEP_CONN)
@@ -185,24 +298,27 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
             self.control.request_started()
             req.run()
 
-    def _do_begin(self, inrec: fb.Record) -> None:
-        if inrec.contentLength != struct.calcsize(fb.FCGI_BeginRequestBody):
-            raise ProtocolError("a FCGI_BEGIN_REQUEST record of the wrong length")
-        self._params_bytes = 0
-        fb.Connection._do_begin_request(self, inrec)
+    def _on_other(self, rtype: int, request_id: int, content: bytes) -> None:
+        """The rare records, as flup handles them (FCGI_GET_VALUES as flup means to)."""
+        if rtype == fb.FCGI_GET_VALUES:
+            self._get_values(content)
+            return
+        rec = fb.Record(rtype, request_id)
+        rec.contentData, rec.contentLength = content, len(content)
+        if rtype == fb.FCGI_ABORT_REQUEST:
+            fb.Connection._do_abort_request(self, rec)
+        elif rtype == fb.FCGI_DATA:
+            fb.Connection._do_data(self, rec)
+        elif request_id == fb.FCGI_NULL_REQUEST_ID:
+            self._do_unknown_type(rec)
 
-    def _do_stdin(self, inrec: fb.Record) -> None:
-        if not inrec.contentLength:
-            self._input_ended = True
-        fb.Connection._do_stdin(self, inrec)
-
-    def _do_get_values(self, inrec: fb.Record) -> None:
+    def _get_values(self, content: bytes) -> None:
         # flup looks the names up as bytes in a str-keyed dict and always answers empty.
         out = b""
         pos = 0
-        while pos < inrec.contentLength:
+        while pos < len(content):
             try:
-                pos, (name, _) = fb.decode_pair(inrec.contentData, pos)
+                pos, (name, _) = fb.decode_pair(content, pos)
             except (struct.error, IndexError):
                 raise ProtocolError("a malformed FCGI_GET_VALUES record") from None
             cap = self.server.capability.get(name.decode("latin-1"))
@@ -210,42 +326,15 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
                 out += fb.encode_pair(name, str(cap).encode("latin-1"))
         self.send_record(fb.FCGI_GET_VALUES_RESULT, 0, out)
 
-    _dispatch: dict[int, Callable[..., None]] = {
-        fb.FCGI_GET_VALUES: _do_get_values,
-        fb.FCGI_BEGIN_REQUEST: _do_begin,
-        fb.FCGI_ABORT_REQUEST: fb.Connection._do_abort_request,
-        fb.FCGI_PARAMS: _do_params,
-        fb.FCGI_STDIN: _do_stdin,
-        fb.FCGI_DATA: fb.Connection._do_data,
-    }
-
     # -- writing ----------------------------------------------------------------------
 
     def send_record(self, rtype: int, request_id: int, content: bytes | memoryview = b"") -> None:
-        length = len(content)
-        padding = -length & 7
-        self._send(
-            _HEADER.pack(fb.FCGI_VERSION_1, rtype, request_id, length, padding)
-            + bytes(content)
-            + b"\x00" * padding
-        )
-
-    def send_stream(self, rtype: int, request_id: int, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        for start in range(0, len(view), _MAX_CONTENT):
-            self.send_record(rtype, request_id, view[start : start + _MAX_CONTENT])
-
-    def send_end(self, request_id: int, app_status: int) -> None:
-        body = struct.pack(fb.FCGI_EndRequestBody, app_status, fb.FCGI_REQUEST_COMPLETE)
-        head = _HEADER.pack(fb.FCGI_VERSION_1, fb.FCGI_END_REQUEST, request_id, len(body), 0)
-        # An empty FCGI_STDOUT ends the stream; sent with END_REQUEST in one write.
-        eos = _HEADER.pack(fb.FCGI_VERSION_1, fb.FCGI_STDOUT, request_id, 0, 0)
-        self._send(eos + head + body)
+        self.send(stream_records(rtype, request_id, content))
 
     def writeRecord(self, rec: fb.Record) -> None:
         self.send_record(rec.type, rec.requestId, rec.contentData)
 
-    def _send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:
         if self.broken:
             raise ClientGone(errno.EPIPE, "the web server closed the connection")
         self.sending = True
@@ -261,8 +350,7 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
 
     def end_request(self, req: Any, appStatus: int = 0, protocolStatus: int = fb.FCGI_REQUEST_COMPLETE, remove: bool = True) -> None:
         # Only reached for FCGI_CANT_MPX_CONN: a second request on a busy connection.
-        body = struct.pack(fb.FCGI_EndRequestBody, appStatus, protocolStatus)
-        self.send_record(fb.FCGI_END_REQUEST, req.requestId, body)
+        self.send_record(fb.FCGI_END_REQUEST, req.requestId, _END_BODY.pack(appStatus, protocolStatus))
 
     def request_done(self, req: FastCGIRequest) -> None:
         self._requests.pop(req.requestId, None)
@@ -274,10 +362,9 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
 
     def run(self) -> None:
         self._keepGoing = True
-        self._sock.settimeout(self.server.io_timeout)
         try:
             while self._keepGoing:
-                if not self._rbuf and self.keep_conn and not self._requests:
+                if self._rpos >= len(self._rbuf) and self.keep_conn and not self._requests:
                     if not self._wait_idle():
                         break
                 self.process_input()
@@ -310,21 +397,19 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
                 return True
             return False
         finally:
-            self._sock.settimeout(self.server.io_timeout)
+            self._sock.settimeout(None)  # blocking again, under the kernel's io timeout
 
     def _close(self) -> None:
-        """Half-close, then read until the web server closes, so no reset destroys the reply.
+        """Close so that no reset destroys the reply.
 
         A reset comes from closing with unread input. When the web server has already sent
         everything it will send (the empty FCGI_STDIN that ends the input, and no kept
-        connection), reading what is buffered is enough: waiting for its close as well would
-        keep the worker idle for a round trip on every request."""
-        if not self.broken:
+        connection), nothing is unread and a plain close is right: waiting for the web
+        server's close as well would keep the worker idle for a round trip on every request.
+        Otherwise half-close and read until the web server closes."""
+        if not (self.broken or self.handed_off) and (self.keep_conn or not self._input_sent()):
             try:
                 self._sock.shutdown(socket.SHUT_WR)
-                if not self.keep_conn and self._input_sent():
-                    self._sock.close()
-                    return
                 deadline = time.monotonic() + _CLOSE_DRAIN_SECONDS
                 self._sock.settimeout(0.5)
                 while time.monotonic() < deadline:
@@ -338,27 +423,38 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
         self._sock.close()
 
     def _input_sent(self) -> bool:
-        """Read what the socket holds without waiting; True if the input has ended with it."""
-        self._sock.setblocking(False)
+        """True if the web server has sent all its input and this side has read it: the
+        empty FCGI_STDIN was handled or is buffered, or the web server has closed its side."""
+        if self._input_ended or self._buffered_input_end():
+            return True
         try:
             while True:
-                chunk = self._sock.recv(_RECV)
+                chunk = self._sock.recv(_RECV, socket.MSG_DONTWAIT)
                 if not chunk:
                     return True  # the web server closed its side: nothing more can come
                 self._rbuf += chunk
-        except (BlockingIOError, InterruptedError):
+        except OSError:  # EAGAIN: nothing more for now
             pass
-        finally:
-            self._sock.settimeout(0.5)
-        if self._input_ended:
-            return True
-        pos = 0
-        while pos + fb.FCGI_HEADER_LEN <= len(self._rbuf):
-            _, rtype, _, length, padding = _HEADER.unpack_from(self._rbuf, pos)
+        return self._buffered_input_end()
+
+    def _buffered_input_end(self) -> bool:
+        buf, pos = self._rbuf, self._rpos
+        while pos + fb.FCGI_HEADER_LEN <= len(buf):
+            _, rtype, _, length, padding = _HEADER.unpack_from(buf, pos)
             if rtype == fb.FCGI_STDIN and length == 0:
                 return True
             pos += fb.FCGI_HEADER_LEN + length + padding
         return False
+
+
+def set_io_timeout(sock: socket.socket, seconds: float) -> None:
+    """A blocking socket whose reads and writes fail (EAGAIN) after stalling `seconds`."""
+    if sock.gettimeout() is not None:
+        sock.settimeout(None)
+    whole = int(seconds)
+    tv = _TIMEVAL.pack(whole, int((seconds - whole) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
 
 
 def io_timeout(config: Any) -> float:

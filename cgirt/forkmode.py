@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import HttpError, RequestTimeout
-from .fastcgi import FastCGIConnection, FastCGIRequest, FastCGIServer
+from .fastcgi import FastCGIConnection, FastCGIRequest, FastCGIServer, set_io_timeout
 from .supervisor import _die_with_parent
 
 _NOTHING, _STARTED, _ENDED = 0, 1, 2
@@ -80,7 +80,7 @@ class ForkServer:
         assert self._sock is not None and self._shared is not None
         remaining = signal.setitimer(signal.ITIMER_REAL, 0)[0] or self.timeout
         conn = req.conn
-        job = Job(req.requestId, req.flags, dict(req.params), bytes(conn._rbuf), remaining, work)
+        job = Job(req.requestId, req.flags, dict(req.params), conn.take_buffered(), remaining, work)
         _SHARED.pack_into(self._shared, 0, 0, _NOTHING)
         payload = pickle.dumps(job)
         try:
@@ -91,11 +91,11 @@ class ForkServer:
             conn.control.recycle_after_request()  # a new worker brings a new template
             raise ChildDied(log=f"the fork-mode template is gone ({exc})") from None
         conn.keep_conn = False  # the child read records this process never saw
-        conn._rbuf.clear()
         ended_by_itself = self._wait(remaining + self.kill_grace / 2)
         _, sent = _SHARED.unpack_from(self._shared, 0)
         if sent == _ENDED:
             req.ended = True
+            conn.handed_off = True  # the child has closed the connection properly itself
             return
         if sent == _NOTHING:
             error_page(req, ChildDied() if ended_by_itself else RequestTimeout())
@@ -193,8 +193,8 @@ def _child(job: Job, fd: int, serve: Serve, io_timeout: float, shared: mmap.mmap
         _SHARED.pack_into(shared, 0, os.getpid(), _NOTHING)
         server = FastCGIServer(lambda req: None, max_conns=1, io_timeout=io_timeout)
         conn = FastCGIConnection(socket.socket(fileno=fd), None, server, SingleRequestControl())
-        conn._sock.settimeout(io_timeout)
-        conn._rbuf += job.buffered
+        set_io_timeout(conn._sock, io_timeout)
+        conn.feed(job.buffered)
         req = FastCGIRequest(conn, conn._inputStreamClass, 0)
         req.requestId, req.flags, req.params, req.aborted = job.request_id, job.flags, job.params, False
         conn._requests[job.request_id] = req

@@ -9,6 +9,7 @@ environment that subprocesses inherit), stdio, argv, the current directory, sys.
 from __future__ import annotations
 
 import _signal
+import array
 import atexit
 import builtins
 import ctypes
@@ -19,8 +20,8 @@ import sys
 import threading
 import traceback
 import types
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import accumulate
 from types import CodeType
 from typing import Any, Callable, Iterator, Mapping
 
@@ -64,23 +65,33 @@ class RequestBody(io.RawIOBase):
         return len(data)
 
 
+def _no_request(data: bytes) -> None:
+    raise BrokenPipeError("no request is being served")
+
+
 class _Sink(io.RawIOBase):
-    def __init__(self, write: Callable[[bytes], Any]) -> None:
-        self._write = write
+    """The bottom of a script's stdout: re-aimed at each request's response."""
+
+    def __init__(self, write: Callable[[bytes], Any] = _no_request) -> None:
+        self.target = write
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        self._write(bytes(data))
+        self.target(bytes(data))
         return len(data)
+
+
+def _no_log(line: str) -> None:
+    pass
 
 
 class LineTagger(io.RawIOBase):
     """stderr of a script: each complete line goes to `emit` (the site's error log)."""
 
     def __init__(self, emit: Callable[[str], None]) -> None:
-        self._emit = emit
+        self.emit = emit
         self._partial = b""
 
     def writable(self) -> bool:
@@ -90,13 +101,17 @@ class LineTagger(io.RawIOBase):
         chunk = self._partial + bytes(data)
         *lines, self._partial = chunk.split(b"\n")
         for line in lines:
-            self._emit(line.decode("utf-8", "backslashreplace"))
+            self.emit(line.decode("utf-8", "backslashreplace"))
         return len(data)
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """Emit the last line, if it had no newline."""
         if self._partial:
-            self._emit(self._partial.decode("utf-8", "backslashreplace"))
+            self.emit(self._partial.decode("utf-8", "backslashreplace"))
             self._partial = b""
+
+    def close(self) -> None:
+        self.finish()
         super().close()
 
 
@@ -116,11 +131,81 @@ def text_stderr(emit: Callable[[str], None]) -> io.TextIOWrapper:
                             errors="backslashreplace", line_buffering=True)
 
 
+# What each stream is built with; one a script has changed (reconfigure, detach, close) is
+# replaced rather than handed to the next request.
+_STDOUT_SETTINGS = ("utf-8", "surrogateescape", False, True)
+_STDERR_SETTINGS = ("utf-8", "backslashreplace", True, False)
+_STDIN_SETTINGS = ("utf-8", "surrogateescape", False, False)
+
+
+def _intact(stream: io.TextIOWrapper, raw: io.RawIOBase, settings: tuple[str, str, bool, bool]) -> bool:
+    try:
+        return (not stream.closed and stream.buffer.raw is raw  # type: ignore[attr-defined]
+                and (stream.encoding, stream.errors, stream.line_buffering,
+                     stream.write_through) == settings)
+    except ValueError:  # detached
+        return False
+
+
+class StdStreams:
+    """A worker's stdin, stdout and stderr for scripts: built once and re-aimed at each
+    request, since three text streams over buffered ones cost a tenth of a small request.
+
+    A stream comes back to the next request only if it is as it was built and empty: a
+    script that closed, detached or reconfigured one, or a response cut off with output
+    still buffered, gets it replaced. A request with a body gets a stdin of its own."""
+
+    def __init__(self) -> None:
+        self.stdout = text_stdout(_no_request)
+        self.stderr = text_stderr(_no_log)
+        self._empty = RequestBody(lambda n: b"", 0)
+        self.stdin_empty = text_stdin(self._empty)
+
+    def aim(self, body: RequestBody, write: Callable[[bytes], Any],
+            emit: Callable[[str], None]) -> tuple[io.TextIOWrapper, io.TextIOWrapper, io.TextIOWrapper]:
+        self.stdout.buffer.raw.target = write  # type: ignore[attr-defined]
+        self.stderr.buffer.raw.emit = emit  # type: ignore[attr-defined]
+        stdin = self.stdin_empty if body.remaining == 0 else text_stdin(body)
+        return stdin, self.stdout, self.stderr
+
+    def release(self, stdout_flushed: bool) -> None:
+        """After the request: disarm the streams, and replace any a script has changed."""
+        sink = self.stdout.buffer.raw  # type: ignore[attr-defined]
+        if stdout_flushed and _intact(self.stdout, sink, _STDOUT_SETTINGS):
+            sink.target = _no_request
+        else:
+            self.stdout = text_stdout(_no_request)
+        tagger = self.stderr.buffer.raw  # type: ignore[attr-defined]
+        if _intact(self.stderr, tagger, _STDERR_SETTINGS):
+            tagger.emit = _no_log
+        else:
+            self.stderr = text_stderr(_no_log)
+        if not _intact(self.stdin_empty, self._empty, _STDIN_SETTINGS):
+            self._empty = RequestBody(lambda n: b"", 0)
+            self.stdin_empty = text_stdin(self._empty)
+
+
+def c_environment(encoded: Mapping[bytes, bytes]) -> tuple[bytes, array.array[int]]:
+    """A C `environ` array for `encoded`: one buffer of NUL-ended "NAME=value" strings and the
+    NULL-ended array of pointers into it (both must be kept alive while it is in use)."""
+    items = [k + b"=" + v for k, v in encoded.items()]
+    blob = b"\0".join(items) + b"\0"
+    address = ctypes.cast(blob, ctypes.c_void_p).value  # type: ignore[arg-type]  # bytes converts
+    pointers = array.array(_POINTER, accumulate(map(_plus_one, map(len, items)), initial=address))
+    pointers[-1] = 0  # the entry after the last string ends the array
+    return blob, pointers
+
+
+_plus_one = (1).__add__
+_POINTER = "Q" if ctypes.sizeof(ctypes.c_void_p) == 8 else "I"
+
+
 @dataclass
 class Result:
     exit_status: int = 0
     recycle: bool = False  # the worker should not serve another request
     timed_out: bool = False
+    stdout_flushed: bool = False  # nothing the script wrote is left in a buffer
 
 
 @dataclass
@@ -128,8 +213,9 @@ class ProcessState:
     """The worker's own process state, captured once, restored after every request."""
 
     environ: dict[bytes, bytes] = field(default_factory=lambda: dict(os.environ._data))  # type: ignore[attr-defined]
-    cwd: str = field(default_factory=os.getcwd)
-    path: list[str] = field(default_factory=lambda: list(sys.path))
+    # Absolute: the current directory is each request's script directory, so a relative
+    # entry ("" for `python -c`) would import from a site between requests.
+    path: list[str] = field(default_factory=lambda: [os.path.abspath(p) for p in sys.path])
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
     stdio: tuple[Any, Any, Any] = field(default_factory=lambda: (sys.stdin, sys.stdout, sys.stderr))
     main: types.ModuleType | None = field(default_factory=lambda: sys.modules.get("__main__"))
@@ -138,11 +224,17 @@ class ProcessState:
     handlers: dict[int, Any] = field(default_factory=lambda: {s: _getsignal(s) for s in _WATCHED_SIGNALS})
     cgi_maxlen: int = 0
 
-    @contextmanager
-    def applied(
+    def apply(
         self, env: Mapping[str, str], stdio: tuple[Any, Any, Any], argv: list[str], cwd: str,
         atexit_calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]],
-    ) -> Iterator[dict[str, Any]]:
+    ) -> tuple[dict[str, Any], Any]:
+        """Give the process the request's state; returns the script's namespace and what
+        `restore` needs. Not a context manager: this runs for every request, and a
+        generator-based one cost more than some of the work it wraps."""
+        # First, so that if it fails nothing else has changed. Not changed back afterwards
+        # (a system call per request): the worker itself uses absolute paths only (see
+        # `path`), and every request sets its own.
+        os.chdir(cwd)
         data = os.environ._data  # type: ignore[attr-defined]
         encoded = {k.encode(_fs_encoding, "surrogateescape"): v.encode(_fs_encoding, "surrogateescape")
                    for k, v in env.items()}
@@ -150,34 +242,33 @@ class ProcessState:
         # makes glibc keep every value forever. The C environment is swapped whole instead.
         data.clear()
         data.update(encoded)
-        c_env = (ctypes.c_char_p * (len(encoded) + 1))(*(k + b"=" + v for k, v in encoded.items()), None)
+        c_env = c_environment(encoded)
         saved_c_environ = _c_environ.value
-        _c_environ.value = ctypes.addressof(c_env)
+        _c_environ.value = c_env[1].buffer_info()[0]
         main = types.ModuleType("__main__")
         sys.stdin, sys.stdout, sys.stderr = stdio
         sys.argv = argv
         sys.path[:] = [cwd] + self.path[1:]
         sys.modules["__main__"] = main
-        saved_register, saved_unregister = atexit.register, atexit.unregister
+        saved_atexit = atexit.register, atexit.unregister
         atexit.register = _recording_register(atexit_calls)
         atexit.unregister = _recording_unregister(atexit_calls)
-        try:
-            os.chdir(cwd)
-            yield main.__dict__
-        finally:
-            atexit.register, atexit.unregister = saved_register, saved_unregister
-            _c_environ.value = saved_c_environ
-            del c_env
-            data.clear()
-            data.update(self.environ)
-            sys.stdin, sys.stdout, sys.stderr = self.stdio
-            sys.argv = list(self.argv)
-            sys.path[:] = self.path
-            if self.main is not None:
-                sys.modules["__main__"] = self.main
-            sys.excepthook = self.excepthook
-            os.chdir(self.cwd)
-            self._restore_globals()
+        return main.__dict__, (c_env, saved_c_environ, saved_atexit)
+
+    def restore(self, saved: Any) -> None:
+        c_env, saved_c_environ, (atexit.register, atexit.unregister) = saved
+        _c_environ.value = saved_c_environ
+        del c_env
+        data = os.environ._data  # type: ignore[attr-defined]
+        data.clear()
+        data.update(self.environ)
+        sys.stdin, sys.stdout, sys.stderr = self.stdio
+        sys.argv = list(self.argv)
+        sys.path[:] = self.path
+        if self.main is not None:
+            sys.modules["__main__"] = self.main
+        sys.excepthook = self.excepthook
+        self._restore_globals()
 
     def _restore_globals(self) -> None:
         os.umask(self.umask)
@@ -212,12 +303,17 @@ def _recording_unregister(calls: list[tuple[Any, tuple[Any, ...], dict[str, Any]
 def run_script(
     state: ProcessState, code: CodeType, path: str, env: Mapping[str, str],
     stdio: tuple[io.TextIOWrapper, io.TextIOWrapper, io.TextIOWrapper], argv: list[str],
+    before_flush: Callable[[], None] | None = None,
 ) -> Result:
-    """Execute `code` as a CGI script would run: as __main__, with its exit status."""
+    """Execute `code` as a CGI script would run: as __main__, with its exit status.
+
+    `before_flush` runs when the script and its atexit handlers are done, before its last
+    output is flushed."""
     result = Result()
     atexit_calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
     threads_before = threading.active_count()
-    with state.applied(env, stdio, argv, os.path.dirname(path), atexit_calls) as namespace:
+    namespace, saved = state.apply(env, stdio, argv, os.path.dirname(path), atexit_calls)
+    try:
         namespace.update(__file__=path, __builtins__=builtins, __cached__=None, __package__=None)
         try:
             try:
@@ -231,10 +327,16 @@ def run_script(
                 result.recycle = isinstance(exc, MemoryError)
                 _report(exc, state)
             _run_atexit(atexit_calls)
-            _flush(sys.stdout)
-            _close(sys.stderr)
+            if before_flush is not None:
+                before_flush()
+            # The script's sys.stdout, and ours if it replaced it (as a process's exit would).
+            result.stdout_flushed = _flush(sys.stdout) and (sys.stdout is stdio[1] or _flush(stdio[1]))
+            _flush(sys.stderr)
+            _end_stderr(stdio[2])
         except RequestTimeout:
             result.timed_out = result.recycle = True
+    finally:
+        state.restore(saved)
     if threading.active_count() > threads_before:
         result.recycle = _join_stray_threads() or result.recycle
     return result
@@ -275,19 +377,21 @@ def _run_atexit(calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str,
             traceback.print_exc(file=sys.stderr)
 
 
-def _flush(stream: Any) -> None:
+def _flush(stream: Any) -> bool:
     try:
         stream.flush()
-    except (OSError, ValueError):
-        pass  # the web server went away, or the script closed its stdout
+        return True
+    except (OSError, ValueError, AttributeError):
+        return False  # the web server went away, or the script closed or replaced its stdout
 
 
-def _close(stream: Any) -> None:
+def _end_stderr(stream: io.TextIOWrapper) -> None:
+    """Send the script's last stderr line to the log even if it had no newline."""
     try:
         stream.flush()
-        stream.buffer.raw.close()
-    except (OSError, ValueError):
-        pass
+        stream.buffer.raw.finish()  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):
+        pass  # closed by the script (which logged the line) or detached
 
 
 def _join_stray_threads() -> bool:

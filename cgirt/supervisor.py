@@ -349,6 +349,7 @@ class Supervisor:
                     return  # orphaned where PR_SET_PDEATHSIG does not exist
                 continue
             try:
+                # Blocking, though the listener is not: Linux does not pass O_NONBLOCK on.
                 conn, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 continue  # another worker won the race
@@ -356,7 +357,6 @@ class Supervisor:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
                     continue
                 raise
-            conn.setblocking(True)
             try:
                 self.handle(conn, addr, control)
             finally:

@@ -63,6 +63,63 @@ def test_stdin_gives_exactly_content_length_bytes(site: Path, start_runner: Call
     assert resp.body.split()[:2] == [b"1000", hashlib.sha256(payload[:1000]).hexdigest().encode()]
 
 
+TAMPER = """import io, sys
+print("Content-Type: text/plain")
+print()
+print("before", flush=True)
+how = sys.argv[1]
+if how == "close":
+    sys.stdout.close()
+elif how == "reconfigure":
+    sys.stdout.reconfigure(encoding="latin-1", errors="strict", line_buffering=True)
+    print("caf\\xe9")
+elif how == "detach":
+    sys.stdout.detach().write(b"detached\\n")
+elif how == "replace":
+    print("kept")
+    sys.stdout = io.StringIO()
+    print("captured, never sent")
+elif how == "stderr":
+    sys.stderr.write("a last line without a newline")
+    sys.stderr.close()
+elif how == "stdin":
+    sys.stdin.close()
+"""
+
+CHECK = """import sys
+out = sys.stdout
+print("Content-Type: text/plain")
+print()
+print(out.encoding, out.errors, out.line_buffering, out.write_through, repr(sys.stdin.read()))
+print("caf\\xe9")
+sys.stderr.write("check wrote to stderr\\n")
+"""
+
+
+@pytest.mark.parametrize("how, body", [
+    ("close", "before\n"),
+    ("reconfigure", "before\ncaf\ufffd\n"),  # Latin-1 on the wire, read back as UTF-8
+    ("detach", "before\ndetached\n"),
+    ("replace", "before\nkept\n"),
+    ("stderr", "before\n"),
+    ("stdin", "before\n"),
+])
+def test_streams_a_script_changed_are_not_handed_on(
+        site: Path, start_runner: Callable[..., Runner], how: str, body: str) -> None:
+    # The worker reuses its script streams across requests; one a script closed, detached,
+    # reconfigured or replaced must not reach the next request changed.
+    (site / "cgi-bin" / "tamper.py").write_text(TAMPER)
+    (site / "cgi-bin" / "check.py").write_text(CHECK)
+    runner = start_runner(site, workers=1)
+    for _ in range(2):
+        assert get(runner, "/cgi-bin/tamper.py", how) == "200 " + body
+        assert get(runner, "/cgi-bin/check.py") == "200 utf-8 surrogateescape False True ''\ncaf\xe9\n"
+    log = (site / ".cgirt" / "logs" / "error.log").read_text()
+    assert log.count("check wrote to stderr") == 2
+    if how == "stderr":
+        assert log.count("a last line without a newline") == 2
+
+
 # -- change detection: each edit is followed by exactly one request ----------------------
 
 def write_script(path: Path, text: str) -> None:

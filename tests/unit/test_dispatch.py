@@ -99,3 +99,16 @@ def test_real_path_agrees_with_realpath(tmp_path: Path) -> None:
     (tmp_path / "a" / "b" / "alias.py").symlink_to("s.py")
     for p in ("a/b/s.py", "link/b/s.py", "link/b/alias.py", "link/../a/b/alias.py"):
         assert _real_path(str(tmp_path / p)) == os.path.realpath(tmp_path / p)
+
+
+def test_a_remembered_script_that_now_leads_outside_is_refused(site: Path, tmp_path: Path) -> None:
+    # The real path is remembered per path while the file is the same one; a directory on
+    # the way that becomes a symlink out of the root leads to another file, and is checked.
+    dispatcher = d(site)
+    assert dispatcher.resolve_url("/cgi-bin/sub/b.py").path == os.path.realpath(site / "cgi-bin/sub/b.py")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "b.py").write_text("")
+    os.rename(site / "cgi-bin" / "sub", tmp_path / "old-sub")
+    os.symlink(tmp_path / "elsewhere", site / "cgi-bin" / "sub")
+    with pytest.raises(Forbidden):
+        dispatcher.resolve_url("/cgi-bin/sub/b.py")
