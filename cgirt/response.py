@@ -19,11 +19,11 @@ _STATUS = re.compile(rb"^\s*(\d{3})(?:\s+(.*))?$")
 _NPH_STATUS = re.compile(rb"^HTTP/\d\.\d\s+(\d{3})(?:\s+(.*))?$")
 
 
+_REASONS = {s.value: s.phrase.encode("latin-1") for s in HTTPStatus}
+
+
 def reason_for(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode("latin-1")
-    except ValueError:
-        return b"Unknown"
+    return _REASONS.get(status, b"Unknown")
 
 
 @dataclass
@@ -138,14 +138,16 @@ class ResponseParser:
 
 
 def _header_end(buf: bytearray) -> tuple[int, int]:
-    """Index of the blank line ending the header block, and its length, or (-1, 0)."""
-    candidates = []
-    for sep in (b"\r\n\r\n", b"\n\n", b"\n\r\n"):
-        i = buf.find(sep)
-        if i >= 0:
-            candidates.append((i, len(sep)))
+    """Where the header block ends and the length of the blank line after it, or (-1, 0).
+
+    The block may keep the "\r" of its last line ("\r\n\r\n" is found as "\n\r\n"):
+    lines are split on "\n" and lose a trailing "\r" anyway."""
     if buf.startswith(b"\n"):
-        candidates.append((0, 1))
-    elif buf.startswith(b"\r\n"):
-        candidates.append((0, 2))
-    return min(candidates) if candidates else (-1, 0)
+        return 0, 1
+    if buf.startswith(b"\r\n"):
+        return 0, 2
+    lf = buf.find(b"\n\n")
+    crlf = buf.find(b"\n\r\n")
+    if crlf >= 0 and (lf < 0 or crlf < lf):
+        return crlf, 3
+    return (lf, 2) if lf >= 0 else (-1, 0)

@@ -333,26 +333,24 @@ class Supervisor:
             log.exception("worker boot failed")
             return WORKER_BOOT_ERROR
         control.booted()
-        self._accept_loop(control, wake_r, master)
+        try:
+            self._accept_loop(control, wake_r, master)
+        except _Orphaned:
+            pass
         return EXIT_OK
 
     def _accept_loop(self, control: WorkerControl, wake_r: int, master: int) -> None:
         listener = self.listener
         listener.setblocking(False)
         while not control.stopping:
-            try:
-                ready, _, _ = select.select([listener, wake_r], [], [], 1.0)  # type: ignore[type-var]
-            except InterruptedError:
-                continue
-            if listener not in ready:
-                if os.getppid() != master:
-                    return  # orphaned where PR_SET_PDEATHSIG does not exist
-                continue
+            # Accept first, wait only if nothing is queued: under load a connection is
+            # usually waiting, and the select before it would be a system call for nothing.
             try:
                 # Blocking, though the listener is not: Linux does not pass O_NONBLOCK on.
                 conn, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
-                continue  # another worker won the race
+                self._wait_for_connection(listener, wake_r, master)
+                continue
             except OSError as exc:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
                     continue
@@ -361,6 +359,19 @@ class Supervisor:
                 self.handle(conn, addr, control)
             finally:
                 conn.close()
+
+    def _wait_for_connection(self, listener: socket.socket, wake_r: int, master: int) -> None:
+        """Until a connection may be waiting, a stop is asked for, or a second has passed."""
+        try:
+            ready, _, _ = select.select([listener, wake_r], [], [], 1.0)  # type: ignore[type-var]
+        except InterruptedError:
+            return
+        if listener not in ready and os.getppid() != master:
+            raise _Orphaned()
+
+
+class _Orphaned(Exception):
+    """The master is gone (where PR_SET_PDEATHSIG does not exist)."""
 
 
 def _die_with_parent() -> None:
