@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                 stack.callback(shutil.rmtree, tmp, True)
             results, live, env = _run(stack, tmp, args, wanted, rounds, seconds, warmup, publishes)
             meta["nginx"] = env.pop("nginx_version")
+            if "fork_floor_us" in env:
+                meta["fork_floor_us"] = float(env.pop("fork_floor_us"))
             meta["environment"] = env
         md, png = report.write(args.out, results, live, meta)
         _log(f"report: {md}\n           chart: {png}")
@@ -190,6 +192,13 @@ def _run(stack: ExitStack, tmp: Path, args: argparse.Namespace, wanted: set[str]
     for t in targets:
         results[t.key].rss_mib = worker_rss_mib(t.backend_pid)
 
+    fork_floor = None
+    if "cgirt-fork" in wanted:
+        out = subprocess.run([py, "-m", "bench.forkfloor"], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout
+        fork_floor = float(out.strip())
+        _log(f"fork floor: a bare fork + exit of a template-like process costs {fork_floor:.0f} µs of CPU")
+
     live = None
     if live_backend is not None:
         method = "FTP gateway" if live_test.gateway_available() else "direct"
@@ -222,6 +231,11 @@ def _run(stack: ExitStack, tmp: Path, args: argparse.Namespace, wanted: set[str]
                    "the same .py files for classic CGI, cgirt persistent and fork mode",
         "form query": f"`{FORM_QUERY}`",
     }
+    if fork_floor is not None:
+        env["fork floor"] = (f"{fork_floor:,.0f} µs of CPU (parent and child) for a bare `os.fork()` "
+                             "whose child exits at once, from a process preloaded and frozen like "
+                             "the fork-mode template (`python -m bench.forkfloor`)")
+        env["fork_floor_us"] = f"{fork_floor:.0f}"
     return results, live, env
 
 

@@ -107,6 +107,7 @@ def markdown(results: dict[str, Result], live: LiveResult | None, meta: dict[str
     ]
     for name, wanted, measured, met in targets(results, live):
         lines.append(f"| {name} | {wanted} | {measured} | {'met' if met else '**not met**'} |")
+    lines += _fork_ceiling(results, meta)
     lines += [
         "",
         "## Throughput, latency, CPU and memory",
@@ -160,6 +161,24 @@ def markdown(results: dict[str, Result], live: LiveResult | None, meta: dict[str
     lines += [f"- {k}: {v}" for k, v in m["environment"].items()]
     lines += ["", "Per-round figures are in `results.json`.", ""]
     return "\n".join(lines)
+
+
+def _fork_ceiling(results: dict[str, Result], meta: dict[str, Any]) -> list[str]:
+    """What fork mode could reach here at best: classic CGI's CPU over a bare fork's."""
+    floor = meta.get("fork_floor_us")
+    out = []
+    for s in ("hello", "form"):
+        classic = results.get(f"classic/{s}")
+        if floor and classic:
+            cpu = classic.cpu_us_per_request("cpu_backend")
+            out.append(f"classic CGI {s} costs {cpu:,.0f} µs of backend CPU per request, so fork "
+                       f"mode can be at most {cpu / floor:.1f}× as fast on this machine")
+    if not out:
+        return []
+    return ["", f"Fork mode's ceiling: a bare fork and exit of a process like the fork-mode "
+            f"template costs {floor:,.0f} µs of CPU here (see \"fork floor\" below), before any "
+            "request work; " + "; ".join(out) + " (the machine's CPU, not the wait, bounds "
+            "throughput in these rounds)."]
 
 
 def chart(path: Path, results: dict[str, Result], meta: dict[str, Any]) -> None:

@@ -1,0 +1,44 @@
+"""The least a fork-mode request can cost on this machine: a bare fork and exit.
+
+Run as `python -m bench.forkfloor [N]` in a fresh interpreter that preloads what a fork-mode
+template holds (cgirt's runner, cgi, cgitb) and freezes it as the template does; prints the
+CPU microseconds (parent and child, user and system) of one `os.fork()` whose child exits at
+once. No request can be served in fork mode for less: that bounds fork mode's ratio to
+classic CGI on the machine that runs it.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import sys
+
+
+def measure(n: int) -> float:
+    import cgi  # noqa: F401 - the template preloads these
+    import cgitb  # noqa: F401
+
+    import cgirt.app  # noqa: F401
+
+    gc.freeze()
+
+    def cpu() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    before = cpu()
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    return (cpu() - before) / n * 1e6
+
+
+if __name__ == "__main__":
+    import warnings
+
+    warnings.simplefilter("ignore", DeprecationWarning)  # `import cgi` on 3.11-3.12
+    print(f"{measure(int(sys.argv[1]) if len(sys.argv) > 1 else 300):.0f}")
