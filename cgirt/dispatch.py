@@ -31,6 +31,7 @@ class Target:
     path_info: str
     root: CgiRoot
     stat: os.stat_result | None = None  # the script's, taken while resolving this request
+    found: str = ""  # the script's path as requested (through any symlinks): what `stat` is of
 
 
 class Dispatcher:
@@ -41,15 +42,35 @@ class Dispatcher:
             (CgiRoot(url.rstrip("/"), os.path.realpath(site / directory)) for url, directory in roots),
             key=lambda r: -len(r.url),
         )
-        self._real: dict[str, tuple[tuple[int, int], str]] = {}
+        self._resolved: dict[tuple[str, str, str], Target] = {}
 
     def resolve(self, params: Mapping[str, str]) -> Target:
+        """The request's script. An answer is remembered while the path it was found at still
+        leads to the same regular file (one stat, instead of a walk over the path)."""
         filename = params.get("SCRIPT_FILENAME", "")
-        if filename.startswith("/"):
+        by_file = filename.startswith("/")
+        key = ((filename, params.get("SCRIPT_NAME", ""), params.get("PATH_INFO", "")) if by_file
+               else ("", _url_path(params), ""))
+        known = self._resolved.get(key)
+        if known is not None:
+            try:
+                st = os.stat(known.found)
+            except OSError:
+                st = None
+            if st is not None and known.stat is not None and stat.S_ISREG(st.st_mode) \
+                    and st.st_ino == known.stat.st_ino and st.st_dev == known.stat.st_dev:
+                return Target(known.path, known.script_name, known.path_info, known.root, st,
+                              known.found)
+        if by_file:
             target = self._from_filename(filename, params)
-            if target is not None:
-                return target
-        return self.resolve_url(_url_path(params))
+            if target is None:  # not in a cgi root: the URL decides, and is not in the key
+                return self.resolve_url(_url_path(params))
+        else:
+            target = self.resolve_url(key[1])
+        if len(self._resolved) >= _REMEMBERED:
+            self._resolved.clear()
+        self._resolved[key] = target
+        return target
 
     def resolve_url(self, url_path: str) -> Target:
         if "\x00" in url_path:
@@ -73,7 +94,7 @@ class Dispatcher:
                     script_name = script_name[: -len(extra)]
                 path_info = params.get("PATH_INFO") or target.path_info
                 return Target(target.path, script_name or root.url + target.script_name,
-                              path_info, root, target.stat)
+                              path_info, root, target.stat, target.found)
         return None
 
     def _walk(self, root: CgiRoot, rest: str, url_base: str | None) -> Target:
@@ -103,7 +124,7 @@ class Dispatcher:
                 continue
             if not stat.S_ISREG(st.st_mode):
                 raise Forbidden(log=f"not a regular file: {current}")
-            real = self._real_path(current, st)
+            real = _real_path(current)
             if not real.startswith(root.path + "/"):
                 raise Forbidden(log=f"{current} leads outside the cgi root")
             if any(part.startswith(".") for part in real[len(root.path) + 1 :].split("/")):
@@ -111,25 +132,12 @@ class Dispatcher:
             path_info = "/".join(segments[i + 1 :])
             path_info = "/" + path_info if i + 1 < len(segments) else ""
             base = url_base if url_base is not None else ""
-            return Target(real, base + consumed, path_info, root, st)
+            return Target(real, base + consumed, path_info, root, st, current)
         raise Forbidden(log=f"{root.path}{rest} is a directory")
-
-    def _real_path(self, path: str, st: os.stat_result) -> str:
-        """The real path of `path`, whose stat is `st`; remembered while `path` still leads
-        to the same file, since resolving it costs three system calls per request."""
-        key = (st.st_dev, st.st_ino)
-        known = self._real.get(path)
-        if known is not None and known[0] == key:
-            return known[1]
-        real = _real_path(path)
-        if len(self._real) >= _REAL_PATHS_KEPT:
-            self._real.clear()
-        self._real[path] = (key, real)
-        return real
 
 
 _O_PATH = getattr(os, "O_PATH", 0)
-_REAL_PATHS_KEPT = 10_000
+_REMEMBERED = 10_000  # entries per cache; beyond it, a cache starts again empty
 
 
 def _real_path(path: str) -> str:

@@ -56,6 +56,10 @@ def decode_params(data: bytes, params: dict[str, str]) -> None:
 
 
 def _decode_params(data: bytes, params: dict[str, str]) -> None:
+    # Usually all ASCII: then one decode of the whole record, sliced, gives every name and
+    # value (Latin-1 is one character per byte, so the slices line up with byte offsets).
+    text = data.decode("latin-1")
+    plain = data.isascii()
     pos, end = 0, len(data)
     while pos < end:
         n = data[pos]
@@ -70,12 +74,15 @@ def _decode_params(data: bytes, params: dict[str, str]) -> None:
             pos += 4
         else:
             pos += 1
-        if pos + n + v > end:
+        stop = pos + n + v
+        if stop > end:
             raise ProtocolError("a FastCGI name-value pair longer than its record")
-        name = data[pos : pos + n].decode("utf-8", "surrogateescape")
-        pos += n
-        params[name] = data[pos : pos + v].decode("utf-8", "surrogateescape")
-        pos += v
+        if plain:
+            params[text[pos : pos + n]] = text[pos + n : stop]
+        else:
+            params[data[pos : pos + n].decode("utf-8", "surrogateescape")] = \
+                data[pos + n : stop].decode("utf-8", "surrogateescape")
+        pos = stop
 
 
 class ClientGone(BrokenPipeError):

@@ -101,14 +101,31 @@ def test_real_path_agrees_with_realpath(tmp_path: Path) -> None:
         assert _real_path(str(tmp_path / p)) == os.path.realpath(tmp_path / p)
 
 
-def test_a_remembered_script_that_now_leads_outside_is_refused(site: Path, tmp_path: Path) -> None:
-    # The real path is remembered per path while the file is the same one; a directory on
-    # the way that becomes a symlink out of the root leads to another file, and is checked.
+@pytest.mark.parametrize("by", ["SCRIPT_FILENAME", "URL"])
+def test_a_remembered_script_that_now_leads_outside_is_refused(site: Path, tmp_path: Path, by: str) -> None:
+    # An answer is remembered while the path it was found at leads to the same file; a
+    # directory on the way that becomes a symlink out of the root leads to another file.
     dispatcher = d(site)
-    assert dispatcher.resolve_url("/cgi-bin/sub/b.py").path == os.path.realpath(site / "cgi-bin/sub/b.py")
+    params = ({"SCRIPT_FILENAME": str(site / "cgi-bin/sub/b.py"), "SCRIPT_NAME": "/cgi-bin/sub/b.py"}
+              if by == "SCRIPT_FILENAME" else {"REQUEST_URI": "/cgi-bin/sub/b.py?x=1"})
+    first = dispatcher.resolve(params)
+    assert first.path == os.path.realpath(site / "cgi-bin/sub/b.py")
+    again = dispatcher.resolve(params)
+    assert (again.path, again.script_name, again.path_info) == (first.path, "/cgi-bin/sub/b.py", "")
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "b.py").write_text("")
     os.rename(site / "cgi-bin" / "sub", tmp_path / "old-sub")
     os.symlink(tmp_path / "elsewhere", site / "cgi-bin" / "sub")
     with pytest.raises(Forbidden):
-        dispatcher.resolve_url("/cgi-bin/sub/b.py")
+        dispatcher.resolve(params)
+
+
+def test_a_remembered_script_replaced_by_a_directory_is_not_run(site: Path) -> None:
+    dispatcher = d(site)
+    params = {"SCRIPT_FILENAME": str(site / "cgi-bin/a.py/more"), "SCRIPT_NAME": "/cgi-bin/a.py/more"}
+    assert dispatcher.resolve(params).path_info == "/more"
+    os.unlink(site / "cgi-bin" / "a.py")
+    (site / "cgi-bin" / "a.py").mkdir()
+    (site / "cgi-bin" / "a.py" / "more").write_text("")
+    target = dispatcher.resolve(params)
+    assert (target.path, target.path_info) == (os.path.realpath(site / "cgi-bin/a.py/more"), "")
