@@ -19,7 +19,7 @@ from .cache import ScriptCache, SiteModules, install_site_loader, signature
 from .classic import run_exec
 from .config import RunnerConfig
 from .dispatch import Dispatcher, Target
-from .environ import build_environ, redirect_environ, search_words
+from .environ import build_environ, coerce_c_locale, redirect_environ, search_words
 from .errors import BadRequest, HttpError, RedirectLoop, RequestTimeout, ScriptFailed
 from .fastcgi import FastCGIRequest, io_timeout
 from .forkmode import ForkServer
@@ -120,6 +120,8 @@ class CgiApp:
         env = build_environ(params, target, self.document_root, self.config.script_path_env)
         env.update(extra_env)
         mode = self.modes.mode_for(target.path, target.root.path)
+        if mode != "exec":
+            coerce_c_locale(env)
         parser = ResponseParser(req.write, head_only=env["REQUEST_METHOD"] == "HEAD",
                                 nph=os.path.basename(target.path).startswith("nph-"))
         argv_words = search_words(env["QUERY_STRING"])

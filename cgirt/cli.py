@@ -8,6 +8,7 @@ configuration; 3 workers failed at boot (halted instead of respawning); 4 cannot
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import sys
 from pathlib import Path
@@ -111,9 +112,23 @@ def _serve(args: argparse.Namespace) -> int:
     from .log import setup_runner_logging
     from .server import serve
 
+    _ensure_utf8_mode()
     config = _runner_config(args)
     setup_runner_logging(logging.DEBUG if args.verbose else logging.INFO)
     return serve(config)
+
+
+def _ensure_utf8_mode() -> None:
+    """Run scripts in Python's UTF-8 mode, as classic CGI runs them: a web server passes no
+    locale, so the interpreter it starts for a script is in the C locale, which turns UTF-8
+    mode on (PEP 540): open() and locale.getpreferredencoding() answer UTF-8. A runner
+    started with a locale (from a shell) is not in it: start again with `-X utf8`, which
+    keeps the process, its descriptors (fd:0) and its arguments."""
+    if sys.flags.utf8_mode or "utf8" in sys._xoptions or not sys.executable:
+        return  # in it, or it was asked for and refused (`-X utf8=0`): never loop
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-X", "utf8", *sys.orig_argv[1:]])
 
 
 BANNER = """\

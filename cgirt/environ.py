@@ -53,6 +53,16 @@ def build_environ(
     return env
 
 
+def coerce_c_locale(env: dict[str, str]) -> None:
+    """What the interpreter a web server starts for a Python script does to its environment
+    (PEP 538): with no locale passed (web servers pass none), LC_CTYPE=C.UTF-8. A script run
+    in-process sees the same variable; other programs (exec mode) get none, as under CGI."""
+    if env.get("LC_ALL"):
+        return
+    if (env.get("LC_CTYPE") or env.get("LANG") or "C") in ("C", "POSIX"):
+        env["LC_CTYPE"] = "C.UTF-8"
+
+
 def _query_string(params: Mapping[str, str]) -> str:
     if "QUERY_STRING" in params:
         return params["QUERY_STRING"]
