@@ -8,6 +8,7 @@ PATH_TRANSLATED) comes from dispatch.
 
 from __future__ import annotations
 
+import locale
 from typing import Mapping
 from urllib.parse import unquote_plus
 
@@ -59,8 +60,28 @@ def coerce_c_locale(env: dict[str, str]) -> None:
     in-process sees the same variable; other programs (exec mode) get none, as under CGI."""
     if env.get("LC_ALL"):
         return
-    if (env.get("LC_CTYPE") or env.get("LANG") or "C") in ("C", "POSIX"):
+    if not _locale_exists(env.get("LC_CTYPE") or env.get("LANG") or "C"):
         env["LC_CTYPE"] = "C.UTF-8"
+
+
+_LOCALES: dict[str, bool] = {"C": False, "POSIX": False}  # False: Python would coerce it
+
+
+def _locale_exists(name: str) -> bool:
+    """Whether `name` is a locale other than C here (a name glibc does not know gives C)."""
+    known = _LOCALES.get(name)
+    if known is None:
+        saved = locale.setlocale(locale.LC_CTYPE)
+        try:
+            locale.setlocale(locale.LC_CTYPE, name)
+            known = True
+        except locale.Error:
+            known = False
+        finally:
+            locale.setlocale(locale.LC_CTYPE, saved)
+        if len(_LOCALES) < 64:  # names come from requests: remember a few
+            _LOCALES[name] = known
+    return known
 
 
 def _query_string(params: Mapping[str, str]) -> str:

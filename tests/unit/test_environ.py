@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cgirt.dispatch import CgiRoot, Target
-from cgirt.environ import build_environ, search_words
+from cgirt.environ import build_environ, coerce_c_locale, search_words
 
 TARGET = Target("/site/cgi-bin/a.py", "/cgi-bin/a.py", "/x", CgiRoot("/cgi-bin", "/site/cgi-bin"))
 
@@ -40,3 +42,18 @@ def test_search_words() -> None:
     assert search_words("a+b%20c") == ["a", "b c"]
     assert search_words("a=b+c") == []
     assert search_words("") == []
+
+
+@pytest.mark.parametrize("given, lc_ctype", [
+    ({}, "C.UTF-8"),  # what web servers pass: no locale at all
+    ({"LANG": "C"}, "C.UTF-8"),
+    ({"LC_CTYPE": "POSIX"}, "C.UTF-8"),
+    ({"LANG": "C.UTF-8"}, None),  # a locale that exists is left alone, as Python does
+    ({"LANG": "xx_NOWHERE.UTF-8"}, "C.UTF-8"),  # one that does not exist is C
+    ({"LC_ALL": "C"}, None),  # LC_ALL set: Python does not coerce
+])
+def test_python_coerces_a_missing_locale_as_its_interpreter_would(
+        given: dict[str, str], lc_ctype: str | None) -> None:
+    env = dict(given)
+    coerce_c_locale(env)
+    assert env.get("LC_CTYPE") == (lc_ctype or given.get("LC_CTYPE"))
