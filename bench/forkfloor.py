@@ -1,10 +1,10 @@
 """The least a fork-mode request can cost on this machine: a bare fork and exit.
 
-Run as `python -m bench.forkfloor [N]` in a fresh interpreter that preloads what a fork-mode
-template holds (cgirt's runner, cgi, cgitb) and freezes it as the template does; prints the
-CPU microseconds (parent and child, user and system) of one `os.fork()` whose child exits at
-once. No request can be served in fork mode for less: that bounds fork mode's ratio to
-classic CGI on the machine that runs it.
+Run as `python -m bench.forkfloor [N]` in a fresh interpreter that holds what a fork-mode
+template holds (cgirt's runner and the default preload list), frozen as the template does;
+prints the CPU microseconds (parent and child, user and system) of one `os.fork()` whose
+child exits at once. No request can be served in fork mode for less: that bounds fork
+mode's ratio to classic CGI on the machine that runs it.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ import sys
 
 
 def measure(n: int) -> float:
-    import cgi  # noqa: F401 - the template preloads these
-    import cgitb  # noqa: F401
+    import importlib
 
-    import cgirt.app  # noqa: F401
+    import cgirt.app  # noqa: F401 - what the template holds: the runner and its preloads
+    from cgirt.config import DEFAULT_PRELOAD
 
+    for name in DEFAULT_PRELOAD:
+        importlib.import_module(name)
     gc.freeze()
 
     def cpu() -> float:

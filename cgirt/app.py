@@ -6,10 +6,13 @@ This is the only place where the runner's typed errors become HTTP responses.
 from __future__ import annotations
 
 import html
+import importlib
+import importlib.util
 import logging
 import os
 import resource
 import signal
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
@@ -67,9 +70,7 @@ class CgiApp:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         self.errlog.open()
         drop_to_site_owner(self.site)
-        import cgi  # noqa: F401 - preloaded: nearly every CGI script imports it
-        import cgitb  # noqa: F401
-
+        preload(self.config.preload, self.modules.site_root)
         install_site_loader(self.modules)
         signal.signal(signal.SIGALRM, self._on_deadline)
         self._state = ProcessState()
@@ -253,6 +254,32 @@ class CgiApp:
             req.write(head + body)
         except OSError:
             pass
+
+
+def preload(names: tuple[str, ...], site_root: str) -> None:
+    """Import the admin's preload list, before any script runs. A module that would come
+    from the site is left out: a site's modules are imported by its scripts, so that an edit
+    reloads them. A module that cannot be imported costs only speed: a warning, no more."""
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            log.warning("preload: no module named %r", name)
+            continue
+        places = [spec.origin] if spec.origin else list(spec.submodule_search_locations or [])
+        inside = [p for p in places if os.path.isabs(p)  # not "built-in" or "frozen"
+                  and (os.path.realpath(p) + "/").startswith(site_root)]
+        if inside:
+            log.warning("preload: %r is the site's own module (%s): not preloaded", name, inside[0])
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # `import cgi` on 3.11, 3.12
+                importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - any failure of someone else's module
+            log.warning("preload: importing %r failed: %s", name, exc)
 
 
 def _address_space_bytes() -> int | None:

@@ -7,6 +7,7 @@ flags. `RunnerConfig` is frozen and validated once; nothing else reads settings.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -101,6 +102,24 @@ def _text(name: str, v: Any) -> str:
     return v
 
 
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+# What CGI scripts import most: imported once per worker (and held by fork mode's template)
+# instead of by every fork-mode child, and before a persistent worker's first request.
+DEFAULT_PRELOAD = ("cgi", "cgitb", "html", "json", "datetime", "http.cookies", "hashlib",
+                   "base64")
+
+
+def _modules(name: str, v: Any) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [s.strip() for s in v.split(",") if s.strip()]
+    if not isinstance(v, (list, tuple)):
+        raise ConfigError(f"{name} must be a list of module names")
+    for item in v:
+        if not isinstance(item, str) or not _MODULE_NAME.fullmatch(item):
+            raise ConfigError(f"{name} entries are module names such as 'json', not {item!r}")
+    return tuple(v)
+
+
 def _setting(default: Any, check: Callable[[str, Any], Any], help: str) -> Any:
     return field(default=default, metadata={"check": check, "help": help})
 
@@ -137,6 +156,10 @@ class RunnerConfig:
     socket_mode: int = _setting(0o660, _octal_mode, "permissions of a unix listening socket")
     script_path_env: str = _setting(
         "/usr/local/bin:/usr/bin:/bin", _text, "PATH given to scripts, as Apache does"
+    )
+    preload: tuple[str, ...] = _setting(
+        DEFAULT_PRELOAD, _modules,
+        "modules (not the site's own) each worker imports before any script runs",
     )
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -123,3 +124,35 @@ def test_config_file_settings_apply(site: Path, tmp_path: Path) -> None:
         assert request(f"unix:{tmp_path}/c.sock", cgi_params("/cgi-bin/hello.py")).status == 200
     finally:
         assert proc.stop() == 0
+
+
+def test_preload_imports_modules_before_any_script_but_never_the_sites(site: Path, tmp_path: Path) -> None:
+    (site / "lib").mkdir()
+    (site / "lib" / "sitehelper.py").write_text("VALUE = 1\n")
+    (site / "cgi-bin" / "mods.py").write_text(
+        "import sys\nprint('Content-Type: text/plain')\nprint()\n"
+        "print(sorted(m for m in ('json', 'sitehelper', 'no_such_module_xyz') if m in sys.modules))\n")
+    conf = tmp_path / "cgirt.toml"
+    conf.write_text(f'[runner]\nsite = "{site}"\nlisten = "unix:{tmp_path}/c.sock"\nmode = "fork"\n'
+                    'preload = ["json", "no_such_module_xyz", "sitehelper"]\n')
+    # The admin's PYTHONPATH reaches into the site: the site's module is still not preloaded.
+    env = {**os.environ, "PYTHONPATH": str(site / "lib")}
+    proc = Proc([sys.executable, "-m", "cgirt", "serve", "--config", str(conf)], tmp_path / "o.log",
+                env=env, cwd=REPO)
+    try:
+        wait_for(lambda: "workers" in proc.output(), 20, "the runner")
+        resp = request(f"unix:{tmp_path}/c.sock", cgi_params("/cgi-bin/mods.py"))
+        assert (resp.status, resp.body) == (200, b"['json']\n")
+        out = proc.output()
+        assert "preload: no module named 'no_such_module_xyz'" in out
+        assert "preload: 'sitehelper' is the site's own module" in out
+    finally:
+        assert proc.stop() == 0
+
+
+def test_preload_entries_must_be_module_names(tmp_path: Path) -> None:
+    conf = tmp_path / "cgirt.toml"
+    conf.write_text('[runner]\nsite = "."\npreload = ["json", "not a module"]\n')
+    proc = cgirt("serve", "--config", str(conf))
+    assert proc.returncode == 2
+    one_line_error(proc, "module names such as 'json'")
