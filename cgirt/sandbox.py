@@ -23,7 +23,7 @@ import types
 from dataclasses import dataclass, field
 from itertools import accumulate
 from types import CodeType
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from .errors import RequestTimeout
 
