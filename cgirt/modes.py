@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
-from .cache import Signature, signature
+from .cache import Signature, signature, signature_if_there
 
 MODE_FILE = ".cgirt-mode"
 log = logging.getLogger("cgirt.error")
@@ -38,10 +38,7 @@ class ModePolicy:
 
     def _dir_mode(self, directory: str) -> str | None:
         path = directory + "/" + MODE_FILE
-        try:
-            sig: Signature | None = signature(os.stat(path))
-        except OSError:
-            sig = None
+        sig = signature_if_there(path)
         cached = self._dir_modes.get(directory)
         if cached is not None and cached[0] == sig:
             return cached[1]
@@ -79,3 +76,4 @@ class ModePolicy:
         answer = first.startswith(b"#!") and b"python" in first
         self._python[script] = (sig, answer)
         return answer
+
