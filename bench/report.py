@@ -138,13 +138,13 @@ def markdown(results: dict[str, Result], live: LiveResult | None, meta: dict[str
         lines += ["", f"## This tree against {meta['compare_ref']} (same run, interleaved)", "",
                   "| script | req/s ratio (this tree / base) | p99 base ms | p99 this ms |",
                   "|---|---:|---:|---:|"]
-        for s in ("hello", "form"):
-            a, b = results.get(f"cgirt/{s}"), results.get(f"cgirt-base/{s}")
-            if a and b:
-                lines.append(f"| {s} | {a.median('rps') / b.median('rps'):.2f}× | "
-                             f"{b.median('p99_ms'):.2f} | {a.median('p99_ms'):.2f} |")
+        for script in ("hello", "form"):
+            ours, base = results.get(f"cgirt/{script}"), results.get(f"cgirt-base/{script}")
+            if ours and base:
+                lines.append(f"| {script} | {ours.median('rps') / base.median('rps'):.2f}× | "
+                             f"{base.median('p99_ms'):.2f} | {ours.median('p99_ms'):.2f} |")
     if live is not None:
-        s = live.summary()
+        summary = live.summary()
         lines += [
             "", "## Upload to live", "",
             f"Method: {live.method}.", "",
@@ -154,8 +154,9 @@ def markdown(results: dict[str, Result], live: LiveResult | None, meta: dict[str
             f"({live.probes_after_publish} in all) checked the version.", "",
             f"- stale responses (old version after the publish returned): **{live.stale}**",
             f"- errors: {live.errors}",
-            f"- publish returned → first response of the new version: median {s['median_ms']:.2f} ms, "
-            f"p99 {s['p99_ms']:.2f} ms, max {s['max_ms']:.2f} ms (one request's round trip)",
+            f"- publish returned → first response of the new version: median "
+            f"{summary['median_ms']:.2f} ms, p99 {summary['p99_ms']:.2f} ms, "
+            f"max {summary['max_ms']:.2f} ms (one request's round trip)",
         ]
     lines += ["", "## What ran", ""]
     lines += [f"- {k}: {v}" for k, v in m["environment"].items()]
