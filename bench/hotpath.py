@@ -22,6 +22,7 @@ from pathlib import Path
 
 from cgirt.app import CgiApp
 from cgirt.cache import RACY_SECONDS
+from cgirt.cli import ensure_utf8_mode
 from cgirt.config import RunnerConfig
 from cgirt.fastcgi import FastCGIServer
 from cgirt.forkmode import SingleRequestControl
@@ -64,6 +65,7 @@ def request_bytes(site: Path, script: str, query: str) -> bytes:
 
 
 def main() -> int:
+    ensure_utf8_mode()  # as `cgirt serve` runs
     ap = argparse.ArgumentParser(prog="python -m bench.hotpath")
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--script", choices=("hello", "form"), default="hello")

@@ -112,13 +112,13 @@ def _serve(args: argparse.Namespace) -> int:
     from .log import setup_runner_logging
     from .server import serve
 
-    _ensure_utf8_mode()
+    ensure_utf8_mode()
     config = _runner_config(args)
     setup_runner_logging(logging.DEBUG if args.verbose else logging.INFO)
     return serve(config)
 
 
-def _ensure_utf8_mode() -> None:
+def ensure_utf8_mode() -> None:
     """Run scripts in Python's UTF-8 mode, as classic CGI runs them: a web server passes no
     locale, so the interpreter it starts for a script is in the C locale, which turns UTF-8
     mode on (PEP 540): open() and locale.getpreferredencoding() answer UTF-8. A runner
