@@ -10,7 +10,7 @@ from typing import Callable
 import pytest
 
 from cgirt.site import bump_generation
-from tests.support.fcgi import cgi_params, request
+from tests.support.fcgi import cgi_params, connect, read_response, request, send_request
 from tests.support.servers import Runner
 
 pytestmark = pytest.mark.integration
@@ -118,6 +118,31 @@ def test_streams_a_script_changed_are_not_handed_on(
     assert log.count("check wrote to stderr") == 2
     if how == "stderr":
         assert log.count("a last line without a newline") == 2
+
+
+def test_flushed_output_is_sent_before_the_script_ends(
+        site: Path, start_runner: Callable[..., Runner], tmp_path: Path) -> None:
+    # The end of a response goes out with the end of the request in one write; what a script
+    # flushes while it runs must not wait for that.
+    go = tmp_path / "go"
+    (site / "cgi-bin" / "progressive.py").write_text(
+        "import os, sys, time\nprint('Content-Type: text/plain')\nprint()\n"
+        "print('first', flush=True)\ndeadline = time.monotonic() + 10\n"
+        f"while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)  # the script's own wait for the test's go-ahead\n"
+        f"print('second' if os.path.exists({str(go)!r}) else 'never told to go on')\n")
+    runner = start_runner(site, workers=1)
+    head = b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nfirst\n"
+    s = connect(runner.address)
+    try:
+        send_request(s, cgi_params("/cgi-bin/progressive.py"))
+        first = read_response(s, read_limit=len(head))
+        assert (first.stdout, first.ended) == (head, False)
+        go.touch()
+        rest = read_response(s)
+        assert (rest.stdout, rest.ended) == (b"second\n", True)
+    finally:
+        s.close()
 
 
 # -- change detection: each edit is followed by exactly one request ----------------------
