@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from . import site as site_layout
-from .cache import ScriptCache, SiteModules, install_site_loader, signature_if_there
+from .cache import ScriptCache, SiteModules, install_site_loader, signature
 from .classic import run_exec
 from .config import RunnerConfig
 from .dispatch import Dispatcher, Target
@@ -218,7 +218,10 @@ class CgiApp:
 
     def _check_generation(self) -> None:
         """Once per request: a publish by the gateway drops every site module at once."""
-        sig = signature_if_there(self._generation_path)
+        try:
+            sig: Any = signature(os.stat(self._generation_path))
+        except OSError:
+            sig = None
         if sig != self._generation:
             if self._generation is not None:
                 self.modules.refresh(force=True)

@@ -33,18 +33,6 @@ def signature(st: os.stat_result) -> Signature:
     return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def signature_if_there(path: str) -> Signature | None:
-    """The file's stat signature, or None if there is none. For files that are usually not
-    there (a directory's .cgirt-mode): os.access says so without the exception a failed
-    os.stat raises, which costs more than the system call."""
-    if not os.access(path, os.F_OK):
-        return None
-    try:
-        return signature(os.stat(path))
-    except OSError:
-        return None
-
-
 @dataclass
 class _Entry:
     sig: Signature

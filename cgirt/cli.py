@@ -8,8 +8,8 @@ configuration; 3 workers failed at boot (halted instead of respawning); 4 cannot
 from __future__ import annotations
 
 import argparse
-import os
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence

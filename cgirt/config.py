@@ -41,9 +41,13 @@ def _mode(name: str, v: Any) -> str:
     return str(v)
 
 
+def _words(v: Any) -> Any:
+    """A comma-separated string (a flag, or TOML text) as a list of words; a list as it is."""
+    return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
+
+
 def _modes(name: str, v: Any) -> frozenset[str]:
-    if isinstance(v, str):
-        v = [s.strip() for s in v.split(",") if s.strip()]
+    v = _words(v)
     if not isinstance(v, (list, tuple, frozenset, set)) or not v:
         raise ConfigError(f"{name} must be a non-empty list of modes")
     return frozenset(_mode(name, m) for m in v)
@@ -110,8 +114,7 @@ DEFAULT_PRELOAD = ("cgi", "cgitb", "html", "json", "datetime", "http.cookies", "
 
 
 def _modules(name: str, v: Any) -> tuple[str, ...]:
-    if isinstance(v, str):
-        v = [s.strip() for s in v.split(",") if s.strip()]
+    v = _words(v)
     if not isinstance(v, (list, tuple)):
         raise ConfigError(f"{name} must be a list of module names")
     for item in v:

@@ -137,7 +137,7 @@ class Dispatcher:
 
 
 _O_PATH = getattr(os, "O_PATH", 0)
-_REMEMBERED = 10_000  # entries per cache; beyond it, a cache starts again empty
+_REMEMBERED = 10_000  # answers kept; beyond it, the memory starts again empty
 
 
 def _real_path(path: str) -> str:

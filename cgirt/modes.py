@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
-from .cache import Signature, signature, signature_if_there
+from .cache import Signature, signature
 
 MODE_FILE = ".cgirt-mode"
 log = logging.getLogger("cgirt.error")
@@ -38,7 +38,7 @@ class ModePolicy:
 
     def _dir_mode(self, directory: str) -> str | None:
         path = directory + "/" + MODE_FILE
-        sig = signature_if_there(path)
+        sig = _signature_if_there(path)
         cached = self._dir_modes.get(directory)
         if cached is not None and cached[0] == sig:
             return cached[1]
@@ -77,3 +77,14 @@ class ModePolicy:
         self._python[script] = (sig, answer)
         return answer
 
+
+def _signature_if_there(path: str) -> Signature | None:
+    """The file's stat signature, or None if there is none. A directory's .cgirt-mode is
+    nearly never there: os.access says so without the exception a failed os.stat raises,
+    which costs more than the system call."""
+    if not os.access(path, os.F_OK):
+        return None
+    try:
+        return signature(os.stat(path))
+    except OSError:
+        return None

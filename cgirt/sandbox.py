@@ -190,8 +190,8 @@ def c_environment(encoded: Mapping[bytes, bytes]) -> tuple[bytes, array.array[in
     NULL-ended array of pointers into it (both must be kept alive while it is in use)."""
     items = [k + b"=" + v for k, v in encoded.items()]
     blob = b"\0".join(items) + b"\0"
-    pointers = array.array(_POINTER, accumulate(map(_plus_one, map(len, items)),
-                                                initial=_bytes_address(blob)))
+    address = ctypes.cast(blob, ctypes.c_void_p).value  # type: ignore[arg-type]  # bytes converts
+    pointers = array.array(_POINTER, accumulate(map(_plus_one, map(len, items)), initial=address))
     pointers[-1] = 0  # the entry after the last string ends the array
     return blob, pointers
 
@@ -199,24 +199,6 @@ def c_environment(encoded: Mapping[bytes, bytes]) -> tuple[bytes, array.array[in
 _plus_one = (1).__add__
 
 
-def _cast_address(data: bytes) -> int:
-    address = ctypes.cast(data, ctypes.c_void_p).value  # type: ignore[arg-type]  # bytes converts
-    assert address is not None
-    return address
-
-
-def _address_function() -> Callable[[bytes], int]:
-    """Where a bytes object's characters are: CPython keeps them at a fixed offset from the
-    object (checked here on two objects), which is cheaper to add than ctypes.cast is to call."""
-    probes = (b"probe", b"another probe")
-    offsets = {_cast_address(p) - id(p) for p in probes}
-    if len(offsets) == 1:
-        offset = offsets.pop()
-        return lambda data: id(data) + offset
-    return _cast_address
-
-
-_bytes_address = _address_function()
 _POINTER = "Q" if ctypes.sizeof(ctypes.c_void_p) == 8 else "I"
 
 
@@ -276,9 +258,8 @@ class ProcessState:
         return main.__dict__, (c_env, saved_c_environ, saved_atexit)
 
     def restore(self, saved: Any) -> None:
-        c_env, saved_c_environ, (atexit.register, atexit.unregister) = saved
+        _, saved_c_environ, (atexit.register, atexit.unregister) = saved
         _c_environ.value = saved_c_environ
-        del c_env
         data = os.environ._data  # type: ignore[attr-defined]
         data.clear()
         data.update(self.environ)

@@ -333,10 +333,7 @@ class Supervisor:
             log.exception("worker boot failed")
             return WORKER_BOOT_ERROR
         control.booted()
-        try:
-            self._accept_loop(control, wake_r, master)
-        except _Orphaned:
-            pass
+        self._accept_loop(control, wake_r, master)
         return EXIT_OK
 
     def _accept_loop(self, control: WorkerControl, wake_r: int, master: int) -> None:
@@ -349,7 +346,8 @@ class Supervisor:
                 # Blocking, though the listener is not: Linux does not pass O_NONBLOCK on.
                 conn, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
-                self._wait_for_connection(listener, wake_r, master)
+                if not self._wait_for_connection(listener, wake_r, master):
+                    return  # orphaned where PR_SET_PDEATHSIG does not exist
                 continue
             except OSError as exc:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
@@ -360,18 +358,14 @@ class Supervisor:
             finally:
                 conn.close()
 
-    def _wait_for_connection(self, listener: socket.socket, wake_r: int, master: int) -> None:
-        """Until a connection may be waiting, a stop is asked for, or a second has passed."""
+    def _wait_for_connection(self, listener: socket.socket, wake_r: int, master: int) -> bool:
+        """Until a connection may be waiting, a stop is asked for, or a second has passed;
+        False if the master has gone meanwhile."""
         try:
             ready, _, _ = select.select([listener, wake_r], [], [], 1.0)  # type: ignore[type-var]
         except InterruptedError:
-            return
-        if listener not in ready and os.getppid() != master:
-            raise _Orphaned()
-
-
-class _Orphaned(Exception):
-    """The master is gone (where PR_SET_PDEATHSIG does not exist)."""
+            return True
+        return listener in ready or os.getppid() == master
 
 
 def _die_with_parent() -> None:
