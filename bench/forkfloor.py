@@ -18,7 +18,7 @@ import sys
 def measure(n: int) -> float:
     import importlib
 
-    import cgirt.app  # noqa: F401 - what the template holds: the runner and its preloads
+    import cgirt.runner.app  # noqa: F401 - what the template holds: the runner and its preloads
     from cgirt.config import DEFAULT_PRELOAD
 
     for name in DEFAULT_PRELOAD:

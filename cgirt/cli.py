@@ -110,7 +110,7 @@ def _config_check(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .log import setup_runner_logging
-    from .server import serve
+    from .runner.server import serve
 
     ensure_utf8_mode()
     config = _runner_config(args)

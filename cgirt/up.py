@@ -1,7 +1,7 @@
 """`cgirt up`: the embedded default. Runner + FTP gateway + development HTTP front end.
 
 Each part runs as its own process, started with the same commands an admin would use
-(`cgirt serve`, `cgirt ftp`, `python -m cgirt.devfront`), so `cgirt up` exercises exactly
+(`cgirt serve`, `cgirt ftp`, `python -m cgirt.devserver`), so `cgirt up` exercises exactly
 the production code. This module starts and stops them; it prints nothing (the CLI does).
 """
 
@@ -120,7 +120,7 @@ def start(config: UpConfig, logs: Path) -> Started:
             ftp_url = f"ftp://{host}:{port}/"
         http_out = logs / "http.out"
         http_out.unlink(missing_ok=True)  # it names the URL: never read a previous run's
-        procs["http"] = _spawn([sys.executable, "-m", "cgirt.devfront", "--site", str(site),
+        procs["http"] = _spawn([sys.executable, "-m", "cgirt.devserver", "--site", str(site),
                                 "--listen", config.http, "--backend", f"unix:{socket_path}"],
                                logs / "http.log", stdout=http_out)
         match = _wait(lambda: re.search(r"http://\S+", http_out.read_text()) if http_out.exists() else None,

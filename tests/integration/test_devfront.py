@@ -23,8 +23,8 @@ import pytest
 
 from tests.support.procs import LONG_LIVED
 
-from cgirt.devfront import DevFront, DevFrontConfig, DevFrontError
-from cgirt.fcgiclient import UnixAddress
+from cgirt.devserver.front import DevFront, DevFrontConfig, DevFrontError
+from cgirt.fastcgi.client import UnixAddress
 
 pytestmark = pytest.mark.integration
 
@@ -656,7 +656,7 @@ def test_command_line_prints_the_url_and_stops_on_sigterm(site: Path,
                                                           backend: Backend) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     process = subprocess.Popen(
-        [sys.executable, "-m", "cgirt.devfront", "--site", str(site),
+        [sys.executable, "-m", "cgirt.devserver", "--site", str(site),
          "--listen", "127.0.0.1:0", "--backend", f"unix:{backend.address.path}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
     try:
@@ -682,7 +682,7 @@ def test_command_line_prints_the_url_and_stops_on_sigterm(site: Path,
 def test_command_line_reports_bad_arguments_in_one_line(site: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     result = subprocess.run(
-        [sys.executable, "-m", "cgirt.devfront", "--site", str(site),
+        [sys.executable, "-m", "cgirt.devserver", "--site", str(site),
          "--listen", "nowhere", "--backend", "unix:/x"],
         capture_output=True, env=env, timeout=30)
     assert result.returncode == 1

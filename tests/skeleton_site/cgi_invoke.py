@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from cgirt.fcgiforward import HEAD_END, CgiHead, parse_head
+from cgirt.devserver.gateway import HEAD_END, CgiHead, parse_head
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""A property-based fuzz of the FastCGI record parser (cgirt.fastcgi), in process, over a
+"""A property-based fuzz of the FastCGI record parser (cgirt.fastcgi.server), in process, over a
 socketpair: whatever the web server sends, the connection ends within a bound, nothing
 escapes `handle_connection` (an escape would cost the worker), the request clock is
 stopped, and what is sent back is well-formed FastCGI.
@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cgirt.fastcgi import FastCGIServer
+from cgirt.fastcgi.server import FastCGIServer
 from tests.support.fcgi import BEGIN, PARAMS, STDIN, pair, record
 
 _HDR = struct.Struct("!BBHHBx")

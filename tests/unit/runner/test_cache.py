@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cgirt.cache import ScriptCache, signature
+from cgirt.runner.cache import ScriptCache, signature
 
 
 def run(code: object) -> str:

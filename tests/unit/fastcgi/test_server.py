@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flup.server import fcgi_base as fb
 
-from cgirt.fastcgi import ProtocolError, decode_params
+from cgirt.fastcgi.server import ProtocolError, decode_params
 
 PAIRS = [
     (b"QUERY_STRING", b"a=1&b=2"),

@@ -13,7 +13,7 @@ import subprocess
 import threading
 from typing import Callable, Mapping
 
-from .errors import ScriptFailed
+from ..errors import ScriptFailed
 from .sandbox import LineTagger, RequestBody
 
 _CHUNK = 65536

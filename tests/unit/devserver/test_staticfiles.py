@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cgirt import staticfiles as sf
+from cgirt.devserver import staticfiles as sf
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cgirt.dispatch import Dispatcher
+from cgirt.runner.dispatch import Dispatcher
 from cgirt.errors import BadRequest, Forbidden, ScriptNotFound
 
 
@@ -91,7 +91,7 @@ def test_script_filename_symlink_out_is_refused(site: Path) -> None:
 
 
 def test_real_path_agrees_with_realpath(tmp_path: Path) -> None:
-    from cgirt.dispatch import _real_path
+    from cgirt.runner.dispatch import _real_path
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "b" / "s.py").write_text("")

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from cgirt.fcgiforward import (BadCgiResponse, Endpoint, body_allowed, cgi_params,
+from cgirt.devserver.gateway import (BadCgiResponse, Endpoint, body_allowed, cgi_params,
                                parse_head, read_head)
-from cgirt.http1 import Limits, Request, read_request
+from cgirt.devserver.http1 import Limits, Request, read_request
 
 ENDPOINT = Endpoint("10.0.0.2", 40000, "10.0.0.1", 8080, "example.test")
 

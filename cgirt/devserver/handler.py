@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from email.utils import formatdate
 from typing import IO, Any
 
-from cgirt import staticfiles
-from cgirt.devconfig import DevFrontConfig
-from cgirt.fcgiclient import BackendClosed, BackendError, BackendTimeout, FastCGIRequest
-from cgirt.fcgiforward import (SERVER_SOFTWARE, CgiHead, Endpoint, body_allowed, cgi_params,
+from . import staticfiles
+from .config import DevFrontConfig
+from ..fastcgi.client import BackendClosed, BackendError, BackendTimeout, FastCGIRequest
+from .gateway import (SERVER_SOFTWARE, CgiHead, Endpoint, body_allowed, cgi_params,
                                parse_head, read_head)
-from cgirt.http1 import (ChunkedWriter, ClientGone, HttpError, Request, format_head,
+from .http1 import (ChunkedWriter, ClientGone, HttpError, Request, format_head,
                          read_request, reason)
 
 error_log = logging.getLogger("cgirt.error")

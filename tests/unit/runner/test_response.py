@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cgirt.response import ResponseParser
+from cgirt.runner.response import ResponseParser
 
 CASES = [
     # (script output, expected kind, expected forwarded bytes or message fragment)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cgirt.supervisor import Supervisor, SupervisorSettings, _Worker
+from cgirt.runner.supervisor import Supervisor, SupervisorSettings, _Worker
 
 
 @pytest.fixture

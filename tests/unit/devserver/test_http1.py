@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from cgirt.http1 import ChunkedWriter, ClientGone, HttpError, Limits, Request, read_request
+from cgirt.devserver.http1 import ChunkedWriter, ClientGone, HttpError, Limits, Request, read_request
 
 LIMITS = Limits(max_header_bytes=1024, max_headers=10, max_body_bytes=100)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cgirt import fcgiclient as fc
+from cgirt.fastcgi import client as fc
 
 Script = Callable[[socket.socket], None]
 

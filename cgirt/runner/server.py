@@ -9,11 +9,11 @@ import socket
 import stat
 from pathlib import Path
 
-from . import site as site_layout
+from .. import site as site_layout
 from .app import CgiApp
-from .config import RunnerConfig
-from .errors import StartupError
-from .fastcgi import FastCGIServer, io_timeout
+from ..config import RunnerConfig
+from ..errors import StartupError
+from ..fastcgi.server import FastCGIServer, io_timeout
 from .supervisor import Supervisor, SupervisorSettings
 
 log = logging.getLogger("cgirt.error")

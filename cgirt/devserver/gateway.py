@@ -13,8 +13,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cgirt.fcgiclient import BackendProtocolError
-from cgirt.http1 import HOP_BY_HOP, TOKEN, Request
+from ..fastcgi.client import BackendProtocolError
+from .http1 import HOP_BY_HOP, TOKEN, Request
 
 SERVER_SOFTWARE = "cgirt-devfront"
 # Content-Type and Content-Length already reach the script as CONTENT_TYPE/CONTENT_LENGTH;

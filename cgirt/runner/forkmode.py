@@ -26,8 +26,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import HttpError, RequestTimeout
-from .fastcgi import FastCGIConnection, FastCGIRequest, FastCGIServer, set_io_timeout
+from ..errors import HttpError, RequestTimeout
+from ..fastcgi.server import FastCGIConnection, FastCGIRequest, FastCGIServer, set_io_timeout
 from .supervisor import _die_with_parent
 
 _NOTHING, _STARTED, _ENDED = 0, 1, 2

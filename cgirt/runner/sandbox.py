@@ -25,7 +25,7 @@ from itertools import accumulate
 from types import CodeType
 from typing import Any, Callable, Mapping
 
-from .errors import RequestTimeout
+from ..errors import RequestTimeout
 
 _WATCHED_SIGNALS = tuple(
     getattr(signal, name)

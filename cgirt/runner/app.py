@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-from . import site as site_layout
+from .. import site as site_layout
 from .cache import ScriptCache, SiteModules, install_site_loader, signature
 from .classic import run_exec
-from .config import RunnerConfig
+from ..config import RunnerConfig
 from .dispatch import Dispatcher, Target
 from .environ import build_environ, coerce_c_locale, redirect_environ, search_words
-from .errors import BadRequest, HttpError, RedirectLoop, RequestTimeout, ScriptFailed
-from .fastcgi import FastCGIRequest, io_timeout
+from ..errors import BadRequest, HttpError, RedirectLoop, RequestTimeout, ScriptFailed
+from ..fastcgi.server import FastCGIRequest, io_timeout
 from .forkmode import ForkServer
-from .log import ErrorLog
+from ..log import ErrorLog
 from .modes import ModePolicy
 from .response import ResponseParser
 from .sandbox import ProcessState, RequestBody, StdStreams, run_script

@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol
 
 from flup.server import fcgi_base as fb
 
-from .supervisor import Control
+from ..runner.supervisor import Control
 
 log = logging.getLogger("cgirt.error")
 

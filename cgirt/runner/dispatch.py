@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import unquote
 
-from .errors import BadRequest, Forbidden, ScriptNotFound
+from ..errors import BadRequest, Forbidden, ScriptNotFound
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cgirt.fcgiclient import BackendAddress
-from cgirt.http1 import Limits
+from ..fastcgi.client import BackendAddress
+from .http1 import Limits
 
 
 class DevFrontError(Exception):

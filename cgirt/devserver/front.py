@@ -13,7 +13,7 @@ Use from Python::
     ...
     front.shutdown()              # from any other thread; waits for every connection
 
-or ``python -m cgirt.devfront --site DIR --listen 127.0.0.1:0 --backend unix:/path``,
+or ``python -m cgirt.devserver --site DIR --listen 127.0.0.1:0 --backend unix:/path``,
 which prints the URL on one line and serves until SIGINT or SIGTERM.
 
 Not for production: no TLS, no byte ranges, no access control beyond the site layout.
@@ -30,10 +30,10 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cgirt import site
-from cgirt.devconfig import DevFrontConfig, DevFrontError
-from cgirt.devhandler import FrontServer
-from cgirt.fcgiclient import parse_address
+from .. import site
+from .config import DevFrontConfig, DevFrontError
+from .handler import FrontServer
+from ..fastcgi.client import parse_address
 
 __all__ = ["DevFront", "DevFrontConfig", "DevFrontError", "main", "parse_listen", "run"]
 
@@ -120,7 +120,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cgirt.devfront",
+    parser = argparse.ArgumentParser(prog="python -m cgirt.devserver",
                                      description="cgirt's development HTTP front end")
     parser.add_argument("--site", required=True, type=Path, help="the site directory")
     parser.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (port 0: any)")
@@ -142,6 +142,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

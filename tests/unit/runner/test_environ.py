@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cgirt.dispatch import CgiRoot, Target
-from cgirt.environ import build_environ, coerce_c_locale, search_words
+from cgirt.runner.dispatch import CgiRoot, Target
+from cgirt.runner.environ import build_environ, coerce_c_locale, search_words
 
 TARGET = Target("/site/cgi-bin/a.py", "/cgi-bin/a.py", "/x", CgiRoot("/cgi-bin", "/site/cgi-bin"))
 

@@ -1,0 +1,1 @@
+"""The runner: supervisor, dispatch, cache, sandbox, response and the three executors."""
