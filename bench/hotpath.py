@@ -24,8 +24,7 @@ from cgirt.runner.app import CgiApp
 from cgirt.runner.cache import RACY_SECONDS
 from cgirt.cli import ensure_utf8_mode
 from cgirt.config import RunnerConfig
-from cgirt.fastcgi.server import FastCGIServer
-from cgirt.runner.forkmode import SingleRequestControl
+from cgirt.fastcgi.server import FastCGIServer, SingleRequestControl
 
 from .__main__ import FORM_QUERY
 from .stack import make_site

@@ -19,8 +19,6 @@ from typing import Any, Callable, Protocol
 
 from flup.server import fcgi_base as fb
 
-from ..runner.supervisor import Control
-
 log = logging.getLogger("cgirt.error")
 
 _HEADER = struct.Struct(fb.FCGI_Header)
@@ -35,6 +33,35 @@ _RECV = 65536
 _CLOSE_DRAIN_SECONDS = 5.0
 MAX_PARAMS_BYTES = 1024 * 1024  # nginx and Apache send a few KiB; more is an attack
 KEEP_CONN_IDLE_SECONDS = 5.0
+
+
+class Control(Protocol):
+    """What a connection asks of the process that serves it (a supervised worker, or a
+    process that serves a single request)."""
+
+    def request_started(self) -> None: ...
+
+    def request_finished(self) -> None: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def recycle_after_request(self) -> None: ...
+
+
+class SingleRequestControl:
+    """The Control of a process that serves exactly one request, then ends."""
+
+    stopping = True
+
+    def request_started(self) -> None:
+        pass
+
+    def request_finished(self) -> None:
+        pass
+
+    def recycle_after_request(self) -> None:
+        pass
 
 
 class ProtocolError(Exception):
@@ -210,11 +237,30 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
         self.handed_off = False  # another process answered and closes properly: just close
         self._io_timeout_set = False
 
-    # -- reading ----------------------------------------------------------------------
+    @classmethod
+    def adopt(cls, fd: int, server: "FastCGIServer", control: Control, buffered: bytes) -> "FastCGIConnection":
+        """A connection passed from another process (fork mode's worker), with the bytes
+        that process had read from it and not parsed."""
+        conn = cls(socket.socket(fileno=fd), None, server, control)
+        # At once: the response is written before any read would wait and set it.
+        set_io_timeout(conn._sock, server.io_timeout)
+        conn._io_timeout_set = True
+        conn._rbuf = buffered
+        return conn
 
-    def feed(self, data: bytes) -> None:
-        """Bytes read from this connection by another process (fork mode's worker)."""
-        self._rbuf += data
+    def fileno(self) -> int:
+        return int(self._sock.fileno())
+
+    def resume_request(self, request_id: int, flags: int, params: dict[str, str]) -> "FastCGIRequest":
+        """The request whose begin and params another process has read: its stdin records
+        are read from here on."""
+        req: FastCGIRequest = self.server.request_class(self, self._inputStreamClass, self._timeout)
+        req.requestId, req.flags, req.params, req.aborted = request_id, flags, params, False
+        req.params_done = True
+        self._requests[request_id] = req
+        return req
+
+    # -- reading ----------------------------------------------------------------------
 
     def take_buffered(self) -> bytes:
         """The bytes read but not yet parsed, removed from this connection."""
@@ -386,7 +432,7 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
             if self._in_request:
                 self._in_request = False
                 self.control.request_finished()
-            self._close()
+            self.close()
 
     def _wait_idle(self) -> bool:
         """Between requests on a kept connection: give up when idle too long or stopping."""
@@ -406,7 +452,7 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
         finally:
             self._sock.settimeout(None)  # blocking again, under the kernel's io timeout
 
-    def _close(self) -> None:
+    def close(self) -> None:
         """Close so that no reset destroys the reply.
 
         A reset comes from closing with unread input. When the web server has already sent
