@@ -4,9 +4,9 @@ flup's own client (``flup.client.fcgi_app``) fails on every call on Python 3 and
 whole responses, so the development front end speaks the protocol itself, with the codec in
 :mod:`cgirt.fastcgi.records`.
 
-The caller drives the request in order: :meth:`FastCGIRequest.send_params`, any number of
-:meth:`~FastCGIRequest.send_stdin`, :meth:`~FastCGIRequest.end_stdin`, then
-:meth:`~FastCGIRequest.read_stdout` until it returns ``b""``. Every failure is one of the
+The caller drives the request in order: :meth:`BackendRequest.send_params`, any number of
+:meth:`~BackendRequest.send_stdin`, :meth:`~BackendRequest.end_stdin`, then
+:meth:`~BackendRequest.read_stdout` until it returns ``b""``. Every failure is one of the
 :class:`BackendError` subclasses, so a front end maps them to 502/504 in one place.
 """
 
@@ -102,7 +102,7 @@ def connect(address: BackendAddress, timeout: float) -> socket.socket:
         raise BackendUnavailable(f"cannot connect to {address}: {exc.strerror or exc}") from exc
 
 
-class FastCGIRequest:
+class BackendRequest:
     """One FCGI_RESPONDER request on its own connection (no FCGI_KEEP_CONN).
 
     A connection per request keeps failure handling trivial: whatever goes wrong, closing
@@ -121,7 +121,7 @@ class FastCGIRequest:
     @classmethod
     def open(cls, address: BackendAddress, *, connect_timeout: float,
              io_timeout: float, on_stderr: Callable[[bytes], None] | None = None,
-             ) -> FastCGIRequest:
+             ) -> BackendRequest:
         """Connect and begin a request; ``io_timeout`` bounds every later send and receive."""
         sock = connect(address, connect_timeout)
         sock.settimeout(io_timeout)
@@ -129,7 +129,7 @@ class FastCGIRequest:
         request._send(begin_record(REQUEST_ID))
         return request
 
-    def __enter__(self) -> FastCGIRequest:
+    def __enter__(self) -> BackendRequest:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -61,7 +61,7 @@ class SingleRequestControl:
         pass
 
 
-class ClientGone(BrokenPipeError):
+class WebServerGone(BrokenPipeError):
     """The web server closed the connection; what a CGI script sees as a broken pipe."""
 
 
@@ -314,13 +314,13 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
 
     def send(self, data: bytes) -> None:
         if self.broken:
-            raise ClientGone(errno.EPIPE, "the web server closed the connection")
+            raise WebServerGone(errno.EPIPE, "the web server closed the connection")
         self.sending = True
         try:
             self._sock.sendall(data)
         except OSError as exc:
             self.broken = True
-            raise ClientGone(errno.EPIPE, f"the web server closed the connection ({exc})") from None
+            raise WebServerGone(errno.EPIPE, f"the web server closed the connection ({exc})") from None
         finally:
             self.sending = False
 
@@ -348,7 +348,7 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
                 self.process_input()
         except EOFError:
             pass
-        except ClientGone:
+        except WebServerGone:
             pass
         except ProtocolError as exc:
             log.warning("dropping a connection: %s", exc)

@@ -70,13 +70,13 @@ def peer(tmp_path: Path) -> Iterator[Callable[[Script], fc.UnixAddress]]:
 
 
 def open_request(address: fc.UnixAddress, stderr: list[bytes] | None = None,
-                 timeout: float = 5.0) -> fc.FastCGIRequest:
+                 timeout: float = 5.0) -> fc.BackendRequest:
     on_stderr = stderr.append if stderr is not None else None
-    return fc.FastCGIRequest.open(address, connect_timeout=5.0, io_timeout=timeout,
+    return fc.BackendRequest.open(address, connect_timeout=5.0, io_timeout=timeout,
                                   on_stderr=on_stderr)
 
 
-def read_all(request: fc.FastCGIRequest) -> bytes:
+def read_all(request: fc.BackendRequest) -> bytes:
     pieces = []
     while piece := request.read_stdout():
         pieces.append(piece)
@@ -152,7 +152,7 @@ def finish_input_then(reply: bytes) -> Script:
     return script
 
 
-def send_empty_request(request: fc.FastCGIRequest) -> None:
+def send_empty_request(request: fc.BackendRequest) -> None:
     request.send_params({})
     request.end_stdin()
 
@@ -201,7 +201,7 @@ def test_protocol_violations(peer: Callable[[Script], fc.UnixAddress], reply: by
 
 def test_nothing_listening_is_backend_unavailable(tmp_path: Path) -> None:
     with pytest.raises(fc.BackendUnavailable, match="cannot connect"):
-        fc.FastCGIRequest.open(fc.UnixAddress(str(tmp_path / "absent.sock")),
+        fc.BackendRequest.open(fc.UnixAddress(str(tmp_path / "absent.sock")),
                                connect_timeout=1.0, io_timeout=1.0)
 
 
@@ -210,7 +210,7 @@ def test_refused_tcp_port_is_backend_unavailable() -> None:
         sock.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         port = sock.getsockname()[1]
         with pytest.raises(fc.BackendUnavailable):
-            fc.FastCGIRequest.open(fc.TcpAddress("127.0.0.1", port), connect_timeout=1.0,
+            fc.BackendRequest.open(fc.TcpAddress("127.0.0.1", port), connect_timeout=1.0,
                                    io_timeout=1.0)
 
 
