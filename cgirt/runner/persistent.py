@@ -27,7 +27,7 @@ class PersistentExecutor:
         self._streams: StdStreams | None = None
 
     def start(self) -> None:
-        self._state = ProcessState()
+        self._state = ProcessState(site_root=self.modules.site_root)
         self._streams = StdStreams()
 
     def execute(self, req: FastCGIRequest, work: Work) -> None:
@@ -58,6 +58,8 @@ class PersistentExecutor:
         finally:
             self._streams.release(flushed)
         self.modules.collect()
+        for change in result.changes:
+            self.errlog.line(target.path, change)
         if result.timed_out:
             raise RequestTimeout()
         if result.recycle:

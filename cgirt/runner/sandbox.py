@@ -3,7 +3,8 @@
 Everything process-global that a CGI script may read or change is set up for the request
 and put back after it, on every path, in one context manager: os.environ (and the C
 environment that subprocesses inherit), stdio, argv, the current directory, sys.path,
-`__main__`, atexit handlers, signal handlers, the umask, sys.excepthook, cgi.maxlen.
+`__main__`, atexit handlers, signal handlers, the umask, sys.excepthook, cgi.maxlen; and,
+through interpreter.py and libwatch.py, interpreter-wide settings and library modules.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from types import CodeType
 from typing import Any, Callable, Mapping
 
 from ..errors import RequestTimeout
+from .interpreter import InterpreterState
+from .libwatch import LibraryWatch
 
 _WATCHED_SIGNALS = tuple(
     getattr(signal, name)
@@ -208,6 +211,8 @@ class Result:
     recycle: bool = False  # the worker should not serve another request
     timed_out: bool = False
     stdout_flushed: bool = False  # nothing the script wrote is left in a buffer
+    # What the script changed that cannot be put back (a line each for the site's error log).
+    changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -225,6 +230,14 @@ class ProcessState:
     umask: int = field(default_factory=lambda: _read_umask())
     handlers: dict[int, Any] = field(default_factory=lambda: {s: _getsignal(s) for s in _WATCHED_SIGNALS})
     cgi_maxlen: int = 0
+    interpreter: InterpreterState = field(default_factory=InterpreterState)
+    # Where the site's code lives: writes from there to library modules are watched.
+    site_root: str | None = None
+    library: LibraryWatch | None = None
+
+    def __post_init__(self) -> None:
+        if self.site_root is not None and self.library is None:
+            self.library = LibraryWatch(self.site_root)
 
     def apply(
         self, env: Mapping[str, str], stdio: tuple[Any, Any, Any], argv: list[str], cwd: str,
@@ -237,6 +250,8 @@ class ProcessState:
         # (a system call per request): the worker itself uses absolute paths only (see
         # `path`), and every request sets its own.
         os.chdir(cwd)
+        if self.library is not None:
+            self.library.watch_new()
         data = os.environ._data  # type: ignore[attr-defined]
         encoded = {k.encode(_fs_encoding, "surrogateescape"): v.encode(_fs_encoding, "surrogateescape")
                    for k, v in env.items()}
@@ -257,7 +272,8 @@ class ProcessState:
         atexit.unregister = _recording_unregister(atexit_calls)
         return main.__dict__, (c_env, saved_c_environ, saved_atexit)
 
-    def restore(self, saved: Any) -> None:
+    def restore(self, saved: Any) -> list[str]:
+        """Put the worker's state back; returns what could not be put back."""
         _, saved_c_environ, (atexit.register, atexit.unregister) = saved
         _c_environ.value = saved_c_environ
         data = os.environ._data  # type: ignore[attr-defined]
@@ -270,6 +286,13 @@ class ProcessState:
             sys.modules["__main__"] = self.main
         sys.excepthook = self.excepthook
         self._restore_globals()
+        # After the environment: time.tzset() must see the worker's own TZ again.
+        lost = self.interpreter.restore()
+        if self.library is not None:
+            lost += [f"changed {module}.{name}, in a library module shared by all requests: "
+                     "this worker will be replaced after the response"
+                     for module, name in self.library.changes()]
+        return lost
 
     def _restore_globals(self) -> None:
         os.umask(self.umask)
@@ -337,7 +360,9 @@ def run_script(
         except RequestTimeout:
             result.timed_out = result.recycle = True
     finally:
-        state.restore(saved)
+        result.changes = state.restore(saved)
+    if result.changes:
+        result.recycle = True
     if threading.active_count() > threads_before:
         result.recycle = _join_stray_threads() or result.recycle
     return result
