@@ -53,6 +53,12 @@ def _modes(name: str, v: Any) -> frozenset[str]:
     return frozenset(_mode(name, m) for m in v)
 
 
+def _bool(name: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"{name} must be true or false, not {v!r}")
+    return v
+
+
 def _listen(name: str, v: Any) -> str:
     if not isinstance(v, str) or not v:
         raise ConfigError(f"{name} must be unix:PATH, HOST:PORT or fd:0, not {v!r}")
@@ -135,6 +141,9 @@ class RunnerConfig:
     mode: str = _setting("persistent", _mode, "default execution mode: persistent, fork or exec")
     allowed_modes: frozenset[str] = _setting(
         frozenset(MODES), _modes, "modes a site owner may choose with a .cgirt-mode file"
+    )
+    allow_keep_modules: bool = _setting(
+        True, _bool, "a site may keep its modules loaded between requests (.cgirt-keep-modules)"
     )
     timeout: float = _setting(30.0, _positive_float, "seconds a request may run (then 504)")
     kill_grace: float = _setting(

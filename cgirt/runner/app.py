@@ -49,7 +49,8 @@ class CgiApp:
         self.dispatcher = Dispatcher(config.site, config.cgi_roots)
         self.modes = ModePolicy(config.mode, config.allowed_modes)
         self.scripts = ScriptCache()
-        self.modules = SiteModules(os.path.realpath(config.site))
+        self.modules = SiteModules(os.path.realpath(config.site), config.allow_keep_modules,
+                                   lambda path, text: self.errlog.line(path, text))
         self.errlog = ErrorLog(site_layout.error_log_path(config.site), config.site)
         self.document_root = str(config.site / site_layout.DOCUMENT_ROOT)
         self.forks = ForkServer(config.timeout, config.kill_grace, io_timeout(config))

@@ -7,16 +7,21 @@ git" problem: kernels stamp files with a coarse clock); so while a file's ctime 
 RACY_SECONDS of when it was read, its content is compared as well.
 
 Site-local modules (any module whose file lies in the site) are loaded by our own loader,
-which always compiles from source (a stale .pyc with the same mtime and size would
-otherwise win) and records the signature and source it executed. When any of a site's
-modules changes, all of them are dropped, so a helper that imports another helper is
-re-executed too.
+which compiles from source (a stale .pyc with the same mtime and size would otherwise win)
+and keeps the code object while the file is unchanged. Share-nothing, as PHP: a site's
+modules are executed afresh by every request that imports them, and dropped after it, so
+no state of theirs reaches the next request; only library modules stay loaded. A directory
+holding a file named `.cgirt-keep-modules` (or below one, in the site) opts out: its modules
+stay loaded between requests, as a long-running app's package wants, if the admin allows it
+(`allow_keep_modules`). When any kept module changes, or its opt-in file goes, all of them
+are dropped, so a helper that imports another helper is re-executed too.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.machinery as machinery
+import logging
 import os
 import sys
 import time
@@ -25,6 +30,8 @@ from types import CodeType
 from typing import Any, Callable
 
 RACY_SECONDS = 2.0
+KEEP_FILE = ".cgirt-keep-modules"
+log = logging.getLogger("cgirt.error")
 
 Signature = tuple[int, int, int, int, int]
 
@@ -96,19 +103,69 @@ class ScriptCache:
 
 
 class SiteModules:
-    """Tracks the modules a site's scripts imported and drops them when one changes."""
+    """The site's modules: code objects kept while their files are unchanged; the modules
+    themselves dropped after each request, unless their directory keeps them."""
 
-    def __init__(self, site_root: str) -> None:
+    def __init__(self, site_root: str, allow_keep: bool = True,
+                 report: Callable[[str, str], None] | None = None) -> None:
         self.site_root = site_root.rstrip("/") + "/"
-        self._loaded: dict[str, _Entry] = {}  # file path → what was executed
+        self.allow_keep = allow_keep
+        self.report = report  # (file, text): a line for the site's own error log
+        self._codes: dict[str, _Entry] = {}  # file path → compiled, for every request
+        self._fresh: list[str] = []  # names imported by this request, dropped after it
+        self._loaded: dict[str, _Entry] = {}  # kept modules' files → what was executed
+        self._keep_files: set[str] = set()  # the opt-in files that kept them
+        self._refused: set[str] = set()  # opt-in files already named as refused
         self._names: set[str] = set()
         self._seen_count = 0
 
-    def record(self, path: str, st: os.stat_result, source: bytes) -> None:
-        self._loaded[path] = _Entry(signature(st), source, _is_racy(st, time.time()))
+    def code(self, name: str, path: str) -> CodeType:
+        """The code to execute for module `name` from `path`, compiled only if it changed."""
+        entry = self._codes.get(path)
+        if entry is None or not _still_valid(entry, path):
+            st, source = _read(path)
+            entry = _Entry(signature(st), source, _is_racy(st, time.time()),
+                           compile(source, path, "exec", dont_inherit=True))
+            self._codes[path] = entry
+        keep = self._keep_file(path)
+        if keep is None:
+            self._fresh.append(name)
+        else:
+            self._loaded[path] = entry
+            self._keep_files.add(keep)
+        assert entry.code is not None
+        return entry.code
+
+    def _keep_file(self, path: str) -> str | None:
+        """The opt-in file that keeps a module at `path` loaded, if any (and allowed)."""
+        directory = os.path.dirname(path)
+        while len(directory) >= len(self.site_root) - 1:
+            candidate = directory + "/" + KEEP_FILE
+            if os.access(candidate, os.F_OK):
+                if self.allow_keep:
+                    return candidate
+                if candidate not in self._refused:
+                    self._refused.add(candidate)
+                    text = ("asks to keep modules loaded between requests, which is not allowed "
+                            "here (allow_keep_modules); they start fresh on every request")
+                    log.warning("%s %s", candidate, text)
+                    if self.report is not None:
+                        self.report(candidate, text)
+                return None
+            directory = os.path.dirname(directory)
+        return None
 
     def collect(self) -> None:
-        """After a request: remember which sys.modules entries are site-local."""
+        """After a request: drop the site modules it imported (unless kept); remember which
+        other sys.modules entries are site-local."""
+        if self._fresh:
+            for name in self._fresh:
+                module = sys.modules.pop(name, None)
+                parent, _, child = name.rpartition(".")
+                package = sys.modules.get(parent) if parent else None
+                if package is not None and module is not None and getattr(package, child, None) is module:
+                    delattr(package, child)  # as if the submodule had never been imported
+            self._fresh.clear()
         if len(sys.modules) == self._seen_count:
             return  # cheap common case: the request imported nothing new
         self._seen_count = len(sys.modules)
@@ -120,15 +177,18 @@ class SiteModules:
                 self._names.add(name)
 
     def refresh(self, force: bool = False) -> bool:
-        """Before a request: drop every site module if any changed. True if dropped."""
+        """Before a request: drop every kept site module if any changed, or its opt-in file
+        went. True if dropped."""
         if not self._loaded and not self._names:
             return False
-        if not force and all(_still_valid(e, p) for p, e in self._loaded.items()):
+        if (not force and all(_still_valid(e, p) for p, e in self._loaded.items())
+                and all(os.access(f, os.F_OK) for f in self._keep_files)):
             return False
         for name in self._names:
             sys.modules.pop(name, None)
         self._names.clear()
         self._loaded.clear()
+        self._keep_files.clear()
         self._seen_count = 0
         importlib.invalidate_caches()
         return True
@@ -139,9 +199,7 @@ def install_site_loader(site_modules: SiteModules) -> None:
 
     class SiteSourceLoader(machinery.SourceFileLoader):
         def get_code(self, fullname: str) -> CodeType:
-            st, source = _read(self.path)
-            site_modules.record(self.path, st, source)
-            return compile(source, self.path, "exec", dont_inherit=True)
+            return site_modules.code(fullname, self.path)
 
     make_finder: Callable[[str], Any] = machinery.FileFinder.path_hook(
         (machinery.ExtensionFileLoader, machinery.EXTENSION_SUFFIXES),

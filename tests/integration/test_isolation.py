@@ -76,3 +76,45 @@ def test_demandimport_does_not_reach_the_next_script(
     for _ in range(5):
         assert get(runner, "/cgi-bin/lazy_imports.py") == "200 imports are lazy now\n"
         assert get(runner, "/cgi-bin/plain_imports.py") == expected
+
+
+def test_site_modules_start_fresh_for_every_request(
+        site: Path, start_runner: Callable[..., Runner]) -> None:
+    runner = start_runner(site, workers=1)
+    (worker,) = runner.worker_pids()
+    for _ in range(5):
+        assert get(runner, "/cgi-bin/count_visits.py") == f"200 visits=1 pid={worker}\n"
+
+
+def test_a_directory_can_keep_its_modules_loaded(
+        site: Path, start_runner: Callable[..., Runner]) -> None:
+    (site / "cgi-bin" / ".cgirt-keep-modules").write_text("")
+    runner = start_runner(site, workers=1)
+    (worker,) = runner.worker_pids()
+    for n in range(1, 6):
+        assert get(runner, "/cgi-bin/count_visits.py") == f"200 visits={n} pid={worker}\n"
+    # Taking the file away makes them fresh again, without a restart.
+    (site / "cgi-bin" / ".cgirt-keep-modules").unlink()
+    for _ in range(2):
+        assert get(runner, "/cgi-bin/count_visits.py") == f"200 visits=1 pid={worker}\n"
+
+
+def test_the_admin_can_refuse_to_keep_modules(
+        site: Path, tmp_path: Path, start_runner: Callable[..., Runner]) -> None:
+    (site / "cgi-bin" / ".cgirt-keep-modules").write_text("")
+    config = tmp_path / "runner.toml"
+    config.write_text("[runner]\nallow_keep_modules = false\n")
+    runner = start_runner(site, "--config", str(config), workers=1)
+    for _ in range(3):
+        assert get(runner, "/cgi-bin/count_visits.py").startswith("200 visits=1 ")
+    refusal = "asks to keep modules loaded between requests, which is not allowed"
+    assert runner.proc.output().count(refusal) == 1
+    assert f"cgi-bin/.cgirt-keep-modules: {refusal}" in error_log(site)  # the owner sees it
+
+
+def test_a_bad_keep_modules_setting_is_refused_at_start(
+        site: Path, tmp_path: Path, start_runner: Callable[..., Runner]) -> None:
+    config = tmp_path / "runner.toml"
+    config.write_text('[runner]\nallow_keep_modules = "no"\n')
+    with pytest.raises(RuntimeError, match="allow_keep_modules must be true or false"):
+        start_runner(site, "--config", str(config), workers=1)
