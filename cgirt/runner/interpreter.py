@@ -16,10 +16,10 @@ directly go unnoticed).
 
 from __future__ import annotations
 
-import builtins
-import decimal
 import _locale
+import builtins
 import gc
+import importlib.machinery as machinery
 import locale
 import logging
 import os
@@ -30,21 +30,41 @@ import tempfile
 import threading
 import time
 import warnings
+from operator import attrgetter, itemgetter
 from typing import Any, Callable
 
 _RLIMITS = tuple(sorted({getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")}))
 _RLIMIT_NAMES = {getattr(resource, n): n for n in dir(resource) if n.startswith("RLIMIT_")}
-# What a fresh `import decimal` gives (decimal.DefaultContext may itself have been changed).
 _DECIMAL_FIELDS = ("prec", "rounding", "Emin", "Emax", "capitals", "clamp")
 _SYS_HOOKS = ("displayhook", "breakpointhook", "unraisablehook")
-# Where InterpreterState.reading() puts what changes in place.
-_IMPORTER_CACHE, _FLAGS, _TRAPS, _DEFAULT_TRAPS = 21, 33, 34, 39
+_gc_callbacks = gc.callbacks
+_modules = sys.modules
+# Namespaces, read with itemgetter: a module attribute costs several times a dict item.
+_SYS, _THREADING, _WARNINGS, _BUILTINS, _TEMPFILE, _LOGGING = map(
+    vars, (sys, threading, warnings, builtins, tempfile, logging))
+# The last two are lists: _saved_reading copies them.
+_SYS_ITEMS = itemgetter("dont_write_bytecode", "displayhook", "breakpointhook", "unraisablehook",
+                        "meta_path", "path_hooks")
+_THREADING_ITEMS = itemgetter("excepthook")
+_WARNINGS_ITEMS = itemgetter("filters", "showwarning", "formatwarning", "defaultaction")
+# The builtins scripts and the libraries they call replace (demandimport, sandboxes,
+# gettext.install adds `_`, which the length shows): reading all 150 costs more than the
+# rest together.
+_BUILTIN_ITEMS = itemgetter("__import__", "__build_class__", "open", "print", "input", "compile",
+                            "exec", "eval")
+_TEMPFILE_ITEMS = itemgetter("tempdir", "template")
+_DECIMAL_ATTRS = attrgetter("prec", "rounding", "Emin", "Emax", "capitals", "clamp", "flags", "traps")
+# DefaultContext only matters to contexts made later: its precision and traps are what
+# scripts change.
+_DEFAULT_ATTRS = attrgetter("prec", "traps")
+_MANAGER_ITEMS = itemgetter("_disable")
+_LOGGER_ITEMS = itemgetter("level", "disabled", "propagate", "parent", "handlers", "filters")
 
 
-def _decimal_settings(ctx: decimal.Context) -> tuple[Any, ...]:
+def _decimal_settings(ctx: Any) -> tuple[Any, ...]:
     return (*(getattr(ctx, f) for f in _DECIMAL_FIELDS),
-            tuple(s for s, on in ctx.traps.items() if on),
-            tuple(s for s, on in ctx.flags.items() if on))
+            tuple(s.__name__ for s, on in ctx.traps.items() if on),
+            tuple(s.__name__ for s, on in ctx.flags.items() if on))
 
 
 class _Calls:
@@ -71,6 +91,14 @@ class _Calls:
 # One per process, as the functions they wrap.
 _LOCALE_CALLS = _Calls()
 _LIMIT_CALLS = _Calls()
+_SETTINGS_CALLS = _Calls()
+# Settings changed only by calling a function: the call is noted, so that after a request
+# that called none of them (nearly all) nothing is read.
+_SETTERS = ((sys, "setrecursionlimit"), (sys, "setswitchinterval"), (sys, "set_int_max_str_digits"),
+            (sys, "settrace"), (sys, "setprofile"), (threading, "settrace"), (threading, "setprofile"),
+            (threading, "settrace_all_threads"), (threading, "setprofile_all_threads"),
+            (socket, "setdefaulttimeout"), (gc, "disable"), (gc, "enable"), (gc, "set_threshold"),
+            (gc, "set_debug"), (time, "tzset"))
 
 
 class _Loggers:
@@ -86,6 +114,8 @@ class _Loggers:
             lg for lg in manager.loggerDict.values() if isinstance(lg, logging.Logger)]
         self.state = self.read()
         self.handlers = {h for lg in self.loggers for h in lg.handlers}
+        self.manager_vars = vars(manager)
+        self.logger_vars = [vars(lg) for lg in self.loggers]
 
     def read(self) -> list[tuple[Any, ...]]:
         return [(lg.level, lg.disabled, lg.propagate, lg.parent, *lg.handlers, None, *lg.filters)
@@ -143,21 +173,22 @@ class InterpreterState:
         self.warnings_hooks = (warnings.showwarning, warnings.formatwarning, warnings.defaultaction)
         self.import_hook = builtins.__import__
         self.builtins = dict(builtins.__dict__)
-        self.builtins_written = _watch_builtins()
         self.meta_path, self.meta_path_saved = sys.meta_path, list(sys.meta_path)
         self.path_hooks, self.path_hooks_saved = sys.path_hooks, list(sys.path_hooks)
         self.importer_cache = dict(sys.path_importer_cache)
-        self.finder_types = {type(f) for f in sys.path_importer_cache.values()}
         self.locale = _locale.setlocale(locale.LC_ALL, None)
         self.locale_calls = _LOCALE_CALLS
         self.locale_calls.wrap(locale, "setlocale")
+        for module, name in _SETTERS:
+            _SETTINGS_CALLS.wrap(module, name)
         self.tz = (time.timezone, time.altzone, time.daylight, time.tzname)
-        self.decimal_context = decimal.getcontext()
-        self.decimal = _decimal_settings(self.decimal_context)
-        self.decimal_default = _decimal_settings(decimal.DefaultContext)
+        self.decimal_context: Any = None
+        if "decimal" in sys.modules:
+            self._capture_decimal()
         self.gc = gc.isenabled(), gc.get_threshold(), gc.get_debug(), list(gc.callbacks)
         self.tempfile = tempfile.tempdir, tempfile.template
         self.loggers = _Loggers()
+        self.logger_dict = self.loggers.manager.loggerDict
         self.niceness = _nice(0)
         self.rlimits = {r: resource.getrlimit(r) for r in _RLIMITS}
         self.calls = _LIMIT_CALLS
@@ -168,45 +199,49 @@ class InterpreterState:
 
     def reading(self) -> tuple[Any, ...]:
         """Everything cheap to read, in one tuple: when it equals the capture's (nearly
-        always), one comparison replaces twenty."""
-        ctx = decimal.getcontext()
-        default = decimal.DefaultContext
-        manager = self.loggers.manager
+        always), one comparison replaces twenty. Module and object attributes are read from
+        their namespaces by itemgetter, in C; lists and dicts are the live ones (the saved
+        reading holds copies)."""
         return (
-            sys.getrecursionlimit(), sys.getswitchinterval(), sys.get_int_max_str_digits(),
-            sys.dont_write_bytecode, sys.displayhook, sys.breakpointhook, sys.unraisablehook,
-            sys.gettrace(), sys.getprofile(),
-            threading._trace_hook, threading._profile_hook, threading.excepthook,  # type: ignore[attr-defined]
-            socket.getdefaulttimeout(),
-            tuple(warnings.filters), warnings.showwarning, warnings.formatwarning,
-            warnings.defaultaction,
-            builtins.__import__, len(builtins.__dict__), tuple(sys.meta_path),
-            tuple(sys.path_hooks), sys.path_importer_cache,
-            time.timezone, time.altzone, time.daylight, time.tzname,
-            # Signal dicts compare as two integers (their flags), in C.
-            ctx, ctx.prec, ctx.rounding, ctx.Emin, ctx.Emax, ctx.capitals, ctx.clamp, ctx.flags,
-            ctx.traps, default.prec, default.rounding, default.Emin, default.Emax, default.traps,
-            gc.isenabled(), gc.get_threshold(), gc.get_debug(), tuple(gc.callbacks),
-            tempfile.tempdir, tempfile.template,
-            manager.disable, len(manager.loggerDict), logging.getLoggerClass(),
-            [(lg.level, lg.disabled, lg.propagate, lg.parent, tuple(lg.handlers), tuple(lg.filters))
-             for lg in self.loggers.loggers],
+            # Lengths only, for two dicts compared entry by entry otherwise: a finder a script
+            # puts into the cache, or a logger it creates, adds an entry.
+            len(sys.path_importer_cache), len(self.logger_dict),
+            _gc_callbacks, _SYS_ITEMS(_SYS), _THREADING_ITEMS(_THREADING),
+            _WARNINGS_ITEMS(_WARNINGS), _BUILTIN_ITEMS(_BUILTINS), len(_BUILTINS),
+            _TEMPFILE_ITEMS(_TEMPFILE), self._decimal_reading(),
+            _MANAGER_ITEMS(self.loggers.manager_vars), _LOGGING["_loggerClass"],
+            list(map(_LOGGER_ITEMS, self.loggers.logger_vars)),
         )
 
+    def _decimal_reading(self) -> tuple[Any, ...]:
+        """Only once a script has imported decimal (a context is costly to read)."""
+        module = _modules.get("decimal")
+        if module is None or self.decimal_context is None:
+            return () if module is None else (None,)
+        ctx = module.getcontext()
+        # Signal dicts (flags, traps) compare as two integers, in C.
+        return ctx, _DECIMAL_ATTRS(ctx), _DEFAULT_ATTRS(module.DefaultContext)
+
     def _saved_reading(self) -> tuple[Any, ...]:
+        """The reading now, with copies of what changes in place, so that a change shows."""
         now = list(self.reading())
-        # Copies of what changes in place, so that a change shows as a difference.
-        now[_IMPORTER_CACHE] = dict(sys.path_importer_cache)
-        # A signal dict points into its context: the copies must stay alive with it.
-        self._decimal_copies = decimal.getcontext().copy(), decimal.DefaultContext.copy()
-        now[_FLAGS:_TRAPS + 1] = self._decimal_copies[0].flags, self._decimal_copies[0].traps
-        now[_DEFAULT_TRAPS] = self._decimal_copies[1].traps
+        now[2] = list(_gc_callbacks)
+        now[3] = (*now[3][:4], list(sys.meta_path), list(sys.path_hooks))
+        now[5] = (list(warnings.filters), *now[5][1:])
+        if len(now[9]) == 3:
+            # A signal dict points into its context: the copies must stay alive with it.
+            ctx, default = now[9][0], _modules["decimal"].DefaultContext
+            self._decimal_copies = ctx.copy(), default.copy()
+            now[9] = (ctx, _DECIMAL_ATTRS(self._decimal_copies[0]),
+                      _DEFAULT_ATTRS(self._decimal_copies[1]))
+        now[12] = [(*items[:4], list(items[4]), list(items[5])) for items in now[12]]
         return tuple(now)
 
     def restore(self) -> list[str]:
         """Put every setting back; what could not be put back, one phrase each."""
-        if self.builtins_written[0] or self.reading() != self.saved:
+        if _SETTINGS_CALLS.seen or self.reading() != self.saved:
             self._reset()
+            _SETTINGS_CALLS.seen = False  # after: putting a setting back calls its setter
             self.saved = self._saved_reading()
         if self.locale_calls.seen:
             self.locale_calls.seen = False
@@ -257,9 +292,7 @@ class InterpreterState:
             warnings.showwarning, warnings.formatwarning, warnings.defaultaction = self.warnings_hooks
 
     def _restore_imports(self) -> None:
-        if (builtins.__import__ is not self.import_hook or self.builtins_written[0]
-                or len(builtins.__dict__) != len(self.builtins)):
-            self.builtins_written[0] = False
+        if builtins.__dict__ != self.builtins:
             _restore_dict(builtins.__dict__, self.builtins)
         if sys.meta_path is not self.meta_path or sys.meta_path != self.meta_path_saved:
             sys.meta_path = self.meta_path
@@ -273,7 +306,7 @@ class InterpreterState:
             # made by the worker's own path hooks are kept, and become part of the snapshot.
             for key, finder in list(cache.items()):
                 known = self.importer_cache.get(key, _MISSING)
-                if known is _MISSING and type(finder) in self.finder_types:
+                if known is _MISSING and _plain_finder(finder):
                     self.importer_cache[key] = finder
                 elif finder is not known:
                     del cache[key]
@@ -281,7 +314,23 @@ class InterpreterState:
                 if key not in cache:
                     cache[key] = finder
 
+    def _capture_decimal(self) -> None:
+        decimal = sys.modules["decimal"]
+        self.decimal_context = decimal.getcontext()
+        self.decimal = _decimal_settings(self.decimal_context)
+        self.decimal_default = _decimal_settings(decimal.DefaultContext)
+
     def _restore_decimal(self) -> None:
+        decimal = sys.modules.get("decimal")
+        if decimal is None:
+            return
+        if self.decimal_context is None:
+            # First imported by the last request, which may have changed it since: back to
+            # what a fresh import gives.
+            _set_decimal(decimal.DefaultContext, _FRESH_DECIMAL)
+            decimal.setcontext(decimal.Context())
+            self._capture_decimal()
+            return
         if decimal.getcontext() is not self.decimal_context:
             decimal.setcontext(self.decimal_context)
         if _decimal_settings(self.decimal_context) != self.decimal:
@@ -319,9 +368,29 @@ class InterpreterState:
 
 
 _MISSING = object()
+# decimal.DefaultContext as a fresh `import decimal` makes it (names, not classes: decimal
+# is imported only by scripts that use it).
+_FRESH_DECIMAL = (28, "ROUND_HALF_EVEN", -999999, 999999, 1, 0,
+                  ("InvalidOperation", "DivisionByZero", "Overflow"), ())
 # The functions themselves, not the noting wrappers that replace them at capture.
 _nice: Callable[[int], int] = getattr(os.nice, "_cgirt_original", os.nice)
 _setrlimit: Callable[..., None] = getattr(resource.setrlimit, "_cgirt_original", resource.setrlimit)
+
+
+def _plain_finder(finder: Any) -> bool:
+    """A finder the worker's own path hooks make: a FileFinder with the standard loaders
+    (or the site's, a subclass), or None. A lazy loader's (demandimport) is not."""
+    if finder is None:
+        return True
+    if type(finder) is not machinery.FileFinder:
+        return False
+    loaders = getattr(finder, "_loaders", None)
+    return isinstance(loaders, list) and bool(loaders) and all(
+        isinstance(loader, type) and issubclass(loader, _STANDARD_LOADERS) for _, loader in loaders)
+
+
+_STANDARD_LOADERS = (machinery.SourceFileLoader, machinery.SourcelessFileLoader,
+                     machinery.ExtensionFileLoader)
 
 
 def _restore_dict(d: dict[str, Any], saved: dict[str, Any]) -> None:
@@ -332,37 +401,14 @@ def _restore_dict(d: dict[str, Any], saved: dict[str, Any]) -> None:
             d[key] = value
 
 
-def _watch_builtins() -> list[bool]:
-    """A flag set by every attribute write to the builtins module (`builtins.open = ...`):
-    comparing its whole namespace after each request would cost more than the rest."""
-    written = [False]
-    cls = type(builtins)
-    if getattr(cls, "_cgirt_written", None) is not None:
-        return cls._cgirt_written  # type: ignore[no-any-return]  # captured before
-
-    class Builtins(cls):  # type: ignore[valid-type,misc]
-        _cgirt_written = written
-
-        def __setattr__(self, name: str, value: Any) -> None:
-            written[0] = True
-            super().__setattr__(name, value)
-
-        def __delattr__(self, name: str) -> None:
-            written[0] = True
-            super().__delattr__(name)
-
-    builtins.__class__ = Builtins
-    return written
-
-
-def _set_decimal(ctx: decimal.Context, settings: tuple[Any, ...]) -> None:
+def _set_decimal(ctx: Any, settings: tuple[Any, ...]) -> None:
     *fields, traps, flags = settings
     for name, value in zip(_DECIMAL_FIELDS, fields):
         setattr(ctx, name, value)
     for signal in ctx.traps:
-        ctx.traps[signal] = signal in traps
+        ctx.traps[signal] = signal.__name__ in traps
     for signal in ctx.flags:
-        ctx.flags[signal] = signal in flags
+        ctx.flags[signal] = signal.__name__ in flags
 
 
 def wrapped(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -207,3 +207,13 @@ def test_json_attribute_is_not_an_interpreter_setting(pristine: None) -> None:
         assert state.restore() == []
     finally:
         del json.cgirt_test_leftover  # type: ignore[attr-defined]
+
+
+def test_a_lazy_finder_a_script_left_is_dropped(pristine: None, tmp_path: Any) -> None:
+    """What demandimport leaves for a directory: the next script's imports must not be lazy."""
+    import importlib.util
+    state = InterpreterState()
+    lazy = importlib.util.LazyLoader.factory(importlib.machinery.SourceFileLoader)
+    sys.path_importer_cache[str(tmp_path)] = importlib.machinery.FileFinder(str(tmp_path), (lazy, [".py"]))
+    assert state.restore() == []
+    assert str(tmp_path) not in sys.path_importer_cache
