@@ -118,6 +118,7 @@ class SiteModules:
         self._refused: set[str] = set()  # opt-in files already named as refused
         self._names: set[str] = set()
         self._seen_count = 0
+        self._keep_dirs: dict[str, str | None] = {}  # this request's answers
 
     def code(self, name: str, path: str) -> CodeType:
         """The code to execute for module `name` from `path`, compiled only if it changed."""
@@ -137,8 +138,16 @@ class SiteModules:
         return entry.code
 
     def _keep_file(self, path: str) -> str | None:
-        """The opt-in file that keeps a module at `path` loaded, if any (and allowed)."""
+        """The opt-in file that keeps a module at `path` loaded, if any (and allowed); looked
+        for once per directory and request (a request's helpers share a directory)."""
         directory = os.path.dirname(path)
+        if directory in self._keep_dirs:
+            return self._keep_dirs[directory]
+        found = self._look_for_keep_file(directory)
+        self._keep_dirs[directory] = found
+        return found
+
+    def _look_for_keep_file(self, directory: str) -> str | None:
         while len(directory) >= len(self.site_root) - 1:
             candidate = directory + "/" + KEEP_FILE
             if os.access(candidate, os.F_OK):
@@ -158,6 +167,7 @@ class SiteModules:
     def collect(self) -> None:
         """After a request: drop the site modules it imported (unless kept); remember which
         other sys.modules entries are site-local."""
+        self._keep_dirs.clear()
         if self._fresh:
             for name in self._fresh:
                 module = sys.modules.pop(name, None)
