@@ -2,7 +2,7 @@
 (as nginx sends them, with the deploy block's params) through cgirt's connection handler and
 app in this process, over a socketpair. For profiling and for quick before/after checks.
 
-    python -m bench.hotpath [--requests N] [--profile] [--script hello|form]
+    python -m bench.hotpath [--requests N] [--batches N] [--profile] [--script hello|form|helpers]
 
 With --profile, cProfile's top functions by own time are printed; without, microseconds per
 request (best of five batches).
@@ -51,8 +51,10 @@ def main() -> int:
     ensure_utf8_mode()  # as `cgirt serve` runs
     ap = argparse.ArgumentParser(prog="python -m bench.hotpath")
     ap.add_argument("--requests", type=int, default=5000)
-    ap.add_argument("--script", choices=("hello", "form"), default="hello")
+    ap.add_argument("--script", choices=("hello", "form", "helpers"), default="hello")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--batches", type=int, default=5,
+                    help="report the best of this many batches (more on a loaded machine)")
     ap.add_argument("--mode", choices=("persistent", "fork"), default="persistent")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cgirt-hotpath-"))
@@ -61,6 +63,11 @@ def main() -> int:
     config = RunnerConfig.from_sources(overrides={"site": str(site), "mode": args.mode})
     app = CgiApp(config)
     server = FastCGIServer(app, max_conns=1)
+    prof = cProfile.Profile()
+    if args.profile:
+        # Before the worker captures its interpreter state: a profiler started later is a
+        # change a script made, which the worker undoes after every request.
+        prof.enable()
     app.child_init()
     query = FORM_QUERY if args.script == "form" else ""
     raw = request_bytes(site, args.script + ".py", query)
@@ -79,20 +86,20 @@ def main() -> int:
     if b"Status: 200" not in first:
         raise SystemExit(f"unexpected response: {first[:500]!r}")
     if args.profile:
-        prof = cProfile.Profile()
-        prof.enable()
+        prof.clear()
         for _ in range(args.requests):
             one()
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(30)
         return 0
     best = float("inf")
-    for _ in range(5):
+    size = max(1, args.requests // args.batches)
+    for _ in range(args.batches):
         t0 = time.perf_counter()
-        for _ in range(args.requests // 5):
+        for _ in range(size):
             one()
-        best = min(best, (time.perf_counter() - t0) / (args.requests // 5))
-    print(f"{args.script}: {best * 1e6:.1f} µs per request (best of 5 batches)")
+        best = min(best, (time.perf_counter() - t0) / size)
+    print(f"{args.script}: {best * 1e6:.1f} µs per request (best of {args.batches} batches)")
     return 0
 
 
