@@ -19,7 +19,7 @@ from cgirt.config import add_flags, flag_values, parse_values, raise_first
 from cgirt.errors import CgirtError, ExitStatus, exit_status_for
 
 from .config import GatewayConfig, config_from
-from .errors import CannotListen, ConfigError, GatewayError, UsersFileError
+from .errors import CannotListen, ConfigError, UsersFileError
 from .users import DEFAULT_PERM, User, check_name, editing, hash_password, read_users
 
 PROG = "cgirt"
@@ -115,7 +115,44 @@ def _register_user(subparsers: Any) -> None:
     listing.set_defaults(func=user_list)
 
     for parser in (add, passwd, delete, listing):
-        parser.add_argument("--users", required=True, type=Path, help="users file")
+        parser.add_argument("--users", type=Path,
+                            help="users file (default: the one of --config, or of the --site "
+                                 "that `cgirt up` runs)")
+        parser.add_argument("--config", type=Path, help="TOML file whose [ftp] table names users")
+        if parser is not add:
+            parser.add_argument("--site", type=Path,
+                                help="find the users file `cgirt up` keeps for this site")
+
+
+def users_path(args: argparse.Namespace) -> Path:
+    """The users file: --users, else the one --config names, else the one `cgirt up` keeps
+    for --site. Never a guess: a file that cannot be found is an error naming the options."""
+    if args.users is not None:
+        return Path(args.users)
+    if args.config is not None:
+        from cgirt.configfile import ConfigFile
+
+        file = ConfigFile(args.config)
+        table = file.table("ftp")
+        if "users" not in table:
+            raise ConfigError(f"{args.config}: its [ftp] table names no users file; "
+                              "give --users FILE")
+        # Read as the gateway reads it: relative to the file's directory.
+        fields, issues = parse_values(GatewayConfig, {"users": table["users"]},
+                                      base=args.config.parent)
+        for issue in issues:
+            raise ConfigError(file.at("users", "ftp", issue.message))
+        return Path(fields["users_file"])
+    if args.site is not None:
+        from cgirt.up import users_file
+
+        kept = users_file(args.site.resolve())
+        if kept.is_file():
+            return kept
+        raise ConfigError(f"no users file for {args.site}: `cgirt up` keeps none there ({kept}); "
+                          "give --users FILE, or --config FILE with users in its [ftp] table")
+    raise ConfigError("which users file? give --users FILE, --config FILE (its [ftp] users), "
+                      "or --site DIR of a site that `cgirt up` runs")
 
 
 def user_add(args: argparse.Namespace) -> int:
@@ -125,12 +162,13 @@ def user_add(args: argparse.Namespace) -> int:
         if not site.is_dir():
             raise UsersFileError(f"site directory not found: {args.site}")
         _check_perm(args.perm)
+        path = users_path(args)
         password = read_new_password()
-        with editing(args.users) as users:
+        with editing(path) as users:
             if args.name in users:
                 raise UsersFileError(f"user {args.name!r} already exists")
             users[args.name] = User(args.name, site, hash_password(password), args.perm)
-    except GatewayError as err:
+    except CgirtError as err:
         return _fail(f"user add: {err}", err)
     print(f"user {args.name} added (site {site})")
     return ExitStatus.OK
@@ -138,15 +176,16 @@ def user_add(args: argparse.Namespace) -> int:
 
 def user_passwd(args: argparse.Namespace) -> int:
     try:
-        if args.name not in read_users(args.users):
+        path = users_path(args)
+        if args.name not in read_users(path):
             raise UsersFileError(f"no such user: {args.name}")
         new_hash = hash_password(read_new_password())
-        with editing(args.users) as users:
+        with editing(path) as users:
             if args.name not in users:
                 raise UsersFileError(f"no such user: {args.name}")
             old = users[args.name]
             users[args.name] = User(old.name, old.site, new_hash, old.perm)
-    except GatewayError as err:
+    except CgirtError as err:
         return _fail(f"user passwd: {err}", err)
     print(f"password of {args.name} changed")
     return ExitStatus.OK
@@ -154,10 +193,10 @@ def user_passwd(args: argparse.Namespace) -> int:
 
 def user_del(args: argparse.Namespace) -> int:
     try:
-        with editing(args.users) as users:
+        with editing(users_path(args)) as users:
             if users.pop(args.name, None) is None:
                 raise UsersFileError(f"no such user: {args.name}")
-    except GatewayError as err:
+    except CgirtError as err:
         return _fail(f"user del: {err}", err)
     print(f"user {args.name} deleted")
     return ExitStatus.OK
@@ -165,8 +204,8 @@ def user_del(args: argparse.Namespace) -> int:
 
 def user_list(args: argparse.Namespace) -> int:
     try:
-        users = read_users(args.users)
-    except GatewayError as err:
+        users = read_users(users_path(args))
+    except CgirtError as err:
         return _fail(f"user list: {err}", err)
     for name, user in sorted(users.items()):
         print(f"{name}\t{user.site}\t{user.perm}")
