@@ -21,6 +21,7 @@ Not for production: no TLS, no byte ranges, no access control beyond the site la
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
@@ -110,13 +111,19 @@ def run(config: DevFrontConfig, on_ready: Callable[[DevFront], None] | None = No
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from ..cli import Parser, fail, warn
+def build_parser() -> argparse.ArgumentParser:
+    from ..cli import Parser
 
     parser = Parser(prog="python -m cgirt.devserver",
                     description="cgirt's development HTTP front end")
     add_flags(parser, DevFrontConfig)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..cli import fail, warn
+
+    args = build_parser().parse_args(argv)
     try:
         config = from_flags(DevFrontConfig, args, warn)
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
