@@ -14,6 +14,12 @@ still read, with a warning naming the new spelling.
 
 Sources, later overriding earlier: defaults, a TOML file (`[runner]`, then `[sites.NAME]`),
 command-line flags. Nothing else reads settings.
+
+Adding a setting is one field: `slowlog_timeout: float = setting(duration, "help", 0.0,
+metavar=DURATION)` in `RunnerConfig` gives `--slowlog-timeout`, the TOML key in `[runner]`
+and `[sites.NAME]`, its check in `cgirt config check` and its help. (tests/unit/
+test_config.py then asks for one sample line for it.) Renaming one keeps the old name
+readable: `renamed=(Renamed("old_name", "M"),)`.
 """
 
 from __future__ import annotations
@@ -119,7 +125,9 @@ def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         flag = s.flag_name
         if flag is None:
             continue
-        shown = s.help if s.required or s.switch else f"{s.help} (default: {s.shown or show(s.default, s.metavar)})"
+        shown = s.help
+        if not (s.required or s.switch):
+            shown += f" (default: {s.shown or show(s.default, s.metavar)})"
         if s.switch:
             parser.add_argument(flag, dest=s.attr, action="store_true", default=None, help=shown)
             continue
@@ -195,7 +203,7 @@ def parse_values(cls: type, values: Mapping[str, Any], *, from_flags: bool = Fal
             issues.append(Issue(key, f"unknown setting {key!r}"))
             continue
         s, old = found
-        name = (old or s).flag if from_flags and old else (s.flag_name if from_flags else key)
+        name = (old.flag if old else s.flag_name or key) if from_flags else key
         if old is not None:
             raw = _with_unit(raw, old.unit)
             issues.append(Issue(key, _deprecation(old, s, raw, from_flags), warning=True))
@@ -233,13 +241,11 @@ def build(cls: type, *layers: Mapping[str, Any]) -> Any:
         merged.update(layer)
     for s in settings_of(cls):
         if s.required and s.attr not in merged:
-            where = s.flag_name or s.key
-            raise ConfigError(f"{where} is required" + (f" (or {s.key} in the file)"
-                                                        if s.toml and s.flag_name else ""))
+            raise ConfigError(f"{s.flag_name or s.key} is required")
     return cls(**merged)
 
 
-def from_flags(cls: type, args: argparse.Namespace, warn: Callable[[str], None],
+def config_from_flags(cls: type, args: argparse.Namespace, warn: Callable[[str], None],
                *earlier: Mapping[str, Any]) -> Any:
     """The config object from the flags over `earlier` field values; deprecations to `warn`."""
     fields, issues = parse_values(cls, flag_values(args, cls), from_flags=True)

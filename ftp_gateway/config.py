@@ -185,7 +185,7 @@ def check_file(file: ConfigFile) -> tuple[list[str], list[str]]:
         except ConfigError as exc:
             problems.append(file.at(key, "ftp", str(exc)))
     if "users" not in table:
-        problems.append(file.at("ftp", None, "[ftp] needs users = the users file"))
+        problems.append(file.at("users", "ftp", "[ftp] needs users = the users file"))
     elif not problems:
         try:
             config_from(fields)

@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from .. import site
-from ..config import add_flags, from_flags
+from ..config import add_flags, config_from_flags
 from ..errors import CgirtError, ExitStatus
 from .config import DevFrontConfig, DevFrontError, parse_listen
 from .handler import FrontServer
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        config = from_flags(DevFrontConfig, args, warn)
+        config = config_from_flags(DevFrontConfig, args, warn)
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
         run(config, on_ready=lambda front: print(front.url, flush=True))
     except CgirtError as exc:

@@ -186,7 +186,7 @@ def test_address_in_use_is_4_from_every_program(site: Path, tmp_path: Path, take
                             "--listen", address, "--backend", "unix:/nowhere"],
                            capture_output=True, text=True, timeout=30, cwd=REPO)
     for proc in (serve, ftp, front):
-        assert proc.returncode == ExitStatus.CANNOT_START == 4, proc.stderr
+        assert proc.returncode == int(ExitStatus.CANNOT_START) == 4, proc.stderr
         one_line_error(proc, "Address already in use")
 
 
@@ -198,7 +198,7 @@ def test_bad_arguments_are_2_from_every_program(site: Path, tmp_path: Path) -> N
     user = cgirt("user", "list")
     for proc, fragment in ((ftp, "--idle-timeout must be a duration"),
                            (front, "--max-body must be a size"), (user, "--users FILE")):
-        assert proc.returncode == ExitStatus.USAGE == 2, proc.stderr
+        assert proc.returncode == int(ExitStatus.USAGE) == 2, proc.stderr
         one_line_error(proc, fragment)
 
 
