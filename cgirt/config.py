@@ -197,6 +197,7 @@ def parse_values(cls: type, values: Mapping[str, Any], *, from_flags: bool = Fal
     known = _by_key(cls)
     fields: dict[str, Any] = {}
     issues: list[Issue] = []
+    seen: dict[str, str] = {}  # setting -> the key that gave it
     for key, raw in values.items():
         found = known.get(key)
         if found is None or not (from_flags or found[0].toml):
@@ -204,6 +205,12 @@ def parse_values(cls: type, values: Mapping[str, Any], *, from_flags: bool = Fal
             continue
         s, old = found
         name = (old.flag if old else s.flag_name or key) if from_flags else key
+        if s.key in seen:  # the old name and the new: which one was meant?
+            keep = s.flag_name if from_flags else s.key
+            issues.append(Issue(key, f"{name} and {seen[s.key]} are the same setting: keep "
+                                     f"{keep} only"))
+            continue
+        seen[s.key] = name
         if old is not None:
             raw = _with_unit(raw, old.unit)
             issues.append(Issue(key, _deprecation(old, s, raw, from_flags), warning=True))

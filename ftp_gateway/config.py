@@ -178,7 +178,7 @@ def check_file(file: ConfigFile) -> tuple[list[str], list[str]]:
         # A value whose type is right may still be refused by the object's own checks (a
         # TLS file that is missing, a port range below 1024): report it at its own line.
         single, issues = parse_values(GatewayConfig, {key: value}, base=base)
-        if issues:
+        if any(not issue.warning for issue in issues):
             continue  # already reported
         try:
             GatewayConfig(**{"users_file": base / "users.json", **single})

@@ -21,7 +21,7 @@ from cgirt.errors import CgirtError, ConfigError, ExitStatus, StartupError, exit
 from cgirt.fastcgi.client import TcpAddress, UnixAddress
 from ftp_gateway import errors as ftp_errors
 from ftp_gateway.cli import config_from_args
-from ftp_gateway.config import GatewayConfig, config_from
+from ftp_gateway.config import GatewayConfig, check_file, config_from
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -303,3 +303,23 @@ def test_version_falls_back_to_the_source(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(metadata, "version", not_installed)
     assert cli.version() == __version__
+
+
+def test_an_old_and_a_new_name_together_are_refused(tmp_path: Path) -> None:
+    fields, issues = parse_values(RunnerConfig, {"memory_limit": "1G", "memory_limit_mb": 512})
+    assert fields == {"memory_limit": 1 << 30}
+    assert [i.message for i in issues if not i.warning] == [
+        "memory_limit_mb and memory_limit are the same setting: keep memory_limit only"]
+    args = cli.build_parser().parse_args(["serve", "--site", "/tmp", "--memory-limit", "1G",
+                                          "--memory-limit-mb", "512"])
+    with pytest.raises(ConfigError, match="^--memory-limit and --memory-limit-mb are the same "
+                                          "setting: keep --memory-limit only$"):
+        cli._runner_config(args)
+
+
+def test_config_check_reports_a_missing_tls_file_beside_a_bad_value(tmp_path: Path) -> None:
+    conf = tmp_path / "c.toml"
+    conf.write_text('[ftp]\nusers = "u.json"\nmax_connections = "many"\ntls_cert = "nope.pem"\n')
+    problems, warnings = ConfigFile(conf).problems(check_file)
+    assert [p.split(": ", 1)[0] for p in problems] == [f"{conf}:3", f"{conf}:4"]
+    assert "TLS file not found" in problems[1] and warnings == []
