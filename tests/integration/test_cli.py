@@ -230,3 +230,17 @@ def test_config_check_reports_sizes_durations_and_old_names_with_their_lines(tmp
     conf.write_text('[runner]\nmemory_limit_mb = 512\n')
     proc = cgirt("config", "check", str(conf))
     assert proc.returncode == 0 and "memory_limit = \"512M\"" in proc.stderr
+
+
+def test_new_spellings_reach_the_runner(site: Path, tmp_path: Path,
+                                        start_runner: Callable[..., Runner]) -> None:
+    runner = start_runner(site, "--max-body", "1K", "--timeout", "20s")
+    params = cgi_params("/cgi-bin/hello.py", method="POST", CONTENT_TYPE="text/plain")
+    small = request(runner.address, {**params, "CONTENT_LENGTH": "1024"}, b"x" * 1024)
+    large = request(runner.address, {**params, "CONTENT_LENGTH": "1025"}, b"x" * 1025)
+    assert (small.status, large.status) == (200, 413)
+    # A memory limit far below what a worker needs: a boot failure (3), from the new name.
+    proc = cgirt("serve", "--site", str(site), "--listen", f"unix:{tmp_path}/m.sock",
+                 "--memory-limit", "1M")
+    assert proc.returncode == 3 and "memory_limit 1M is below" in proc.stderr
+    assert "deprecated" not in proc.stderr
