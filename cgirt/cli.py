@@ -28,6 +28,11 @@ def warn(message: str) -> None:
     print(f"cgirt: warning: {message}", file=sys.stderr, flush=True)
 
 
+def tell(line: str) -> None:
+    """A line that already says where and what it is ("FILE:LINE: warning: ...")."""
+    print(f"cgirt: {line}", file=sys.stderr, flush=True)
+
+
 def version() -> str:
     """The installed distribution's version; the source's when cgirt runs from a checkout."""
     from importlib import metadata
@@ -92,7 +97,7 @@ def _runner_config(args: argparse.Namespace) -> RunnerConfig:
     file = ConfigFile(args.config)
     if "site" not in flags and "site" not in file.runner_values(args.name):
         raise ConfigError(f"{args.config}: no site given (set site, or use --name NAME)")
-    return file.runner_config(args.name, flags, warn)
+    return file.runner_config(args.name, flags, tell)
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -156,7 +161,7 @@ def _up(args: argparse.Namespace) -> int:
         from .configfile import ConfigFile
 
         # Fail before starting anything.
-        ConfigFile(args.config).runner_config(None, {"site": args.site.resolve()}, warn)
+        ConfigFile(args.config).runner_config(None, {"site": args.site.resolve()}, tell)
     config = UpConfig(site=args.site, http=args.http, ftp=None if args.no_ftp else args.ftp,
                       workers=args.workers, runner_config=args.config)
     logs = args.site.resolve() / ".cgirt" / "logs"
@@ -187,10 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return ExitStatus.OK
-    except ConfigError as exc:
-        return fail(f"configuration error: {exc}", exc)
     except CgirtError as exc:
-        return fail(f"{'cannot start: ' if exit_status_for(exc) == ExitStatus.CANNOT_START else ''}{exc}", exc)
+        kind = ("configuration error: " if isinstance(exc, ConfigError) else
+                "cannot start: " if exit_status_for(exc) == ExitStatus.CANNOT_START else "")
+        return fail(kind + str(exc), exc)
 
 
 def fail(message: str, error: BaseException) -> int:

@@ -99,7 +99,8 @@ class ConfigFile:
 
     def runner_config(self, name: str | None, flags: Mapping[str, Any],
                       warn: Callable[[str], None]) -> RunnerConfig:
-        """[runner], then [sites.NAME], then the flags' field values; the first problem raises."""
+        """[runner], then [sites.NAME], then the flags' field values; the first problem raises,
+        warnings (each a whole line with the file and line) go to `warn`."""
         self.runner_values(name)  # an unknown site is the first thing to say
         layers = []
         for table in ["runner"] + ([f"sites.{name}"] if name else []):

@@ -43,7 +43,7 @@ def _register_ftp(subparsers: Any) -> None:
 
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
     """[ftp] of --config, then the flags; deprecated spellings are warned about."""
-    from cgirt.cli import warn
+    from cgirt.cli import tell, warn
 
     from_file: dict[str, Any] = {}
     if args.config is not None:
@@ -52,7 +52,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         fields, problems, warnings = ConfigFile(args.config).read(GatewayConfig, "ftp",
                                                                   args.config.parent)
         for warning in warnings:
-            warn(warning)
+            tell(warning)
         if problems:
             raise ConfigError(problems[0])
         from_file = fields

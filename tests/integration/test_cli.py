@@ -244,3 +244,13 @@ def test_new_spellings_reach_the_runner(site: Path, tmp_path: Path,
                  "--memory-limit", "1M")
     assert proc.returncode == 3 and "memory_limit 1M is below" in proc.stderr
     assert "deprecated" not in proc.stderr
+
+
+def test_an_old_name_in_the_config_file_is_warned_with_its_line(tmp_path: Path) -> None:
+    conf = tmp_path / "cgirt.toml"
+    conf.write_text(f'[runner]\nsite = "{tmp_path}/nope"\nlisten = "unix:{tmp_path}/s"\n'
+                    "max_body_bytes = 2048\n")
+    proc = cgirt("serve", "--config", str(conf))
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0] == f"cgirt: {conf}:4: warning: max_body_bytes is deprecated: use max_body = 2048"
+    assert proc.returncode == 4 and "does not exist" in lines[1] and len(lines) == 2
