@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cgirt.config import (DURATION, SIZE, Renamed, boolean, build, duration, parse_values, path, setting, size,
-                          text, whole)
+from cgirt.config import (DURATION, SIZE, Renamed, boolean, build, duration, parse_values, path,
+                          setting, size, text, whole)
 
 from .errors import ConfigError
 
@@ -57,7 +57,7 @@ def _passive_ports(name: str, v: Any) -> tuple[int, int]:
 @dataclass(frozen=True)
 class GatewayConfig:
     users_file: Path = setting(path, "JSON users file (see `cgirt user add`)", key="users",
-                               flag="--users", path=True, metavar="FILE")
+                               path=True, metavar="FILE")
     host: str = setting(_listen, "HOST:PORT to listen on; port 0 picks a free one",
                         "127.0.0.1", key="listen",
                         metavar="HOST:PORT", shown=DEFAULT_LISTEN,

@@ -43,13 +43,11 @@ def _backend(name: str, v: Any) -> BackendAddress:
         raise ConfigError(f"{name}: {exc}") from None
 
 
-def _at_least_one(parse: Any) -> Any:
-    def check(name: str, v: Any) -> Any:
-        value = parse(name, v)
-        if value < 1:
-            raise ConfigError(f"{name} must be at least 1, not {v!r}")
-        return value
-    return check
+def _positive_size(name: str, v: Any) -> int:
+    value = size(name, v)
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1 byte, not {v!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -65,14 +63,14 @@ class DevFrontConfig:
     server_name: str = setting(text, "SERVER_NAME for scripts", "", metavar="NAME",
                                shown="the listen host")
     max_header_bytes: int = setting(  # request line plus header fields → 414/431
-        _at_least_one(size), "largest request head", 32 * 1024, key="max_header_size",
+        _positive_size, "largest request head", 32 * 1024, key="max_header_size",
         metavar=SIZE)
     max_headers: int = setting(whole(1), "most request header fields (→ 431)",
                                100, flag_type=int, metavar="N")
-    max_body_bytes: int = setting(_at_least_one(size), "largest request body (→ 413)",
+    max_body_bytes: int = setting(_positive_size, "largest request body (→ 413)",
                                   64 * 1024 * 1024, key="max_body", metavar=SIZE)
     max_response_header_bytes: int = setting(
-        _at_least_one(size), "largest header block a script may send (else 502)", 64 * 1024,
+        _positive_size, "largest header block a script may send (else 502)", 64 * 1024,
         key="max_response_header_size", metavar=SIZE)
     connect_timeout: float = setting(positive_duration, "to connect to the backend (else 502)",
                                      5.0, metavar=DURATION)
