@@ -7,20 +7,28 @@ file) carry no FTP code: the CLI prints them.
 
 from __future__ import annotations
 
+from cgirt import errors as cgirt_errors
 
-class GatewayError(Exception):
+
+class GatewayError(cgirt_errors.CgirtError):
     """Base of every error the gateway raises on purpose."""
 
 
 # --- administrator-facing (CLI) errors ---------------------------------------------
 
 
-class ConfigError(GatewayError):
+class ConfigError(GatewayError, cgirt_errors.ConfigError):
     """An invalid setting; reported at start-up, before anything listens."""
 
 
 class UsersFileError(GatewayError):
     """The users file is unreadable, malformed, or the requested change is invalid."""
+
+    exit_status = cgirt_errors.ExitStatus.USAGE
+
+
+class CannotListen(GatewayError, cgirt_errors.StartupError):
+    """The gateway cannot listen (address in use, no permission for the port)."""
 
 
 # --- client-facing errors: each knows its reply code --------------------------------

@@ -26,10 +26,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..errors import ExitStatus
+
 log = logging.getLogger("cgirt.error")
 
-EXIT_OK = 0
-WORKER_BOOT_ERROR = 3
+EXIT_OK = ExitStatus.OK
+WORKER_BOOT_ERROR = ExitStatus.BOOT_FAILED
 """Exit status of a worker whose child_init failed, and then of the master, which halts."""
 
 _SLOT = struct.Struct("dq")  # request start (monotonic, 0 when idle), booted flag

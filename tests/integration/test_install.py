@@ -78,8 +78,10 @@ def test_runner_unit_with_the_example_config(site: Path, tmp_path: Path) -> None
 def test_ftp_unit_with_the_example_config(site: Path, tmp_path: Path) -> None:
     service = unit("cgirt-ftp.service")
     config = example_config(tmp_path, site)
-    add = cgirt("user", "add", "example", "--site", str(site), "--users", str(tmp_path / "users.json"),
+    # As INSTALL.md says: the users file is the one the [ftp] table names.
+    add = cgirt("user", "add", "example", "--site", str(site), "--config", str(config),
                 stdin="s3cret-pass\n")
+    assert (tmp_path / "users.json").is_file()
     assert add.returncode == 0, add.stderr
     port_file = tmp_path / "ftp.port"
     proc = Proc(command(service, config) + ["--port-file", str(port_file)], tmp_path / "ftp.log", cwd=REPO)

@@ -86,6 +86,43 @@ def test_cgirt_up_first_and_second_run(tmp_path: Path) -> None:
         again.stop()
 
 
+def cgirt(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cgirt", *args], input=stdin, capture_output=True,
+                          text=True, timeout=60, cwd=REPO)
+
+
+def test_user_commands_find_the_users_file_of_up(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    elsewhere = tmp_path / "other"
+    (elsewhere / "cgi-bin").mkdir(parents=True)
+    # Before `cgirt up` keeps one, nothing is guessed: a clear error, and no file made.
+    refused = cgirt("user", "add", "alice", "--site", str(site.parent / "other"), stdin="pw\n")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "--users FILE" in refused.stderr and "--config FILE" in refused.stderr
+    assert not (elsewhere / ".cgirt" / "users.json").exists()
+    up = Up([sys.executable, "-m", "cgirt", "up", "--site", str(site), "--http", "127.0.0.1:0",
+             "--ftp", "127.0.0.1:0"], tmp_path / "up.log")
+    try:
+        added = cgirt("user", "add", "alice", "--site", str(site), stdin="alice-pw-1\n")
+        assert added.returncode == 0, added.stderr
+        listed = cgirt("user", "list", "--site", str(site))
+        assert listed.returncode == 0
+        assert {line.split("\t")[0] for line in listed.stdout.splitlines()} == {"owner", "alice"}
+        ftp = ftplib.FTP()
+        ftp.connect(*up.ftp, timeout=30)
+        ftp.login("alice", "alice-pw-1")  # the running gateway reads the file up gave it
+        assert "cgi-bin" in ftp.nlst()
+        ftp.quit()
+        assert cgirt("user", "del", "alice", "--site", str(site)).returncode == 0
+        ftp = ftplib.FTP()
+        ftp.connect(*up.ftp, timeout=30)
+        with pytest.raises(ftplib.error_perm, match="530"):
+            ftp.login("alice", "alice-pw-1")
+        ftp.close()
+    finally:
+        up.stop()
+
+
 def test_bad_arguments_to_up(tmp_path: Path) -> None:
     (tmp_path / "not-a-site").mkdir()
     proc = subprocess.run([sys.executable, "-m", "cgirt", "up", "--site", str(tmp_path / "not-a-site")],

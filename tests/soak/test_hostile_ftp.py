@@ -112,7 +112,7 @@ def test_overlong_command_lines_and_names(gateway: Gateway) -> None:
 
 
 def test_thousands_of_files(gateway_factory: Callable[..., Gateway]) -> None:
-    gw = gateway_factory("--quota-files", "10000", "--quota-bytes", "100000000")
+    gw = gateway_factory("--quota-files", "10000", "--quota-size", "100000000")
     many = gw.site / "htdocs" / "many"
     many.mkdir()
     for i in range(4000):

@@ -18,7 +18,7 @@ def staging_is_empty(gateway: Gateway) -> bool:
 
 
 def test_quota_bytes_552_keeps_old_file(gateway_factory: Callable[..., Gateway]) -> None:
-    gateway = gateway_factory("--quota-bytes", "200000")
+    gateway = gateway_factory("--quota-size", "200000")
     target = gateway.site / "htdocs" / "data.bin"
     target.write_bytes(b"old" * 1000)
     client = gateway.ftp()
