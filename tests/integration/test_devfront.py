@@ -595,8 +595,23 @@ def test_http_1_0_gets_a_close_delimited_stream(front: DevFront) -> None:
 # -- lifecycle -------------------------------------------------------------------------
 
 
-def test_missing_htdocs_is_a_start_up_error(tmp_path: Path) -> None:
-    with pytest.raises(DevFrontError, match="htdocs"):
+def test_missing_htdocs_means_no_static_files(tmp_path: Path, backend: Backend) -> None:
+    with running(tmp_path, backend.address) as front:
+        assert get(front, "/")[0].status == 404
+        assert get(front, "/index.html")[0].status == 404
+        assert echo_env(front)["env"]["DOCUMENT_ROOT"] == str(tmp_path / "htdocs")
+        # Created later (an FTP upload), it is served without a restart.
+        (tmp_path / "htdocs").mkdir()
+        (tmp_path / "htdocs" / "index.html").write_text("<p>late</p>\n")
+        response, body = get(front, "/")
+        assert response.status == 200 and body == b"<p>late</p>\n"
+
+
+def test_missing_site_or_htdocs_not_a_directory_is_a_start_up_error(tmp_path: Path) -> None:
+    with pytest.raises(DevFrontError, match="the site"):
+        DevFront(DevFrontConfig(site=tmp_path / "none", backend=UnixAddress("/nowhere"), port=0))
+    (tmp_path / "htdocs").write_text("a file\n")
+    with pytest.raises(DevFrontError, match="htdocs is not a directory"):
         DevFront(DevFrontConfig(site=tmp_path, backend=UnixAddress("/nowhere"), port=0))
 
 
