@@ -103,7 +103,7 @@ class Handler(socketserver.StreamRequestHandler):
     def dispatch(self, request: Request) -> bool:
         raw_path, query = request.path_and_query()
         try:
-            url_path = staticfiles.decode_path(raw_path)
+            url_path = staticfiles.normalise(staticfiles.decode_path(raw_path))
         except staticfiles.StaticError as exc:
             raise HttpError(exc.status, str(exc)) from exc
         if url_path.startswith(CGI_PREFIX):
