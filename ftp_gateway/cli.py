@@ -58,6 +58,8 @@ def _register_ftp(subparsers: Any) -> None:
     p.add_argument("--max-file-size", type=int, help="bytes; 0: unlimited")
     p.add_argument("--completion-grace", type=float,
                    help="seconds to watch for a dying client before publishing (default 0.1)")
+    p.add_argument("--log-file", type=Path,
+                   help="log here instead of stderr (SIGUSR1 reopens it, for logrotate)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     p.set_defaults(func=run_ftp)
 
@@ -71,7 +73,7 @@ _FLAG_FIELDS = {
     "data_timeout": "data_timeout", "ban_failures": "ban_failures", "ban_window": "ban_window",
     "ban_duration": "ban_duration", "auth_failed_delay": "auth_failed_delay",
     "quota_bytes": "quota_bytes", "quota_files": "quota_files", "max_file_size": "max_file_size",
-    "completion_grace": "completion_grace",
+    "completion_grace": "completion_grace", "log_file": "log_file",
 }
 
 
@@ -94,23 +96,39 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
 
 
 def run_ftp(args: argparse.Namespace) -> int:
+    """Signals: TERM and INT stop, HUP reloads the users file and the TLS certificate,
+    USR1 reopens the log file; the handlers only record, the serve loop acts."""
+    from .logfile import ReopenableFileHandler
     from .server import serve  # pyftpdlib is imported only when the gateway runs
 
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+    try:
+        config = config_from_args(args)
+    except GatewayError as err:
+        return _fail(f"ftp: {err}")
+    try:
+        log_file = ReopenableFileHandler(config.log_file) if config.log_file else None
+    except OSError as err:
+        return _fail(f"ftp: cannot open the log file {config.log_file}: {err.strerror}")
+    handler: logging.Handler = log_file or logging.StreamHandler(sys.stderr)
+    logging.basicConfig(level=args.log_level, handlers=[handler],
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stop = threading.Event()
+    stop, reload_requested, reopen_requested = (threading.Event() for _ in range(3))
+    requests = {signal.SIGTERM: stop, signal.SIGINT: stop, signal.SIGHUP: reload_requested,
+                signal.SIGUSR1: reopen_requested}
 
     def record(signum: int, frame: Any) -> None:
-        stop.set()  # the serve loop notices within one poll interval
+        requests[signal.Signals(signum)].set()  # the serve loop acts within one poll interval
 
-    signal.signal(signal.SIGTERM, record)
-    signal.signal(signal.SIGINT, record)
+    for signum in requests:
+        signal.signal(signum, record)
 
     def announce(host: str, port: int) -> None:
         print(f"cgirt ftp listening on {host}:{port}", flush=True)
 
     try:
-        serve(config_from_args(args), stop, announce)
+        serve(config, stop, announce, reload_requested=reload_requested,
+              reopen_requested=reopen_requested,
+              reopen_logs=log_file.reopen if log_file else lambda: None)
     except GatewayError as err:
         return _fail(f"ftp: {err}")
     except OSError as err:

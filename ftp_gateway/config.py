@@ -67,6 +67,10 @@ class GatewayConfig:
     quota_files: int = field(default=0, metadata=_help("per-site quota in files (0: none)"))
     max_file_size: int = field(default=0, metadata=_help("largest upload in bytes (0: none)"))
 
+    log_file: Path | None = field(
+        default=None, metadata=_help("log here instead of stderr; SIGUSR1 reopens it")
+    )
+
     completion_grace: float = field(
         default=0.1,
         metadata=_help(
@@ -182,8 +186,9 @@ _TABLE_KEYS: dict[str, tuple[str, Any]] = {
     "ban_duration": ("ban_duration", _float), "auth_failed_delay": ("auth_failed_delay", _float),
     "quota_bytes": ("quota_bytes", _int), "quota_files": ("quota_files", _int),
     "max_file_size": ("max_file_size", _int), "completion_grace": ("completion_grace", _float),
+    "log_file": ("log_file", _text),
 }
-_PATHS = {"users_file", "tls_cert", "tls_key", "tls_dir"}
+_PATHS = {"users_file", "tls_cert", "tls_key", "tls_dir", "log_file"}
 
 
 def _table_value(key: str, value: Any, base: Path) -> dict[str, Any]:
