@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ftplib
 import io
+import os
 import re
 import signal
 import socket
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.http import fetch
-from tests.support.procs import Proc, children_of, wait_for
+from tests.support.procs import Proc, children_of, group_members, wait_for
 from tests.support.servers import REPO
 
 pytestmark = pytest.mark.integration
@@ -178,3 +179,24 @@ def test_a_part_that_cannot_start_names_its_log(tmp_path: Path) -> None:
     assert proc.returncode == 4, proc
     assert f"the http process exited (status 1); see {log}" in proc.stderr
     assert "cannot listen" in log.read_text()
+
+
+def test_parts_left_by_a_killed_up_are_named_not_disturbed(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    first = Up(up_argv(site), tmp_path / "up1.log")
+    parts = first.parts()
+    runner = int((site / ".cgirt" / "runner.pid").read_text())
+    try:
+        first.proc.stop(signal.SIGKILL)  # its parts live on, in sessions of their own
+        second = subprocess.run(up_argv(site), capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert second.returncode == 4, second
+        assert f"already being served by a cgirt runner (pid {runner})" in second.stderr
+        assert fetch(first.http, "/cgi-bin/hello.py").status == 200
+        assert int((site / ".cgirt" / "runner.pid").read_text()) == runner
+    finally:
+        for pid in parts:  # each part leads its own process group
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_for(lambda: not any(group_members(pid) for pid in parts), 30, "the parts to end")
