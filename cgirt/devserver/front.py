@@ -55,7 +55,9 @@ class DevFront:
         if root.exists() and not root.is_dir():
             raise DevFrontError(f"{root} is not a directory (the site's static files)")
         try:
-            self._server = FrontServer(config, os.path.realpath(root))
+            # DOCUMENT_ROOT names the root as given, as nginx's `root` does; the resolved
+            # path is what static files are checked against.
+            self._server = FrontServer(config, os.path.realpath(root), os.path.abspath(root))
         except OSError as exc:
             raise DevFrontError(f"cannot listen on {config.host}:{config.port}: "
                                 f"{exc.strerror or exc}") from exc

@@ -337,10 +337,10 @@ class FrontServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, config: DevFrontConfig, docroot: str) -> None:
+    def __init__(self, config: DevFrontConfig, docroot: str, docroot_param: str) -> None:
         self.config = config
         self.docroot = docroot
-        self.docroot_param = docroot
+        self.docroot_param = docroot_param
         self.closing = False
         self._handlers: set[Handler] = set()
         self._lock = threading.Lock()

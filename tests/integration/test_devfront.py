@@ -612,6 +612,14 @@ def test_missing_htdocs_means_no_static_files(tmp_path: Path, backend: Backend) 
         assert response.status == 200 and body == b"<p>late</p>\n"
 
 
+def test_document_root_names_the_site_as_given(site: Path, backend: Backend,
+                                               tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to(site)
+    with running(tmp_path / "link", backend.address) as front:
+        assert echo_env(front)["env"]["DOCUMENT_ROOT"] == str(tmp_path / "link" / "htdocs")
+        assert get(front, "/index.html")[0].status == 200
+
+
 def test_missing_site_or_htdocs_not_a_directory_is_a_start_up_error(tmp_path: Path) -> None:
     with pytest.raises(DevFrontError, match="the site"):
         DevFront(DevFrontConfig(site=tmp_path / "none", backend=UnixAddress("/nowhere"), port=0))
