@@ -179,8 +179,8 @@ def test_same_post_response(fronts: Fronts) -> None:
 
 def test_host_header_is_passed_as_sent(fronts: Fronts) -> None:
     """The one difference left, and it is the installed nginx's: Debian's fastcgi_params
-    (since its 2025 security update) overrides HTTP_HOST with $host, which drops the port
-    and lowercases; upstream nginx's passes the header as sent, as the front end does (a
+    (the one installed here) overrides HTTP_HOST with $host, which drops the port and
+    lowercases; upstream nginx's passes the header as sent, as the front end does (a
     development server on port 8000 needs the port in the links its scripts build)."""
     nginx, dev = fronts.both("/cgi-bin/environ.py", headers={"Host": "LocalHost:8000"})
     assert environment(dev)["HTTP_HOST"] == "LocalHost:8000"
