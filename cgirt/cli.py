@@ -153,7 +153,7 @@ Ctrl-C stops everything.
 
 
 def _up(args: argparse.Namespace) -> int:
-    from .up import UpConfig, start, stop, wait_until_stopped
+    from .up import LOG_FILES, UpConfig, start, stop, wait_until_stopped
 
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
@@ -181,7 +181,8 @@ def _up(args: argparse.Namespace) -> int:
     finally:
         stop(started.processes)
     if died:
-        print(f"cgirt: the {died} process stopped unexpectedly; see {logs}", file=sys.stderr)
+        print(f"cgirt: the {died} process stopped unexpectedly; see {logs / LOG_FILES[died]}",
+              file=sys.stderr)
         return ExitStatus.FAILURE
     return ExitStatus.OK
 

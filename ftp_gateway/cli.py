@@ -62,17 +62,20 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
 
 
 def run_ftp(args: argparse.Namespace) -> int:
+    """Signals: TERM and INT stop, HUP reloads the users file and the TLS certificate,
+    USR1 reopens the log file; the handlers only record, the serve loop acts."""
+    from .logfile import ReopenableFileHandler
     from .server import serve  # pyftpdlib is imported only when the gateway runs
 
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stop = threading.Event()
+    stop, reload_requested, reopen_requested = (threading.Event() for _ in range(3))
+    requests = {signal.SIGTERM: stop, signal.SIGINT: stop, signal.SIGHUP: reload_requested,
+                signal.SIGUSR1: reopen_requested}
 
     def record(signum: int, frame: Any) -> None:
-        stop.set()  # the serve loop notices within one poll interval
+        requests[signal.Signals(signum)].set()  # the serve loop acts within one poll interval
 
-    signal.signal(signal.SIGTERM, record)
-    signal.signal(signal.SIGINT, record)
+    for signum in requests:
+        signal.signal(signum, record)
 
     def announce(host: str, port: int) -> None:
         print(f"cgirt ftp listening on {host}:{port}", flush=True)
@@ -80,7 +83,16 @@ def run_ftp(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         try:
-            serve(config, stop, announce)
+            log_file = ReopenableFileHandler(config.log_file) if config.log_file else None
+        except OSError as err:
+            raise ConfigError(f"cannot open the log file {config.log_file}: {err.strerror}") from None
+        handler: logging.Handler = log_file or logging.StreamHandler(sys.stderr)
+        logging.basicConfig(level=args.log_level, handlers=[handler],
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        try:
+            serve(config, stop, announce, reload_requested=reload_requested,
+                  reopen_requested=reopen_requested,
+                  reopen_logs=log_file.reopen if log_file else lambda: None)
         except OSError as err:
             raise CannotListen(f"cannot listen on {config.host}:{config.port}: "
                                f"{err.strerror or err}") from None

@@ -107,6 +107,9 @@ class GatewayConfig:
                                metavar="N")
     max_file_size: int = setting(size, "largest upload (0: none)", 0, metavar=SIZE)
 
+    log_file: Path | None = setting(path, "log here instead of stderr; SIGUSR1 reopens it", None,
+                                    path=True, metavar="FILE")
+
     completion_grace: float = setting(
         duration, "after an upload's data connection closes, how long to watch the control "
         "connection for a dying client before publishing", 0.1, metavar=DURATION)

@@ -46,11 +46,17 @@ class DevFront:
 
     def __init__(self, config: DevFrontConfig) -> None:
         self.config = config
+        if not config.site.is_dir():
+            raise DevFrontError(f"{config.site} is not a directory (the site)")
         root = config.site / site.DOCUMENT_ROOT
-        if not root.is_dir():
+        # A site without htdocs/ has no static files (each is a 404), as behind nginx
+        # with a root that does not exist; one can be uploaded later.
+        if root.exists() and not root.is_dir():
             raise DevFrontError(f"{root} is not a directory (the site's static files)")
         try:
-            self._server = FrontServer(config, os.path.realpath(root))
+            # DOCUMENT_ROOT names the root as given, as nginx's `root` does; the resolved
+            # path is what static files are checked against.
+            self._server = FrontServer(config, os.path.realpath(root), os.path.abspath(root))
         except OSError as exc:
             raise DevFrontError(f"cannot listen on {config.host}:{config.port}: "
                                 f"{exc.strerror or exc}") from exc

@@ -95,6 +95,14 @@ def test_ftp_unit_with_the_example_config(site: Path, tmp_path: Path) -> None:
         client.storbinary("STOR cgi-bin/new.py", io.BytesIO(b'print("Content-Type: text/plain")\nprint()\n'))
         client.quit()
         assert (site / "cgi-bin" / "new.py").exists()
+        # `systemctl reload`: users and certificate read again, the gateway goes on.
+        assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "TLS certificate read again" in proc.output(), 20, "the reload")
+        client = ftplib.FTP_TLS()
+        client.connect(host, int(port), timeout=30)
+        client.login("example", "s3cret-pass")
+        client.quit()
     finally:
         assert proc.stop(signal.SIGTERM, timeout=float(service["TimeoutStopSec"])) == 0
 

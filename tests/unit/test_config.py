@@ -70,6 +70,7 @@ GATEWAY: dict[str, tuple[str, str | None, dict[str, Any]]] = {  # None: a switch
     "quota_files": ("100", "100", {"quota_files": 100}),
     "max_file_size": ('"100M"', "100M", {"max_file_size": 100 << 20}),
     "completion_grace": ('"200ms"', "200ms", {"completion_grace": 0.2}),
+    "log_file": ('"/tmp/ftp.log"', "/tmp/ftp.log", {"log_file": Path("/tmp/ftp.log")}),
 }
 GATEWAY_NEEDS = {"tls_key": ("tls_cert", "/etc/hostname")}  # a key is refused without its cert
 GATEWAY_FLAG_ONLY = {"port_file": ("/tmp/port", {"port_file": Path("/tmp/port")})}
