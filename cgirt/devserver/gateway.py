@@ -3,7 +3,7 @@
 Params follow nginx's stock ``fastcgi_params`` so the runner sees in development exactly
 what it sees in production. ``SCRIPT_NAME`` is the whole decoded request path and no
 ``SCRIPT_FILENAME`` is sent: the runner splits off ``PATH_INFO`` and maps the URL to a file
-itself, inside its own cgi roots (DESIGN.md, "Front ends").
+itself, inside its own cgi roots (a web server's SCRIPT_FILENAME is trusted only there).
 """
 
 from __future__ import annotations
