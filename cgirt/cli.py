@@ -1,5 +1,6 @@
-"""The `cgirt` command. The only place that prints to the user or exits; the exit statuses
-are errors.ExitStatus, the same for every command.
+"""The `cgirt` command: every subcommand; the only place that prints to the user or exits.
+
+The exit statuses are errors.ExitStatus, the same for every command.
 """
 
 from __future__ import annotations

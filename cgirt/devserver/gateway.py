@@ -5,8 +5,9 @@ Params are what nginx sends with the configuration INSTALL.md documents (its sto
 exactly the environment it sees in production (tests/integration/test_devfront_parity.py
 compares the two). ``SCRIPT_NAME`` is the whole normalised request path and no
 ``SCRIPT_FILENAME`` is sent: the runner splits off ``PATH_INFO`` and maps the URL to a file
-itself, inside its own cgi roots, and gives the script the same SCRIPT_NAME, PATH_INFO,
-SCRIPT_FILENAME and PATH_TRANSLATED that nginx's split gives it.
+itself, inside its own cgi roots (a web server's SCRIPT_FILENAME is trusted only there), and
+gives the script the same SCRIPT_NAME, PATH_INFO, SCRIPT_FILENAME and PATH_TRANSLATED that
+nginx's split gives it.
 """
 
 from __future__ import annotations

@@ -214,7 +214,7 @@ def test_a_part_that_cannot_start_names_its_log(tmp_path: Path) -> None:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=REPO)
     log = site / ".cgirt" / "logs" / "http.log"
     assert proc.returncode == 4, proc
-    assert f"the http process exited (status 1); see {log}" in proc.stderr
+    assert f"the http process exited (status 4); see {log}" in proc.stderr
     assert "cannot listen" in log.read_text()
 
 

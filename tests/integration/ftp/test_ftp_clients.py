@@ -171,3 +171,4 @@ def test_site_reload_signals_a_live_runner(gateway: Gateway, tmp_path: Path) -> 
         if runner.poll() is None:
             runner.kill()
             runner.wait()
+        runner.stdout.close()

@@ -73,8 +73,9 @@ def test_ban_across_connections_and_expiry(gateway_factory: Callable[..., Gatewa
             client.login(gateway.user, "wrong")
         client.close()
     # Banned now, even with the right password, and told why.
-    with socket.create_connection((gateway.host, gateway.port), timeout=10) as sock:
-        reply = sock.makefile("rb").readline().decode()
+    with socket.create_connection((gateway.host, gateway.port), timeout=10) as sock, \
+            sock.makefile("rb") as replies:
+        reply = replies.readline().decode()
     assert reply.startswith("421 Too many failed logins")
 
     def login_works() -> bool:
