@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import os
 import socket
 import struct
 import sys
@@ -25,7 +26,7 @@ from cgirt.runner.cache import RACY_SECONDS
 from cgirt.cli import ensure_utf8_mode
 from cgirt.config import RunnerConfig
 from cgirt.fastcgi.server import FastCGIServer
-from cgirt.runner.forkmode import SingleRequestControl
+from cgirt.runner.supervisor import SlotTable, WorkerControl
 
 from .__main__ import FORM_QUERY
 from .stack import make_site
@@ -81,7 +82,9 @@ def main() -> int:
     app.child_init()
     query = FORM_QUERY if args.script == "form" else ""
     raw = request_bytes(site, args.script + ".py", query)
-    control = SingleRequestControl()
+    # The worker's own control, so that what a worker records per request is measured too.
+    _, wake_w = os.pipe()
+    control = WorkerControl(SlotTable(2), 0, 0, wake_w)
 
     def one() -> bytes:
         ours, theirs = socket.socketpair()
