@@ -26,7 +26,8 @@ from cgirt.runner.cache import RACY_SECONDS
 from cgirt.cli import ensure_utf8_mode
 from cgirt.config import RunnerConfig
 from cgirt.fastcgi.server import FastCGIServer
-from cgirt.runner.supervisor import SlotTable, WorkerControl
+from cgirt.runner.scoreboard import Scoreboard
+from cgirt.runner.supervisor import WorkerControl
 
 from .__main__ import FORM_QUERY
 from .stack import make_site
@@ -84,7 +85,7 @@ def main() -> int:
     raw = request_bytes(site, args.script + ".py", query)
     # The worker's own control, so that what a worker records per request is measured too.
     _, wake_w = os.pipe()
-    control = WorkerControl(SlotTable(2), 0, 0, wake_w)
+    control = WorkerControl(Scoreboard(2), 0, 0, wake_w)
 
     def one() -> bytes:
         ours, theirs = socket.socketpair()

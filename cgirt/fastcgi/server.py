@@ -302,7 +302,12 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
             req.params_done = True
             self.keep_conn = bool(req.flags & fb.FCGI_KEEP_CONN)
             self._in_request = True
-            self.control.request_started()
+            p = req.params
+            script = p.get("SCRIPT_FILENAME", "")
+            if not script.startswith("/"):  # Apache's proxy:fcgi://...: the URL's path says more
+                script = p.get("SCRIPT_NAME", "")
+            self.control.request_started(p.get("REQUEST_METHOD", ""), p.get("REQUEST_URI", ""),
+                                         script)
             req.run()
 
     def _on_other(self, rtype: int, request_id: int, content: bytes) -> None:

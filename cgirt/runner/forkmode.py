@@ -61,6 +61,7 @@ class ForkServer:
         self.in_child = False  # True in a request's child: it is isolated already
         self._sock: socket.socket | None = None
         self._shared: mmap.mmap | None = None
+        self._waiting = False
 
     def start(self, serve: Serve, prepare: Callable[[Any], None]) -> None:
         """In the worker, before any script runs: fork the template."""
@@ -91,7 +92,11 @@ class ForkServer:
             conn.control.recycle_after_request()  # a new worker brings a new template
             raise ChildDied(log=f"the fork-mode template is gone ({exc})") from None
         conn.keep_conn = False  # the child read records this process never saw
-        ended_by_itself = self._wait(remaining + self.kill_grace / 2)
+        self._waiting = True
+        try:
+            ended_by_itself = self._wait(remaining + self.kill_grace / 2)
+        finally:
+            self._waiting = False
         _, sent = _SHARED.unpack_from(self._shared, 0)
         if sent == _ENDED:
             req.ended = True
@@ -100,6 +105,13 @@ class ForkServer:
         if sent == _NOTHING:
             error_page(req, ChildDied() if ended_by_itself else RequestTimeout())
         req.end()
+
+    def running_child(self) -> int:
+        """In the worker: the pid of the child answering the current request, or 0."""
+        if not self._waiting or self._shared is None:
+            return 0
+        pid: int = _SHARED.unpack_from(self._shared, 0)[0]
+        return pid
 
     def _wait(self, seconds: float) -> bool:
         """Wait for the child; kill it after `seconds`. True if it ended by itself."""
@@ -175,7 +187,7 @@ class SingleRequestControl:
 
     stopping = True
 
-    def request_started(self) -> None:
+    def request_started(self, method: str = "", uri: str = "", script: str = "") -> None:
         pass
 
     def request_finished(self) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from cgirt.runner.supervisor import Supervisor, SupervisorSettings, _Worker
+from tests.support.procs import wait_for
 
 
 @pytest.fixture
@@ -74,3 +75,37 @@ def test_sigint_bounds_the_stop_tighter_than_sigterm(sup: Supervisor, children: 
     assert sup._stop_deadline == 2.0
     sup._enforce_deadlines(2.5)
     assert [p.wait(timeout=5) for p in children] in ([-signal.SIGTERM] * 2, [-signal.SIGKILL] * 2)
+
+
+def test_a_slow_request_is_signalled_once(children: list) -> None:
+    listener = socket.socket()
+    sup = Supervisor(listener, lambda *a: None, SupervisorSettings(
+        workers=2, request_kill_after=50.0, slow_after=2.0, slow_signal=signal.SIGUSR2))
+    try:
+        adopt(sup, children)
+        sup._slots.set(0, 1000.0, 1)
+        sup._enforce_deadlines(1001.9)
+        assert children[0].poll() is None and sup.slow_requests == 0
+        sup._enforce_deadlines(1002.1)
+        assert children[0].wait(timeout=5) == -signal.SIGUSR2  # `sleep` dies of it: it was sent
+        assert sup.slow_requests == 1
+        sup._enforce_deadlines(1003.0)  # the same request: not again
+        assert sup.slow_requests == 1
+        sup._slots.set(1, 1010.0, 1)
+        sup._enforce_deadlines(1012.5)
+        assert children[1].wait(timeout=5) == -signal.SIGUSR2 and sup.slow_requests == 2
+    finally:
+        listener.close()
+
+
+def test_requests_of_a_reaped_worker_still_count(sup: Supervisor) -> None:
+    child = subprocess.Popen(["sleep", "60"])
+    sup.workers[child.pid] = _Worker(pid=child.pid, slot=0, booted=True)
+    writer = sup.scoreboard.writer(0)
+    for _ in range(3):
+        writer.request_started("GET", "/a", "/a.py")
+        writer.request_finished()
+    child.kill()
+    wait_for(lambda: (sup._reap(), child.pid not in sup.workers)[1], 10, "the reaping")
+    child.returncode = -signal.SIGKILL  # reaped by the supervisor, not by Popen
+    assert sup.retired_requests == 3 and sup.scoreboard.read(0).requests == 0
