@@ -2,7 +2,7 @@
 
 Exit statuses: 0 stopped cleanly; 1 an unexpected failure; 2 bad arguments or
 configuration; 3 workers failed at boot (halted instead of respawning); 4 cannot start
-(site missing, address in use, fd 0 not a socket).
+(site missing, address in use, fd 0 not a socket), or for `cgirt status`, no status answered.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from .config import RunnerConfig
 from .errors import ConfigError, StartupError
+from .status import StatusUnavailable
 
 EXIT_USAGE = 2
 EXIT_STARTUP = 4
@@ -40,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-requests-jitter", type=int, help="random extra requests per worker")
     serve.add_argument("--memory-limit-mb", type=int, help="address-space limit per worker")
     serve.add_argument("--socket-mode", help="octal permissions of a unix socket, e.g. 660")
+    serve.add_argument("--status-listen", help="admin-only status address: unix:PATH, "
+                       "HOST:PORT or off (default: SITE/.cgirt/status.sock)")
+    serve.add_argument("--slowlog-timeout", type=float,
+                       help="seconds after which a request's stack goes to logs/slow.log")
     serve.add_argument("--config", type=Path,
                        help="TOML file: its [runner] table, and [sites.NAME] with --name")
     serve.add_argument("--name", help="the site's table in the config file: [sites.NAME]")
@@ -59,6 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="report every problem, with its file and line")
     check.add_argument("file", type=Path)
     check.set_defaults(func=_config_check)
+    status = sub.add_parser("status", help="a running runner's status (PHP-FPM's fields)")
+    status.add_argument("site", nargs="?", help="the site directory (default: the current "
+                        "one); with --config, the site's NAME in [sites.NAME]")
+    status.add_argument("--config", type=Path, help="TOML file: find the site and its "
+                        "status_listen there")
+    status.add_argument("--address", help="ask this status address (unix:PATH or HOST:PORT)")
+    fmt = status.add_mutually_exclusive_group()
+    fmt.add_argument("--json", dest="format", action="store_const", const="json")
+    fmt.add_argument("--openmetrics", dest="format", action="store_const", const="openmetrics")
+    status.add_argument("--full", action="store_true", help="every worker, too")
+    status.set_defaults(func=_status, format="text")
     _register_gateway(sub)
     return parser
 
@@ -76,7 +92,7 @@ def _register_gateway(sub: Any) -> None:
 def _runner_config(args: argparse.Namespace) -> RunnerConfig:
     overrides = {k: getattr(args, k) for k in (
         "site", "listen", "workers", "mode", "timeout", "max_requests", "max_requests_jitter",
-        "memory_limit_mb", "socket_mode")}
+        "memory_limit_mb", "socket_mode", "status_listen", "slowlog_timeout")}
     if args.config is None:
         if args.name:
             raise ConfigError("--name needs --config FILE")
@@ -115,7 +131,29 @@ def _serve(args: argparse.Namespace) -> int:
     ensure_utf8_mode()
     config = _runner_config(args)
     setup_runner_logging(logging.DEBUG if args.verbose else logging.INFO)
-    return serve(config)
+    return serve(config, name=args.name)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .runner.statusserver import status_address
+    from .status import fetch
+
+    address = args.address
+    if address is None:
+        if args.config is not None:
+            from .configfile import ConfigFile
+
+            config = ConfigFile(args.config).runner_config(args.site, {})
+        else:
+            config = RunnerConfig.from_sources({}, {"site": args.site or "."})
+        if not config.site.is_dir():
+            raise ConfigError(f"site directory {config.site} does not exist")
+        address = status_address(config)
+        if address is None:
+            raise ConfigError("status_listen is \"off\" for this site: it has no status")
+    sys.stdout.buffer.write(fetch(address, args.format, args.full))
+    sys.stdout.flush()
+    return 0
 
 
 def ensure_utf8_mode() -> None:
@@ -185,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except StartupError as exc:
         print(f"cgirt: cannot start: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    except StatusUnavailable as exc:
+        print(f"cgirt: {exc}", file=sys.stderr)
         return EXIT_STARTUP
     except KeyboardInterrupt:
         return 0

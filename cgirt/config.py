@@ -100,6 +100,25 @@ def _octal_mode(name: str, v: Any) -> int:
     return v
 
 
+def _non_negative_float(name: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        raise ConfigError(f"{name} must be a number of seconds, at least 0, not {v!r}")
+    return float(v)
+
+
+def _status_listen(name: str, v: Any) -> str:
+    """Empty: a unix socket in the site's state directory; "off": no status."""
+    if v in ("", "off") or (isinstance(v, str) and v.startswith("unix:") and len(v) > 5):
+        return str(v)
+    if isinstance(v, str) and v != "fd:0":
+        try:
+            return _listen(name, v)
+        except ConfigError:
+            pass
+    raise ConfigError(f"{name} must be unix:PATH, HOST:PORT, \"off\", or empty (a socket in "
+                      f"the site's .cgirt/), not {v!r}")
+
+
 def _text(name: str, v: Any) -> str:
     if not isinstance(v, str):
         raise ConfigError(f"{name} must be text, not {v!r}")
@@ -163,6 +182,15 @@ class RunnerConfig:
     preload: tuple[str, ...] = _setting(
         DEFAULT_PRELOAD, _modules,
         "modules (not the site's own) each worker imports before any script runs",
+    )
+    status_listen: str = _setting(
+        "", _status_listen,
+        "admin-only status address: unix:PATH or HOST:PORT; empty: SITE/.cgirt/status.sock; off",
+    )
+    status_socket_mode: int = _setting(0o600, _octal_mode, "permissions of a unix status socket")
+    slowlog_timeout: float = _setting(
+        0.0, _non_negative_float,
+        "seconds after which a running request's stack goes to logs/slow.log (0: never)",
     )
 
     @classmethod

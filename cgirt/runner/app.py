@@ -12,6 +12,7 @@ import logging
 import os
 import resource
 import signal
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -30,6 +31,7 @@ from ..log import ErrorLog
 from .modes import ModePolicy
 from .response import ResponseParser
 from .sandbox import ProcessState, RequestBody, StdStreams, run_script
+from .slowlog import SLOW_SIGNAL, SlowLog
 
 log = logging.getLogger("cgirt.error")
 MAX_REDIRECTS = 10
@@ -50,6 +52,7 @@ class CgiApp:
         self.scripts = ScriptCache()
         self.modules = SiteModules(os.path.realpath(config.site))
         self.errlog = ErrorLog(site_layout.error_log_path(config.site), config.site)
+        self.slowlog = SlowLog(site_layout.slow_log_path(config.site), config.site)
         self.document_root = str(config.site / site_layout.DOCUMENT_ROOT)
         self.forks = ForkServer(config.timeout, config.kill_grace, io_timeout(config))
         self._generation_path = str(site_layout.generation_path(config.site))
@@ -57,6 +60,7 @@ class CgiApp:
         self._state: ProcessState | None = None
         self._streams: StdStreams | None = None
         self._current: FastCGIRequest | None = None
+        self._started = 0.0
 
     def child_init(self) -> None:
         if self.config.memory_limit_mb:
@@ -69,10 +73,12 @@ class CgiApp:
                                   f"a worker already uses ({used // (1024 * 1024)} MiB)")
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         self.errlog.open()
+        self.slowlog.open()
         drop_to_site_owner(self.site)
         preload(self.config.preload, self.modules.site_root)
         install_site_loader(self.modules)
         signal.signal(signal.SIGALRM, self._on_deadline)
+        signal.signal(SLOW_SIGNAL, self._on_slow)  # before the fork template: its children too
         self._state = ProcessState()
         self._streams = StdStreams()
         self.forks.start(self._serve_forked, self._prepare_fork)  # clean: no script has run yet
@@ -84,6 +90,7 @@ class CgiApp:
         # last request can never fire on this one; it is not disarmed afterwards (a system
         # call per request): with no current request, it only wakes the worker once.
         signal.setitimer(signal.ITIMER_REAL, self.config.timeout)
+        self._started = time.monotonic()
         self._current = req
         try:
             self._check_generation()
@@ -149,6 +156,7 @@ class CgiApp:
     def _serve_forked(self, req: FastCGIRequest, work: Any) -> None:
         """Fork mode, in the request's own child of the template."""
         target, env, argv_words, depth, length = work
+        self._started = time.monotonic()
         self._current = req
         parser = ResponseParser(req.write, head_only=env["REQUEST_METHOD"] == "HEAD",
                                 nph=os.path.basename(target.path).startswith("nph-"))
@@ -227,10 +235,21 @@ class CgiApp:
                 self.modules.refresh(force=True)
             self._generation = sig
 
+    def _on_slow(self, signum: int, frame: Any) -> None:
+        req = self._current
+        if req is None:
+            return  # it ended before the master's signal arrived
+        child = self.forks.running_child()
+        if child:
+            os.kill(child, signum)  # fork mode: the script runs in that child
+            return
+        self.slowlog.write("slow request", frame, req.params, time.monotonic() - self._started)
+
     def _on_deadline(self, signum: int, frame: Any) -> None:
         req = self._current
         if req is None:
             return
+        self.slowlog.write("timed out", frame, req.params, time.monotonic() - self._started)
         req.conn.control.recycle_after_request()
         if not req.ended and not req.stdout_started and not req.conn.sending:
             try:

@@ -14,6 +14,8 @@ from .app import CgiApp
 from ..config import RunnerConfig
 from ..errors import StartupError
 from ..fastcgi.server import FastCGIServer, io_timeout
+from .slowlog import SLOW_SIGNAL
+from .statusserver import PoolMonitor, StatusServer, check_unix_path, remove_socket, status_address
 from .supervisor import Supervisor, SupervisorSettings
 
 log = logging.getLogger("cgirt.error")
@@ -76,13 +78,22 @@ def describe(sock: socket.socket) -> str:
     return f"unix:{name}"
 
 
-def serve(config: RunnerConfig) -> int:
-    """Run the runner until stopped; returns the supervisor's exit status."""
+def serve(config: RunnerConfig, name: str | None = None) -> int:
+    """Run the runner until stopped; returns the supervisor's exit status. `name` names
+    the pool in its status (default: the site directory's name)."""
     if not config.site.is_dir():
         raise StartupError(f"site directory {config.site} does not exist")
     site_layout.ensure_state(config.site)
     _warn_if_readable_by_other_sites(config)
+    status_at = status_address(config)
+    if status_at:
+        check_unix_path(status_at)
     sock = bind(config.listen, config.socket_mode)
+    try:
+        status_sock = bind(status_at, config.status_socket_mode) if status_at else None
+    except StartupError:
+        _cleanup(sock, config.listen, site_layout.runner_pid_path(config.site))
+        raise
     app = CgiApp(config)
     fcgi = FastCGIServer(app, max_conns=config.workers, io_timeout=io_timeout(config))
     settings = SupervisorSettings(
@@ -91,6 +102,8 @@ def serve(config: RunnerConfig) -> int:
         max_requests=config.max_requests,
         max_requests_jitter=config.max_requests_jitter,
         graceful_timeout=config.graceful_timeout,
+        slow_after=config.slowlog_timeout,
+        slow_signal=SLOW_SIGNAL,
     )
     pid_file = site_layout.runner_pid_path(config.site)
 
@@ -102,9 +115,14 @@ def serve(config: RunnerConfig) -> int:
                         pid_file, exc.strerror)
         log.info("cgirt: serving %s on %s with %d workers (%s mode)",
                  config.site, describe(sock), config.workers, config.mode)
+        if status_sock is not None:
+            log.info("cgirt: status on %s", describe(status_sock))
 
     supervisor = Supervisor(sock, fcgi.handle_connection, settings, child_init=app.child_init,
                             on_ready=ready)
+    if status_sock is not None:
+        monitor = PoolMonitor(name or config.site.name, supervisor, sock)
+        supervisor.observer = StatusServer(status_sock, [monitor])
     try:
         status = supervisor.run()
         if supervisor.halt_reason:
@@ -112,6 +130,9 @@ def serve(config: RunnerConfig) -> int:
         return status
     finally:
         _cleanup(sock, config.listen, pid_file)
+        if status_sock is not None:
+            status_sock.close()
+            remove_socket(status_at or "")
 
 
 def _warn_if_readable_by_other_sites(config: RunnerConfig) -> None:
