@@ -15,7 +15,7 @@ from ..config import RunnerConfig
 from ..errors import StartupError
 from ..fastcgi.server import FastCGIServer, io_timeout
 from .slowlog import SLOW_SIGNAL
-from .statusserver import PoolMonitor, StatusServer, check_unix_path, remove_socket, status_address
+from .statusserver import PoolMonitor, StatusServer, bind_status, remove_socket
 from .supervisor import Supervisor, SupervisorSettings
 
 log = logging.getLogger("cgirt.error")
@@ -58,6 +58,9 @@ def _bind_unix(path: str, mode: int) -> socket.socket:
             raise StartupError(f"cannot listen on unix:{path}: socket in use by another process")
         except (ConnectionRefusedError, FileNotFoundError):
             os.unlink(path)  # stale socket from a process that is gone
+        except PermissionError:
+            raise StartupError(f"cannot listen on unix:{path}: a socket this user may not "
+                               "use is there (another user's process?)") from None
         finally:
             probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -85,12 +88,9 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
         raise StartupError(f"site directory {config.site} does not exist")
     site_layout.ensure_state(config.site)
     _warn_if_readable_by_other_sites(config)
-    status_at = status_address(config)
-    if status_at:
-        check_unix_path(status_at)
     sock = bind(config.listen, config.socket_mode)
     try:
-        status_sock = bind(status_at, config.status_socket_mode) if status_at else None
+        status_sock, status_at = bind_status(config, bind)
     except StartupError:
         _cleanup(sock, config.listen, site_layout.runner_pid_path(config.site))
         raise

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Mapping
 
+log = logging.getLogger("cgirt.error")
 SLOW_SIGNAL = signal.SIGRTMIN + 2  # a real-time signal: nothing else in a worker uses it
 
 
@@ -33,9 +34,15 @@ class SlowLog:
         self._fd = -1
 
     def open(self) -> None:
-        """In the worker before the privilege drop, as the error log."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        """In the worker before the privilege drop, as the error log. A slow log that cannot
+        be opened costs no request: its entries go to the runner's own log instead."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                               0o640)
+        except OSError as exc:
+            log.warning("cannot open the slow log %s (%s): its entries go to this log",
+                        self.path, exc.strerror)
 
     def write(self, what: str, frame: FrameType | None, params: Mapping[str, str],
               seconds: float) -> None:
@@ -56,11 +63,12 @@ class SlowLog:
                          "program, or the runner reading or writing for the request)")
         record = "\n".join(lines) + "\n\n"
         try:
-            if self._fd < 0:
-                self.open()
-            os.write(self._fd, record.encode("utf-8", "backslashreplace"))
-        except OSError:
-            logging.getLogger("cgirt.error").error("cannot write the slow log %s", self.path)
+            if self._fd >= 0:
+                os.write(self._fd, record.encode("utf-8", "backslashreplace"))
+                return
+        except OSError as exc:
+            log.error("cannot write the slow log %s (%s)", self.path, exc.strerror)
+        log.warning("slow log entry:\n%s", record.rstrip("\n"))
 
     def site_stack(self, frame: FrameType | None) -> traceback.StackSummary:
         """The frames from the first one of the site's code to `frame`, paths made relative."""

@@ -24,7 +24,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .. import site as site_layout
 from ..config import RunnerConfig
@@ -52,6 +52,27 @@ def status_address(config: RunnerConfig) -> str | None:
     if config.status_listen == "off":
         return None
     return config.status_listen or f"unix:{site_layout.status_socket_path(config.site)}"
+
+
+def bind_status(config: RunnerConfig, bind: Callable[[str, int], socket.socket]
+                ) -> tuple[socket.socket | None, str | None]:
+    """The status's listening socket and address, or (None, None) when there is none.
+
+    An address the admin set must work, or the runner does not start. The default one may be
+    taken by another runner of the same site (mod_fcgid starts several): that runner serves
+    the status, and this one says so at start."""
+    address = status_address(config)
+    if address is None:
+        return None, None
+    try:
+        check_unix_path(address)
+        return bind(address, config.status_socket_mode), address
+    except StartupError as exc:
+        if config.status_listen:
+            raise
+        log.warning("cgirt: this runner serves no status: %s (status_listen sets another "
+                    "address)", exc)
+        return None, None
 
 
 class PoolMonitor:
@@ -240,7 +261,7 @@ def check_unix_path(address: str) -> None:
     """A unix socket path the kernel cannot take fails at start, naming the fix."""
     if address.startswith("unix:") and len(os.fsencode(address[5:])) > _UNIX_PATH_MAX:
         raise StartupError(f"the status socket path {address[5:]} is too long for a unix "
-                           "socket: set status_listen to a shorter path, or \"off\"")
+                           "socket")
 
 
 def remove_socket(address: str) -> None:

@@ -184,3 +184,22 @@ def test_status_on_a_configured_address_and_off(site: Path, start_runner: Callab
     out = cgirt("status", "--config", str(config), "shop")  # asks the configured address: nobody
     assert out.returncode == 4
     off.stop()
+
+
+def test_a_second_runner_of_the_site_leaves_the_status_to_the_first(
+        site: Path, runner: Runner, start_runner: Callable[..., Runner], tmp_path: Path) -> None:
+    """mod_fcgid starts several runners for one site: the first serves the default status,
+    the others say at start that they serve none, and run."""
+    second = start_runner(site, name="second")
+    wait_for(lambda: "this runner serves no status" in second.proc.output(), 20, "the warning")
+    assert "socket in use by another process" in second.proc.output()
+    assert request(second.address, cgi_params("/cgi-bin/hello.py")).status == 200
+    assert sorted(p["pid"] for p in pool(site)["processes"]) == sorted(runner.worker_pids())
+    second.stop()
+    assert pool(site)["pool"] == "site"  # the second did not take the first's socket away
+    # An address the admin set must work: in use, the runner does not start.
+    out = subprocess.run([sys.executable, "-m", "cgirt", "serve", "--site", str(site), "--listen",
+                          f"unix:{tmp_path}/third.sock", "--status-listen", status_address(site)],
+                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 4 and "socket in use by another process" in out.stderr
+    assert not (tmp_path / "third.sock").exists()
