@@ -20,7 +20,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from tests.support.fcgi import Response, cgi_params, request
 from tests.support.http import fetch
 from tests.support.procs import wait_for
-from tests.support.servers import REPO, Runner
+from tests.support.servers import DEPLOY, REPO, Nginx, Runner, nginx_server_block
 
 pytestmark = pytest.mark.integration
 
@@ -203,3 +203,24 @@ def test_a_second_runner_of_the_site_leaves_the_status_to_the_first(
                          capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.returncode == 4 and "socket in use by another process" in out.stderr
     assert not (tmp_path / "third.sock").exists()
+
+
+def test_status_routed_through_nginx_by_the_admin(site: Path, runner: Runner, tmp_path: Path) -> None:
+    """deploy/nginx-cgirt-status.conf, as INSTALL.md shows it, inside the site's server block."""
+    location = (DEPLOY / "nginx-cgirt-status.conf").read_text().replace(
+        "{status_socket}", f"{site}/.cgirt/status.sock")
+    http = f"unix:{tmp_path}/http.sock"
+    block = nginx_server_block(site, http, runner.address).rstrip()
+    assert block.endswith("}")
+    nginx = Nginx(tmp_path / "nginx", [block[:-1] + location + "}\n"])
+    try:
+        nginx.wait(http)
+        assert fetch(http, "/cgirt/ping").body == b"pong\n"
+        resp = fetch(http, "/cgirt/status?json&full")
+        assert resp.status == 200 and json.loads(resp.body)["pools"][0]["total processes"] == 2
+        page = fetch(http, "/cgirt/status?html").body.decode()
+        assert 'fetch("?json&full"' in page  # the page asks for its data where it was served
+        assert fetch(http, "/cgi-bin/hello.py").status == 200  # the site itself, unchanged
+        assert fetch(http, "/status").status == 404  # only where the admin put it
+    finally:
+        nginx.stop()
