@@ -156,7 +156,10 @@ class StatusServer:
 
     def on_tick(self, now: float) -> None:
         for monitor in self.monitors:
-            monitor.sample()
+            try:
+                monitor.sample()
+            except Exception:  # noqa: BLE001 - the status must never take the master down
+                log.exception("status: sampling pool %s", monitor.name)
         for fd, (_, _, deadline) in list(self._conns.items()):
             if now > deadline:
                 self._drop(fd)

@@ -102,3 +102,17 @@ def test_a_silent_client_is_dropped_after_its_deadline(server: tuple[StatusServe
         assert client.recv(10) == b""
     finally:
         client.close()
+
+
+def test_a_failing_sample_is_logged_not_raised_into_the_master(
+        server: tuple[StatusServer, str, Supervisor], caplog: pytest.LogCaptureFixture) -> None:
+    srv, path, _ = server
+
+    class Broken(PoolMonitor):
+        def sample(self) -> None:
+            raise RuntimeError("boom")
+
+    srv.monitors.append(Broken("broken", srv.monitors[0].supervisor, srv.monitors[0].listener))
+    srv.on_tick(0.0)  # no exception: the master's loop goes on
+    assert "status: sampling pool broken" in caplog.text and "boom" in caplog.text
+    assert ask(srv, path, b"GET /ping HTTP/1.0\r\n\r\n").endswith(b"pong\n")
