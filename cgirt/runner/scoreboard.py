@@ -88,35 +88,39 @@ class SlotWriter:
         self._requests = 0
         self._started = 0.0
         self._cpu_mark = 0.0
-        self._last = (0.0, 0.0, 0)  # cpu, duration, rss
-        self._label = b""
+        self._cpu = self._duration = 0.0  # of the last request
+        self._rss = 0
+        self._label_len = 0
 
     def booted(self) -> None:
-        self._cpu_mark = _cpu_seconds(resource.getrusage(resource.RUSAGE_SELF))
-        self._write(0.0)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self._cpu_mark = usage.ru_utime + usage.ru_stime
+        self._seq += 2
+        _FULL.pack_into(self._mem, self._offset, self._seq - 1, 0.0, 1, 0, 0.0, 0.0, 0, 0, b"")
+        _SEQ.pack_into(self._mem, self._offset, self._seq)
+
+    # The two below are the whole per-request cost: each a write framed by the sequence
+    # number; the end of a request leaves the label in place (it shows the last request).
 
     def request_started(self, method: str, uri: str, script: str) -> float:
         self._requests += 1
-        self._started = time.monotonic()
-        self._label = f"{method}\0{uri}\0{script}".encode("utf-8", "surrogateescape")[:LABEL_SIZE]
-        self._write(self._started)
-        return self._started
+        self._started = started = time.monotonic()
+        label = f"{method}\0{uri}\0{script}".encode("utf-8", "surrogateescape")[:LABEL_SIZE]
+        self._label_len = len(label)
+        self._seq += 2
+        _FULL.pack_into(self._mem, self._offset, self._seq - 1, started, 1, self._requests,
+                        self._cpu, self._duration, self._rss, self._label_len, label)
+        _SEQ.pack_into(self._mem, self._offset, self._seq)
+        return started
 
     def request_finished(self) -> None:
         now = time.monotonic()
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = _cpu_seconds(usage)
-        self._last = (cpu - self._cpu_mark, now - self._started, usage.ru_maxrss)
+        cpu = usage.ru_utime + usage.ru_stime
+        self._cpu, self._duration = cpu - self._cpu_mark, now - self._started
+        self._rss = usage.ru_maxrss
         self._cpu_mark = cpu
-        self._write(0.0)
-
-    def _write(self, started: float) -> None:
         self._seq += 2
-        cpu, duration, rss = self._last
-        _FULL.pack_into(self._mem, self._offset, self._seq - 1, started, 1, self._requests,
-                        cpu, duration, rss, len(self._label), self._label)
+        _HEAD.pack_into(self._mem, self._offset, self._seq - 1, 0.0, 1, self._requests,
+                        self._cpu, self._duration, self._rss, self._label_len)
         _SEQ.pack_into(self._mem, self._offset, self._seq)
-
-
-def _cpu_seconds(usage: resource.struct_rusage) -> float:
-    return usage.ru_utime + usage.ru_stime
