@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import subprocess
@@ -74,3 +75,42 @@ def test_sigint_bounds_the_stop_tighter_than_sigterm(sup: Supervisor, children: 
     assert sup._stop_deadline == 2.0
     sup._enforce_deadlines(2.5)
     assert [p.wait(timeout=5) for p in children] in ([-signal.SIGTERM] * 2, [-signal.SIGKILL] * 2)
+
+
+def test_sigttin_and_sigttou_move_the_worker_target_within_bounds(sup: Supervisor, children: list) -> None:
+    adopt(sup, children)
+    sup._on_signal(signal.SIGTTIN, 10.0)
+    assert sup.target == 3 and not any(w.retiring_since for w in sup.workers.values())
+    sup._on_signal(signal.SIGTTOU, 11.0)
+    sup._on_signal(signal.SIGTTOU, 12.0)
+    assert sup.target == 1
+    retiring = [w for w in sup.workers.values() if w.retiring_since == 12.0]
+    assert [w.pid for w in retiring] == [max(p.pid for p in children)]  # one, the newest
+    sup._on_signal(signal.SIGTTOU, 13.0)
+    assert sup.target == 1  # never below one worker
+    sup.target = sup.max_workers
+    sup._on_signal(signal.SIGTTIN, 14.0)
+    assert sup.target == sup.max_workers
+
+
+def test_sigusr1_calls_on_reopen_and_other_signals_are_only_logged(
+        sup: Supervisor, children: list, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="cgirt")
+    adopt(sup, children)
+    calls: list[str] = []
+    sup.on_reopen = lambda: calls.append("reopen")
+    sup._on_signal(signal.SIGUSR1, 1.0)
+    assert calls == ["reopen"]
+    for s in (signal.SIGUSR2, signal.SIGALRM, signal.SIGPWR, signal.SIGRTMIN + 3):
+        sup._on_signal(s, 2.0)
+    assert calls == ["reopen"] and sup._stop_deadline is None
+    assert not any(w.retiring_since for w in sup.workers.values())
+    assert "signal SIGUSR2 ignored" in caplog.text and f"signal {signal.SIGRTMIN + 3} ignored" in caplog.text
+
+
+def test_the_harmless_signals_leave_out_faults_and_job_control() -> None:
+    from cgirt.runner.supervisor import HARMLESS_SIGNALS
+    assert signal.SIGUSR2 in HARMLESS_SIGNALS and signal.SIGRTMAX in HARMLESS_SIGNALS
+    for s in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGKILL, signal.SIGSTOP,
+              signal.SIGTSTP, signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR1):
+        assert s not in HARMLESS_SIGNALS
