@@ -100,6 +100,14 @@ def _octal_mode(name: str, v: Any) -> int:
     return v
 
 
+def _bool(name: str, v: Any) -> bool:
+    if isinstance(v, str) and v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    if not isinstance(v, bool):
+        raise ConfigError(f"{name} must be true or false, not {v!r}")
+    return v
+
+
 def _text(name: str, v: Any) -> str:
     if not isinstance(v, str):
         raise ConfigError(f"{name} must be text, not {v!r}")
@@ -164,6 +172,13 @@ class RunnerConfig:
         DEFAULT_PRELOAD, _modules,
         "modules (not the site's own) each worker imports before any script runs",
     )
+    access_log: bool = _setting(True, _bool, "write the site's logs/access.log")
+    log_max_bytes: int = _setting(
+        10 * 1024 * 1024, _non_negative_int,
+        "rotate a site log (error, access, slow, deploy) past this size (0: never)",
+    )
+    log_backups: int = _setting(5, _non_negative_int, "rotated files kept per site log")
+    log_file: str = _setting("", _text, "the runner's own log file (empty: standard error)")
 
     @classmethod
     def from_sources(

@@ -9,6 +9,8 @@ A site is a directory owned by one site owner::
         runner.pid         pid of the runner master serving this site (SITE RELOAD)
         staging/           uploads in transit (same filesystem, so os.replace is atomic)
         logs/error.log     scripts' stderr and tracebacks, one line per record
+        logs/access.log    a line per request: Combined Log Format and the runner's extras
+        logs/NAME.log.1    rotated logs, newest first (log_max_bytes, log_backups)
         logs/deploy.log    the gateway's validation and publish results
 
 The runner does not depend on the gateway for correctness (every request compares stat
@@ -41,6 +43,14 @@ def logs_dir(site: Path) -> Path:
 
 def error_log_path(site: Path) -> Path:
     return logs_dir(site) / "error.log"
+
+
+def access_log_path(site: Path) -> Path:
+    return logs_dir(site) / "access.log"
+
+
+SITE_LOGS = ("error.log", "access.log", "slow.log", "deploy.log")
+"""Every log of a site, rotated by the runner's master; the FTP gateway shows them."""
 
 
 def deploy_log_path(site: Path) -> Path:

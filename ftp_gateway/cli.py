@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from cgirt.logfiles import StampFormatter
+
 from .config import GatewayConfig, parse_listen, parse_port_range, table_values
 from .errors import ConfigError, GatewayError, UsersFileError
 from .users import DEFAULT_PERM, User, check_name, editing, hash_password, read_users
@@ -96,8 +98,9 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
 def run_ftp(args: argparse.Namespace) -> int:
     from .server import serve  # pyftpdlib is imported only when the gateway runs
 
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(StampFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     stop = threading.Event()
 
     def record(signum: int, frame: Any) -> None:

@@ -12,6 +12,7 @@ import logging
 import os
 import resource
 import signal
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -27,6 +28,8 @@ from ..errors import BadRequest, HttpError, RedirectLoop, RequestTimeout, Script
 from ..fastcgi.server import FastCGIRequest, io_timeout
 from .forkmode import ForkServer
 from ..log import ErrorLog
+from ..logfiles import LogFile, shared_counter
+from .accesslog import AccessLog
 from .modes import ModePolicy
 from .response import ResponseParser
 from .sandbox import ProcessState, RequestBody, StdStreams, run_script
@@ -49,7 +52,13 @@ class CgiApp:
         self.modes = ModePolicy(config.mode, config.allowed_modes)
         self.scripts = ScriptCache()
         self.modules = SiteModules(os.path.realpath(config.site))
-        self.errlog = ErrorLog(site_layout.error_log_path(config.site), config.site)
+        self.log_counter = shared_counter()
+        self.errlog = ErrorLog(site_layout.error_log_path(config.site), config.site,
+                               self.log_counter, config.log_max_bytes)
+        self.access = AccessLog(LogFile(site_layout.access_log_path(config.site),
+                                        self.log_counter, config.log_max_bytes)
+                                ) if config.access_log else None
+        self._mode = "-"
         self.document_root = str(config.site / site_layout.DOCUMENT_ROOT)
         self.forks = ForkServer(config.timeout, config.kill_grace, io_timeout(config))
         self._generation_path = str(site_layout.generation_path(config.site))
@@ -69,6 +78,8 @@ class CgiApp:
                                   f"a worker already uses ({used // (1024 * 1024)} MiB)")
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         self.errlog.open()
+        if self.access is not None:
+            self.access.open()
         drop_to_site_owner(self.site)
         preload(self.config.preload, self.modules.site_root)
         install_site_loader(self.modules)
@@ -85,11 +96,25 @@ class CgiApp:
         # call per request): with no current request, it only wakes the worker once.
         signal.setitimer(signal.ITIMER_REAL, self.config.timeout)
         self._current = req
+        started = time.time()
+        self._mode = "-"
+        access = self.access
+        request = self.errlog.request = AccessLog.request_line(req.params)
         try:
             self._check_generation()
             self.guarded(req, "-", lambda: self._dispatch(req))
         finally:
             self._current = None
+            if access is not None:
+                try:
+                    req.end()  # the client has its response before the line is written
+                except OSError:
+                    pass
+                access.write(req.params, started, time.time() - started, req.status,
+                             req.sent_bytes - req.head_bytes, req.sent_bytes, self._mode, request)
+            self.errlog.request = "-"
+            if self.errlog.file.stale or (access is not None and access.file.stale):
+                req.conn.control.recycle_after_request()  # a new worker opens the new files
 
     def _dispatch(self, req: FastCGIRequest) -> None:
         target = self.dispatcher.resolve(req.params)
@@ -120,7 +145,7 @@ class CgiApp:
                body: RequestBody, extra_env: Mapping[str, str], depth: int) -> None:
         env = build_environ(params, target, self.document_root, self.config.script_path_env)
         env.update(extra_env)
-        mode = self.modes.mode_for(target.path, target.root.path)
+        mode = self._mode = self.modes.mode_for(target.path, target.root.path)
         if mode != "exec":
             coerce_c_locale(env)
         parser = ResponseParser(req.write, head_only=env["REQUEST_METHOD"] == "HEAD",
@@ -150,6 +175,7 @@ class CgiApp:
         """Fork mode, in the request's own child of the template."""
         target, env, argv_words, depth, length = work
         self._current = req
+        self.errlog.request = AccessLog.request_line(req.params)
         parser = ResponseParser(req.write, head_only=env["REQUEST_METHOD"] == "HEAD",
                                 nph=os.path.basename(target.path).startswith("nph-"))
         body = RequestBody(req.stdin.read, length)

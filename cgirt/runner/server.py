@@ -14,6 +14,7 @@ from .app import CgiApp
 from ..config import RunnerConfig
 from ..errors import StartupError
 from ..fastcgi.server import FastCGIServer, io_timeout
+from ..logfiles import Rotator, owned_like
 from .supervisor import Supervisor, SupervisorSettings
 
 log = logging.getLogger("cgirt.error")
@@ -103,8 +104,12 @@ def serve(config: RunnerConfig) -> int:
         log.info("cgirt: serving %s on %s with %d workers (%s mode)",
                  config.site, describe(sock), config.workers, config.mode)
 
+    rotator = Rotator(site_layout.logs_dir(config.site), site_layout.SITE_LOGS, app.log_counter,
+                      config.log_max_bytes, config.log_backups, owned_like(config.site),
+                      always=("error.log", "access.log") if config.access_log else ("error.log",))
     supervisor = Supervisor(sock, fcgi.handle_connection, settings, child_init=app.child_init,
-                            on_ready=ready)
+                            on_ready=ready, on_reopen=rotator.reopen, on_tick=rotator.tick,
+                            wake_fds=(app.log_counter.poke_r,))
     try:
         status = supervisor.run()
         if supervisor.halt_reason:

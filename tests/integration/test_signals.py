@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -11,7 +12,7 @@ import pytest
 
 from tests.support.fcgi import cgi_params, request
 from tests.support.procs import group_members, wait_for
-from tests.support.servers import Runner
+from tests.support.servers import Runner, make_traversable
 
 pytestmark = pytest.mark.integration
 
@@ -20,6 +21,27 @@ def serves(runner: Runner) -> None:
     for _ in range(runner.workers * 2):
         resp = request(runner.address, cgi_params("/cgi-bin/hello.py"))
         assert (resp.status, resp.body) == (200, b"Hello, world!\n")
+
+
+def test_sigusr1_reopens_the_logs_and_keeps_serving(
+        site: Path, start_runner: Callable[..., Runner]) -> None:
+    runner = start_runner(site, workers=2)
+    workers = sorted(runner.worker_pids())
+    logs = site / ".cgirt" / "logs"
+    serves(runner)
+    # Each line is written after its response: wait for the last one before renaming.
+    wait_for(lambda: len((logs / "access.log").read_text().splitlines()) == 4, 10, "4 lines")
+    os.rename(logs / "access.log", logs / "access.old")
+    os.rename(logs / "error.log", logs / "error.old")
+    os.kill(runner.pid, signal.SIGUSR1)
+    wait_for(lambda: "SIGUSR1: log files reopened" in runner.proc.output(), 20, "the reopen")
+    assert request(runner.address, cgi_params("/cgi-bin/crash.py")).status == 500
+    serves(runner)
+    assert len((logs / "access.old").read_text().splitlines()) == 4
+    wait_for(lambda: len((logs / "access.log").read_text().splitlines()) == 5, 10, "new lines")
+    assert "ZeroDivisionError" in (logs / "error.log").read_text()
+    assert "ZeroDivisionError" not in (logs / "error.old").read_text()
+    assert sorted(runner.worker_pids()) == workers  # reopened in place, no restart
 
 
 @pytest.mark.parametrize("sig", [signal.SIGUSR2, signal.SIGALRM, signal.SIGPWR, signal.SIGXCPU,
@@ -65,3 +87,32 @@ def test_sigquit_stops_at_once_and_removes_the_socket(
     assert runner.proc.stop(signal.SIGQUIT, timeout=10) == 0
     assert not group_members(runner.pid)
     assert not os.path.exists(runner.address[5:])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: workers drop to the site's owner")
+def test_workers_that_cannot_reach_the_logs_are_replaced_after_sigusr1(
+        site: Path, start_runner: Callable[..., Runner]) -> None:
+    # Started as root for a site owned by someone else, workers run as that owner and
+    # cannot reopen files in the root-only .cgirt/logs: they finish the request on the old
+    # file and are replaced by workers that open the new files before dropping privileges.
+    make_traversable(site.parent)
+    make_traversable(Path(os.path.realpath(sys.executable)))
+    for path in [site, *site.rglob("*")]:
+        os.chown(path, 65534, 65534, follow_symlinks=False)
+    runner = start_runner(site, workers=1)
+    logs = site / ".cgirt" / "logs"
+    wait_for(lambda: (logs / "access.log").exists(), 20, "the worker to open its logs")
+    assert (logs / "access.log").stat().st_uid == 0 and (site / ".cgirt").stat().st_mode & 0o077 == 0
+    runner.workers = 1
+    serves(runner)
+    wait_for(lambda: len((logs / "access.log").read_text().splitlines()) == 2, 10, "2 lines")
+    before = runner.worker_pids()
+    os.rename(logs / "access.log", logs / "access.old")
+    os.kill(runner.pid, signal.SIGUSR1)
+    wait_for(lambda: "SIGUSR1: log files reopened" in runner.proc.output(), 20, "the reopen")
+    assert (logs / "access.log").stat().st_uid == 65534  # created for the workers, by the master
+    serves(runner)  # the first goes to the old file, then its worker is replaced
+    wait_for(lambda: runner.worker_pids() and runner.worker_pids() != before, 20, "a new worker")
+    serves(runner)
+    wait_for(lambda: len((logs / "access.log").read_text().splitlines()) >= 2, 10, "new lines")
+    assert len((logs / "access.old").read_text().splitlines()) == 3
