@@ -41,24 +41,22 @@ from typing import Callable, Iterable
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
 
-_stamp_second = -1
-_stamp_prefix = ""
-_stamp_zone = ""
+_stamp_cache: tuple[int, str, str] = (-1, "", "")  # one tuple: threads see it whole
 
 
 def iso_stamp(when: float | None = None) -> str:
     """`2026-11-30T09:29:05.123+01:00`: one format for every log cgirt writes."""
-    global _stamp_second, _stamp_prefix, _stamp_zone
+    global _stamp_cache
     if when is None:
         when = time.time()
     second = int(when)
-    if second != _stamp_second:  # strftime costs microseconds: once a second is enough
+    cache = _stamp_cache
+    if cache[0] != second:  # strftime costs microseconds: once a second is enough
         tm = time.localtime(second)
         zone = time.strftime("%z", tm)
-        _stamp_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", tm)
-        _stamp_zone = f"{zone[:3]}:{zone[3:]}"
-        _stamp_second = second
-    return f"{_stamp_prefix}.{int((when - second) * 1000):03d}{_stamp_zone}"
+        cache = _stamp_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", tm),
+                                f"{zone[:3]}:{zone[3:]}")
+    return f"{cache[1]}.{int((when - second) * 1000):03d}{cache[2]}"
 
 
 class StampFormatter(logging.Formatter):

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
+from tests.conftest import make_site
 from tests.support.fcgi import cgi_params, request
 from tests.support.procs import group_members, wait_for
 from tests.support.servers import Runner, make_traversable
@@ -89,16 +92,29 @@ def test_sigquit_stops_at_once_and_removes_the_socket(
     assert not os.path.exists(runner.address[5:])
 
 
+@pytest.fixture
+def owned_site() -> Iterator[Path]:
+    """A site owned by nobody, outside pytest's own temporary root: a pytest starting
+    meanwhile (other runs share the machine) makes that root private again."""
+    root = Path(tempfile.mkdtemp(prefix="cgirt-owned-"))
+    try:
+        os.chmod(root, 0o711)
+        make_traversable(Path(os.path.realpath(sys.executable)))
+        site = make_site(root)
+        for path in [site, *site.rglob("*")]:
+            os.chown(path, 65534, 65534, follow_symlinks=False)
+        yield site
+    finally:
+        shutil.rmtree(root)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: workers drop to the site's owner")
 def test_workers_that_cannot_reach_the_logs_are_replaced_after_sigusr1(
-        site: Path, start_runner: Callable[..., Runner]) -> None:
+        owned_site: Path, start_runner: Callable[..., Runner]) -> None:
     # Started as root for a site owned by someone else, workers run as that owner and
     # cannot reopen files in the root-only .cgirt/logs: they finish the request on the old
     # file and are replaced by workers that open the new files before dropping privileges.
-    make_traversable(site.parent)
-    make_traversable(Path(os.path.realpath(sys.executable)))
-    for path in [site, *site.rglob("*")]:
-        os.chown(path, 65534, 65534, follow_symlinks=False)
+    site = owned_site
     runner = start_runner(site, workers=1)
     logs = site / ".cgirt" / "logs"
     wait_for(lambda: (logs / "access.log").exists(), 20, "the worker to open its logs")

@@ -22,12 +22,12 @@ def test_iso_stamp_has_milliseconds_and_the_zone(monkeypatch: pytest.MonkeyPatch
     time.tzset()
     try:
         import cgirt.logfiles as lf
-        lf._stamp_second = -1
+        lf._stamp_cache = (-1, "", "")
         assert iso_stamp(0.25) == "1970-01-01T05:30:00.250+05:30"
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
-        lf._stamp_second = -1
+        lf._stamp_cache = (-1, "", "")
     record = logging.LogRecord("cgirt", logging.INFO, __file__, 1, "m", None, None)
     assert ISO.match(StampFormatter("%(asctime)s").format(record))
 
