@@ -185,3 +185,13 @@ def test_a_full_disk_is_a_452_refusal(site: Path) -> None:
     assert reply_for(info.value).startswith("452 /x: no space left")
     upload.discard()
     assert not upload.staging_path.exists()
+
+
+def test_deploy_log_lines_use_the_one_timestamp_format(site: Path) -> None:
+    import re
+
+    from ftp_gateway.publish import deploy_log
+    deploy_log(site, "alice", "published /cgi-bin/a.py (6 bytes)")
+    line = (site / ".cgirt" / "logs" / "deploy.log").read_text()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2} alice "
+                        r"published /cgi-bin/a\.py \(6 bytes\)\n", line), line
