@@ -136,7 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     ensure_utf8_mode()
     config = _runner_config(args)
-    setup_runner_logging(logging.DEBUG if args.verbose else logging.INFO)
+    setup_runner_logging(logging.DEBUG if args.verbose else logging.INFO, config.log_file)
     return serve(config, name=args.name)
 
 

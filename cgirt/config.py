@@ -422,6 +422,13 @@ def _status_listen(name: str, v: Any) -> str:
                       f"the site's .cgirt/), not {v!r}")
 
 
+def _true_or_false(name: str, v: Any) -> bool:
+    """A boolean whose default is true: its flag takes the word (`--access-log false`)."""
+    if isinstance(v, str) and v in ("true", "false"):
+        return v == "true"
+    return boolean(name, v)
+
+
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 # What CGI scripts import most: imported once per worker (and held by fork mode's template)
 # instead of by every fork-mode child, and before a persistent worker's first request.
@@ -489,6 +496,16 @@ class RunnerConfig:
     slowlog_timeout: float = setting(
         duration, "a request running this long has its stack written to logs/slow.log (0: never)",
         0.0, metavar=DURATION)
+
+    access_log: bool = setting(_true_or_false, "write the site's logs/access.log", True,
+                               metavar="true|false")
+    log_max_size: int = setting(
+        size, "rotate a site log (error, access, slow, deploy) past this size (0: never)",
+        10 * 1024 * 1024, metavar=SIZE, shown="10M")
+    log_backups: int = setting(whole(0), "rotated files kept per site log", 5, flag_type=int,
+                               metavar="N")
+    log_file: str = setting(text, "the runner's own log file (empty: standard error)", "",
+                            metavar="FILE")
 
     def __post_init__(self) -> None:
         if self.kill_grace > self.timeout * 10:

@@ -17,6 +17,7 @@ from typing import Any
 
 from cgirt.config import add_flags, flag_values, parse_values, raise_first
 from cgirt.errors import CgirtError, ExitStatus, exit_status_for
+from cgirt.logfiles import StampFormatter
 
 from .config import GatewayConfig, config_from
 from .errors import CannotListen, ConfigError, UsersFileError
@@ -87,8 +88,8 @@ def run_ftp(args: argparse.Namespace) -> int:
         except OSError as err:
             raise ConfigError(f"cannot open the log file {config.log_file}: {err.strerror}") from None
         handler: logging.Handler = log_file or logging.StreamHandler(sys.stderr)
-        logging.basicConfig(level=args.log_level, handlers=[handler],
-                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        handler.setFormatter(StampFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logging.basicConfig(level=args.log_level, handlers=[handler])
         try:
             serve(config, stop, announce, reload_requested=reload_requested,
                   reopen_requested=reopen_requested,

@@ -30,6 +30,8 @@ from cgirt.site import (
     staging_dir,
 )
 
+from cgirt.logfiles import iso_stamp
+
 from .errors import DiskFull, FileTooLarge, QuotaExceeded
 from .validate import Finding, check_file
 
@@ -190,8 +192,7 @@ _log_lock = threading.Lock()
 def deploy_log(site: Path, user: str, message: str) -> None:
     """One line per event, appended with a single write so lines never interleave."""
     ensure_state(site)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    line = " ".join(f"{stamp} {user} {message}".split()) + "\n"
+    line = " ".join(f"{iso_stamp()} {user} {message}".split()) + "\n"
     with _log_lock:
         try:
             fd = os.open(deploy_log_path(site), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

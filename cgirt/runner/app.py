@@ -30,6 +30,8 @@ from .executors import Executor, Work
 from ..fastcgi.server import FastCGIRequest, io_timeout
 from .forkmode import ForkExecutor, ForkServer
 from ..log import ErrorLog
+from ..logfiles import LogFile, shared_counter
+from .accesslog import AccessLog
 from .modes import ModePolicy
 from .persistent import PersistentExecutor
 from .response import ResponseParser
@@ -49,8 +51,15 @@ class CgiApp:
         self.modes = ModePolicy(config.mode, config.allowed_modes)
         self.scripts = ScriptCache()
         self.modules = SiteModules(os.path.realpath(config.site))
-        self.errlog = ErrorLog(site_layout.error_log_path(config.site), config.site)
-        self.slowlog = SlowLog(site_layout.slow_log_path(config.site), config.site)
+        self.log_counter = shared_counter()
+        self.errlog = ErrorLog(site_layout.error_log_path(config.site), config.site,
+                               self.log_counter, config.log_max_size)
+        self.access = AccessLog(LogFile(site_layout.access_log_path(config.site),
+                                        self.log_counter, config.log_max_size)
+                                ) if config.access_log else None
+        self._mode = "-"
+        self.slowlog = SlowLog(site_layout.slow_log_path(config.site), config.site,
+                               self.log_counter, config.log_max_size)
         self.document_root = str(config.site / site_layout.DOCUMENT_ROOT)
         self.forks = ForkServer(config.timeout, config.kill_grace, io_timeout(config))
         self.persistent = PersistentExecutor(self.scripts, self.modules, self.errlog, self._finish)
@@ -77,6 +86,8 @@ class CgiApp:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         self.errlog.open()
         self.slowlog.open()
+        if self.access is not None:
+            self.access.open()
         drop_to_site_owner(self.site)
         preload(self.config.preload, self.modules.site_root)
         install_site_loader(self.modules)
@@ -94,11 +105,25 @@ class CgiApp:
         signal.setitimer(signal.ITIMER_REAL, self.config.timeout)
         self._started = time.monotonic()
         self._current = req
+        started = time.time()
+        self._mode = "-"
+        access = self.access
+        request = self.errlog.request = AccessLog.request_line(req.params)
         try:
             self._check_generation()
             self.guarded(req, "-", lambda: self._dispatch(req))
         finally:
             self._current = None
+            if access is not None:
+                try:
+                    req.end()  # the client has its response before the line is written
+                except OSError:
+                    pass
+                access.write(req.params, started, time.time() - started, req.status,
+                             req.sent_bytes - req.head_bytes, req.sent_bytes, self._mode, request)
+            self.errlog.request = "-"
+            if self.errlog.file.stale or (access is not None and access.file.stale):
+                req.conn.control.recycle_after_request()  # a new worker opens the new files
 
     def _dispatch(self, req: FastCGIRequest) -> None:
         target = self.dispatcher.resolve(req.params)
@@ -129,7 +154,7 @@ class CgiApp:
                body_length: int, extra_env: Mapping[str, str], depth: int) -> None:
         env = build_environ(params, target, self.document_root, self.config.script_path_env)
         env.update(extra_env)
-        mode = self.modes.mode_for(target.path, target.root.path)
+        mode = self._mode = self.modes.mode_for(target.path, target.root.path)
         if mode != "exec":
             coerce_c_locale(env)
         work = Work(target, env, search_words(env["QUERY_STRING"]), depth, body_length)
@@ -149,6 +174,7 @@ class CgiApp:
         """Fork mode, in the request's own child of the template."""
         self._started = time.monotonic()
         self._current = req
+        self.errlog.request = AccessLog.request_line(req.params)
         self.guarded(req, work.target.path, lambda: self.persistent.execute(req, work))
 
     def _finish(self, req: FastCGIRequest, work: Work, parser: ResponseParser) -> None:

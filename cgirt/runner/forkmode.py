@@ -32,7 +32,8 @@ from .executors import Executor, Work
 from .supervisor import die_with_parent
 
 _NOTHING, _STARTED, _ENDED = 0, 1, 2
-_SHARED = struct.Struct("iB")  # the child's pid, what it has sent
+# The child's pid, what it has sent, and for the access log: status, header and total bytes.
+_SHARED = struct.Struct("iBiqq")
 
 
 class ChildDied(HttpError):
@@ -109,7 +110,7 @@ class ForkServer:
         remaining = signal.setitimer(signal.ITIMER_REAL, 0)[0] or self.timeout
         conn = req.conn
         job = Job(req.requestId, req.flags, dict(req.params), conn.take_buffered(), remaining, work)
-        _SHARED.pack_into(self._shared, 0, 0, _NOTHING)
+        _SHARED.pack_into(self._shared, 0, 0, _NOTHING, 0, 0, 0)
         payload = pickle.dumps(job)
         try:
             self._sock.sendmsg([struct.pack("!I", len(payload)) + payload],
@@ -124,7 +125,9 @@ class ForkServer:
             ended_by_itself = self._wait(remaining + self.kill_grace / 2)
         finally:
             self._waiting = False
-        _, sent = _SHARED.unpack_from(self._shared, 0)
+        _, sent, status, head_bytes, sent_bytes = _SHARED.unpack_from(self._shared, 0)
+        if sent != _NOTHING:
+            req.status, req.head_bytes, req.sent_bytes = status, head_bytes, sent_bytes
         if sent == _ENDED:
             req.ended = True
             conn.handed_off = True  # the child has closed the connection properly itself
@@ -214,20 +217,21 @@ def _child(job: Job, fd: int, serve: Serve, io_timeout: float, shared: mmap.mmap
     try:
         die_with_parent()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        _SHARED.pack_into(shared, 0, os.getpid(), _NOTHING)
+        _SHARED.pack_into(shared, 0, os.getpid(), _NOTHING, 0, 0, 0)
         server = FastCGIServer(lambda req: None, max_conns=1, io_timeout=io_timeout)
         conn = FastCGIConnection.adopt(fd, server, SingleRequestControl(), job.buffered)
         req = conn.resume_request(job.request_id, job.flags, job.params)
 
         def started() -> None:
-            _SHARED.pack_into(shared, 0, os.getpid(), _STARTED)
+            _SHARED.pack_into(shared, 0, os.getpid(), _STARTED, req.status, req.head_bytes, 0)
 
         req.on_first_write = started
         signal.setitimer(signal.ITIMER_REAL, job.remaining)
         serve(req, job.work)
         signal.setitimer(signal.ITIMER_REAL, 0)
         req.end()
-        _SHARED.pack_into(shared, 0, os.getpid(), _ENDED)
+        _SHARED.pack_into(shared, 0, os.getpid(), _ENDED, req.status, req.head_bytes,
+                          req.sent_bytes)
         conn.close()
     except BaseException:  # noqa: B036 - the child must never return into the template
         logging.getLogger("cgirt.error").exception("fork-mode child failed")

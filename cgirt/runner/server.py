@@ -16,6 +16,7 @@ from ..errors import StartupError
 from ..fastcgi.server import FastCGIServer, io_timeout
 from .slowlog import SLOW_SIGNAL
 from .statusserver import PoolMonitor, StatusServer, bind_status, remove_socket
+from ..logfiles import Rotator, owned_like
 from .supervisor import Supervisor, SupervisorSettings
 
 log = logging.getLogger("cgirt.error")
@@ -118,8 +119,12 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
         if status_sock is not None:
             log.info("cgirt: status on %s", describe(status_sock))
 
+    rotator = Rotator(site_layout.logs_dir(config.site), site_layout.SITE_LOGS, app.log_counter,
+                      config.log_max_size, config.log_backups, owned_like(config.site),
+                      always=("error.log", "access.log") if config.access_log else ("error.log",))
     supervisor = Supervisor(sock, fcgi.handle_connection, settings, child_init=app.child_init,
-                            on_ready=ready)
+                            on_ready=ready, on_reopen=rotator.reopen, on_tick=rotator.tick,
+                            wake_fds=(app.log_counter.poke_r,))
     if status_sock is not None:
         monitor = PoolMonitor(name or config.site.name, supervisor, sock)
         supervisor.observer = StatusServer(status_sock, [monitor])

@@ -17,36 +17,39 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import time
 import traceback
 from pathlib import Path
 from types import FrameType
 from typing import Mapping
+
+from ..logfiles import LogFile, ReopenCounter, iso_stamp
 
 log = logging.getLogger("cgirt.error")
 SLOW_SIGNAL = signal.SIGRTMIN + 2  # a real-time signal: nothing else in a worker uses it
 
 
 class SlowLog:
-    def __init__(self, path: Path, site: Path) -> None:
+    def __init__(self, path: Path, site: Path, counter: ReopenCounter | None = None,
+                 max_bytes: int = 0) -> None:
         self.path = path
         self._prefixes = tuple({str(site).rstrip("/") + "/", os.path.realpath(site) + "/"})
-        self._fd = -1
+        # Bounded and reopened (rotation, SIGUSR1) like every site log.
+        self._file = LogFile(path, counter, max_bytes)
+        self._opened = False
 
     def open(self) -> None:
         """In the worker before the privilege drop, as the error log. A slow log that cannot
         be opened costs no request: its entries go to the runner's own log instead."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                               0o640)
+            self._file.open()
+            self._opened = True
         except OSError as exc:
             log.warning("cannot open the slow log %s (%s): its entries go to this log",
                         self.path, exc.strerror)
 
     def write(self, what: str, frame: FrameType | None, params: Mapping[str, str],
               seconds: float) -> None:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        stamp = iso_stamp()
         request = f"{params.get('REQUEST_METHOD', '')} {params.get('REQUEST_URI', '')}".strip()
         script = params.get("SCRIPT_FILENAME", "")
         if not script.startswith("/"):  # Apache's proxy:fcgi://...
@@ -63,8 +66,8 @@ class SlowLog:
                          "program, or the runner reading or writing for the request)")
         record = "\n".join(lines) + "\n\n"
         try:
-            if self._fd >= 0:
-                os.write(self._fd, record.encode("utf-8", "backslashreplace"))
+            if self._opened:
+                self._file.write(record.encode("utf-8", "backslashreplace"))
                 return
         except OSError as exc:
             log.error("cannot write the slow log %s (%s)", self.path, exc.strerror)

@@ -8,7 +8,11 @@ no script can catch (SIGKILL), the way gunicorn's arbiter murders workers whose 
 stale, and can tell an observer (the status server) what every worker is doing.
 
 Signals in the master are only recorded (queued and a byte written to a wake-up pipe); the
-main loop acts on them in `step()`.
+main loop acts on them in `step()`: HUP replaces the workers, TERM stops gracefully, INT and
+QUIT at once, USR1 calls `on_reopen` (the logs), TTIN and TTOU add or retire a worker. Any
+other signal whose default would end the process is logged and ignored (a stray USR2 must
+not kill the master and leave its socket behind), except the faults (SEGV, BUS, FPE, ILL,
+TRAP, ABRT, SYS): those report a real fault, and ignoring one would turn a crash into a hang.
 """
 
 from __future__ import annotations
@@ -34,6 +38,16 @@ log = logging.getLogger("cgirt.error")
 EXIT_OK = ExitStatus.OK
 WORKER_BOOT_ERROR = ExitStatus.BOOT_FAILED
 """Exit status of a worker whose child_init failed, and then of the master, which halts."""
+
+_FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP,
+           signal.SIGABRT, signal.SIGSYS}
+_LEFT_AS_THEY_ARE = {signal.SIGKILL, signal.SIGSTOP, signal.SIGTSTP, signal.SIGCONT,
+                     signal.SIGWINCH, signal.SIGURG, signal.SIGPIPE, signal.SIGCHLD}
+_ACTED_ON = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD,
+             signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU)
+HARMLESS_SIGNALS = tuple(sorted(
+    set(signal.valid_signals()) - _FAULTS - _LEFT_AS_THEY_ARE - set(_ACTED_ON)))
+"""Signals that end a process by default and mean nothing to cgirt: ignored (and logged)."""
 
 _PR_SET_PDEATHSIG = 1
 
@@ -125,6 +139,9 @@ class Supervisor:
     child_init: Callable[[], None] = lambda: None
     on_ready: Callable[[], None] = lambda: None
     observer: Observer | None = None
+    on_reopen: Callable[[], None] = lambda: None  # SIGUSR1, in the master's loop
+    on_tick: Callable[[float], None] = lambda now: None  # every turn of the master's loop
+    wake_fds: tuple[int, ...] = ()  # a byte on one of these wakes the master for a turn
     workers: dict[int, _Worker] = field(default_factory=dict)
     exit_status: int = EXIT_OK
     halt_reason: str = ""
@@ -133,8 +150,10 @@ class Supervisor:
     spawn: Callable[[int], int] | None = None
 
     def __post_init__(self) -> None:
+        self.target = self.settings.workers  # moved by SIGTTIN and SIGTTOU
+        self.max_workers = max(4 * self.settings.workers, self.settings.workers + 8)
         # Twice the slots: during a graceful reload old and new workers run side by side.
-        self._slots = Scoreboard(self.settings.workers * 2)
+        self._slots = Scoreboard(self.max_workers * 2)
         self.started_at = time.time()
         self.retired_requests = 0  # requests started by workers that are gone
         self.slow_requests = 0
@@ -155,8 +174,7 @@ class Supervisor:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         old_wakeup = signal.set_wakeup_fd(self._wake_w)
-        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD)
-        previous = {s: signal.signal(s, self._record_signal) for s in handled}
+        previous = {s: signal.signal(s, self._record_signal) for s in _ACTED_ON + HARMLESS_SIGNALS}
         try:
             self.on_ready()
             while self._running:
@@ -185,18 +203,19 @@ class Supervisor:
 
     def _sleep(self) -> None:
         try:
-            fds = [self._wake_r, *self.observer.fds()] if self.observer else [self._wake_r]
+            fds = [self._wake_r, *self.wake_fds, *(self.observer.fds() if self.observer else ())]
             ready, _, _ = select.select(fds, [], [], self.settings.tick)
         except InterruptedError:
             ready = []
         for fd in ready:
-            if fd != self._wake_r and self.observer:
+            if fd != self._wake_r and fd not in self.wake_fds and self.observer:
                 self.observer.on_readable(fd)
-        try:
-            while os.read(self._wake_r, 4096):
+        for fd in (self._wake_r, *self.wake_fds):
+            try:
+                while os.read(fd, 4096):
+                    pass
+            except BlockingIOError:
                 pass
-        except BlockingIOError:
-            pass
 
     def step(self, now: float) -> None:
         """One turn of the master loop: signals, reaping, deadlines, spawning."""
@@ -205,6 +224,10 @@ class Supervisor:
         self._reap()
         if not self._running:
             return
+        try:
+            self.on_tick(now)
+        except OSError as exc:  # e.g. a log that cannot be rotated: say so, keep serving
+            log.error("cgirt: %s", exc)
         self._enforce_deadlines(now)
         if self.observer:
             self.observer.on_tick(now)
@@ -214,7 +237,7 @@ class Supervisor:
             return
         while self._boot_failures < self.settings.boot_failures_to_halt and (
             sum(1 for w in self.workers.values() if w.retiring_since is None)
-            < self.settings.workers
+            < self.target
         ):
             self._spawn()
 
@@ -232,6 +255,28 @@ class Supervisor:
                 self._stop_deadline = deadline
             for w in self.workers.values():
                 self._retire(w, now, force=True)
+        elif signum == signal.SIGUSR1:
+            try:
+                self.on_reopen()
+                log.info("SIGUSR1: log files reopened")
+            except OSError as exc:
+                log.error("cgirt: reopening the logs: %s", exc)
+        elif signum in (signal.SIGTTIN, signal.SIGTTOU) and self._stop_deadline is None:
+            self._resize(1 if signum == signal.SIGTTIN else -1, now)
+        elif signum in HARMLESS_SIGNALS:
+            log.info("signal %s ignored", _signal_name(signum))
+
+    def _resize(self, by: int, now: float) -> None:
+        wanted = self.target + by
+        if not 1 <= wanted <= self.max_workers:
+            log.warning("workers stay at %d (between 1 and %d)", self.target, self.max_workers)
+            return
+        self.target = wanted
+        log.info("%s: %d workers", "SIGTTIN" if by > 0 else "SIGTTOU", wanted)
+        if by < 0:
+            serving = [w for w in self.workers.values() if w.retiring_since is None]
+            if len(serving) > wanted:
+                self._retire(max(serving, key=lambda w: w.pid), now)
 
     def _retire(self, w: _Worker, now: float, force: bool = False) -> None:
         if w.retiring_since is None or force:
@@ -348,7 +393,11 @@ class Supervisor:
         max_requests = self.settings.max_requests + jitter if self.settings.max_requests else 0
         control = WorkerControl(self._slots, slot, max_requests, wake_w)
         signal.set_wakeup_fd(-1)
-        for s in (signal.SIGHUP, signal.SIGCHLD):
+        # Scripts expect the dispositions a fresh CGI process has: the master's own handlers
+        # go (its signals are for it alone: the logrotate snippet and systemd's reload
+        # address the master's pid).
+        for s in (signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU,
+                  *HARMLESS_SIGNALS):
             signal.signal(s, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the master, which decides
         signal.signal(signal.SIGQUIT, lambda s, f: control.stop())
@@ -392,6 +441,13 @@ class Supervisor:
         except InterruptedError:
             return True
         return listener in ready or os.getppid() == master
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:  # real-time signals between SIGRTMIN and SIGRTMAX have no name
+        return str(signum)
 
 
 def die_with_parent() -> None:

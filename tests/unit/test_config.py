@@ -48,6 +48,10 @@ RUNNER: dict[str, tuple[str, str, dict[str, Any]]] = {
     "status_listen": ('"127.0.0.1:9001"', "127.0.0.1:9001", {"status_listen": "127.0.0.1:9001"}),
     "status_socket_mode": ('"660"', "660", {"status_socket_mode": 0o660}),
     "slowlog_timeout": ('"2s"', "2s", {"slowlog_timeout": 2.0}),
+    "access_log": ("false", "false", {"access_log": False}),
+    "log_max_size": ('"1M"', "1M", {"log_max_size": 1 << 20}),
+    "log_backups": ("3", "3", {"log_backups": 3}),
+    "log_file": ('"/tmp/r.log"', "/tmp/r.log", {"log_file": "/tmp/r.log"}),
 }
 
 GATEWAY: dict[str, tuple[str, str | None, dict[str, Any]]] = {  # None: a switch

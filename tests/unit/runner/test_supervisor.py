@@ -7,6 +7,7 @@ shared slot table, as a worker's WorkerControl does. Only time is not real.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -195,3 +196,51 @@ def test_requests_of_a_reaped_worker_still_count(sup: Supervisor, children: Stan
     os.kill(pid, signal.SIGKILL)
     step_until(sup, 1.0, lambda: pid not in sup.workers, "the reaping")
     assert sup.retired_requests == 3
+
+
+def test_sigttin_and_sigttou_move_the_worker_target_within_bounds(
+        sup: Supervisor, children: StandIns) -> None:
+    sup.step(0.0)
+    sup.queue_signal(signal.SIGTTIN)
+    sup.step(10.0)
+    assert sup.target == 3 and len(sup.workers) == 3
+    assert not any(w.retiring_since for w in sup.workers.values())
+    sup.queue_signal(signal.SIGTTOU)
+    sup.step(11.0)
+    sup.queue_signal(signal.SIGTTOU)
+    sup.step(12.0)
+    assert sup.target == 1
+    step_until(sup, 12.1, lambda: len(sup.workers) == 1, "two workers retired")
+    sup.queue_signal(signal.SIGTTOU)
+    sup.step(13.0)
+    assert sup.target == 1 and len(sup.workers) == 1  # never below one worker
+    sup.target = sup.max_workers
+    sup.queue_signal(signal.SIGTTIN)
+    sup.step(14.0)
+    assert sup.target == sup.max_workers
+
+
+def test_sigusr1_calls_on_reopen_and_other_signals_are_only_logged(
+        sup: Supervisor, children: StandIns, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="cgirt")
+    sup.step(0.0)
+    calls: list[str] = []
+    sup.on_reopen = lambda: calls.append("reopen")
+    sup.queue_signal(signal.SIGUSR1)
+    sup.step(1.0)
+    assert calls == ["reopen"]
+    for s in (signal.SIGUSR2, signal.SIGALRM, signal.SIGPWR, signal.SIGRTMIN + 3):
+        sup.queue_signal(s)
+    sup.step(2.0)
+    assert calls == ["reopen"] and sup.running
+    assert not any(w.retiring_since for w in sup.workers.values()) and len(sup.workers) == 2
+    assert "signal SIGUSR2 ignored" in caplog.text
+    assert f"signal {signal.SIGRTMIN + 3} ignored" in caplog.text
+
+
+def test_the_harmless_signals_leave_out_faults_and_job_control() -> None:
+    from cgirt.runner.supervisor import HARMLESS_SIGNALS
+    assert signal.SIGUSR2 in HARMLESS_SIGNALS and signal.SIGRTMAX in HARMLESS_SIGNALS
+    for s in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGKILL, signal.SIGSTOP,
+              signal.SIGTSTP, signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR1):
+        assert s not in HARMLESS_SIGNALS
