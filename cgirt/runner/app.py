@@ -189,6 +189,7 @@ class CgiApp:
         if req is None:
             return
         req.conn.control.recycle_after_request()
+        self.persistent.descriptors.stop()  # a script's pump thread must not write along
         if not req.ended and not req.stdout_started and not req.conn.sending:
             try:
                 self._error_page(req, RequestTimeout())

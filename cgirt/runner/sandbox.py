@@ -26,6 +26,7 @@ from types import CodeType
 from typing import Any, Callable, Mapping
 
 from ..errors import RequestTimeout
+from .streams import fileno as _stdio_fileno
 
 _WATCHED_SIGNALS = tuple(
     getattr(signal, name)
@@ -49,6 +50,14 @@ class RequestBody(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def fileno(self) -> int:
+        return _stdio_fileno(0)
+
+    def divert(self, read: Callable[[int], bytes]) -> Callable[[int], bytes]:
+        """Read the rest from `read`; returns what it read from until now."""
+        old, self._read = self._read, read
+        return old
 
     def readinto(self, buffer: Any) -> int:
         n = min(len(buffer), self.remaining)
@@ -78,6 +87,9 @@ class _Sink(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
+    def fileno(self) -> int:
+        return _stdio_fileno(1)
+
     def write(self, data: Any) -> int:
         self.target(bytes(data))
         return len(data)
@@ -96,6 +108,9 @@ class LineTagger(io.RawIOBase):
 
     def writable(self) -> bool:
         return True
+
+    def fileno(self) -> int:
+        return _stdio_fileno(2)
 
     def write(self, data: Any) -> int:
         chunk = self._partial + bytes(data)
