@@ -239,6 +239,15 @@ def test_request_body_through_fd_0(stack: Stack, path: str, size: int) -> None:
         assert ours.body == b"%s\ncat is done\n" % body
 
 
+def test_form_read_through_sys_stdin_after_fileno(stack: Stack) -> None:
+    body = b"a=1&b=two&c=%C3%A9"
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    classic, ours = both(stack, "/cgi-bin/fileno_then_form.py", method="POST", body=body, headers=headers)
+    assert classic.status == 200, classic
+    assert normalised(ours) == normalised(classic)
+    assert "('c', ['é'])".encode() in ours.body
+
+
 def test_background_child_holds_the_response_open(stack: Stack) -> None:
     started = time.monotonic()
     classic = fetch(stack.classic, "/cgi-bin/background_child.py")
