@@ -61,6 +61,9 @@ def test_wiki_start_page(trac: TracSite) -> None:
     assert b"Welcome to Trac" in resp.body
 
 
+@pytest.mark.xfail(sys.version_info >= (3, 13), strict=True, reason=(
+    "Trac 1.6's own form parsing on 3.13 reads trac.cgi's text sys.stdin and calls "
+    "str(data, 'utf-8') on the str: a TypeError under classic CGI (exec mode) as well"))
 def test_creating_a_ticket(trac: TracSite) -> None:
     form = fetch(trac.http, "/cgi-bin/trac.cgi/newticket")
     assert form.status == 200, form.body[:2000]
