@@ -3,7 +3,7 @@
 A site is a directory owned by one site owner::
 
     SITE/cgi-bin/          scripts (the default cgi root; subdirectories included)
-    SITE/htdocs/           static files, DOCUMENT_ROOT
+    SITE/htdocs/           static files, DOCUMENT_ROOT (optional: none without it)
     SITE/.cgirt/           runtime state, never served and never visible over FTP
         generation         an integer, bumped by every publish, delete or rename
         runner.pid         pid of the runner master serving this site (SITE RELOAD)

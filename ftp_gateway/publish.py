@@ -1,5 +1,7 @@
-"""Staged uploads and the publish contract (DESIGN.md): stage, validate, fsync,
-os.replace, fsync the directory, bump the generation; and the site's deploy.log.
+"""Staged uploads, their atomic publish, and the site's deploy.log.
+
+The publish contract: stage, validate, fsync, os.replace, fsync the directory, bump the
+generation (cgirt/site.py), and only then reply 226.
 
 `StagedUpload` is the file object pyftpdlib's data channel writes into. It never touches
 the final path: only `complete_upload` does, and only after the handler has decided the

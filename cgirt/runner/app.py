@@ -23,7 +23,8 @@ from .classic import ExecExecutor
 from ..config import RunnerConfig
 from .dispatch import Dispatcher, Target
 from .environ import build_environ, coerce_c_locale, redirect_environ, search_words
-from ..errors import BadRequest, HttpError, RedirectLoop, RequestTimeout, ScriptFailed
+from ..errors import (BadRequest, HttpError, PayloadTooLarge, RedirectLoop, RequestTimeout,
+                      ScriptFailed)
 from .executors import Executor, Work
 from ..fastcgi.server import FastCGIRequest, io_timeout
 from .forkmode import ForkExecutor, ForkServer
@@ -34,10 +35,6 @@ from .response import ResponseParser
 
 log = logging.getLogger("cgirt.error")
 MAX_REDIRECTS = 10
-
-
-class PayloadTooLarge(HttpError):
-    status, reason = 413, "Payload Too Large"
 
 
 class CgiApp:
@@ -65,14 +62,14 @@ class CgiApp:
         self._current: FastCGIRequest | None = None
 
     def child_init(self) -> None:
-        if self.config.memory_limit_mb:
-            limit = self.config.memory_limit_mb * 1024 * 1024
+        if self.config.memory_limit:
+            limit = self.config.memory_limit
             used = _address_space_bytes()
             if used is not None and used >= limit:
                 # Python 3.13 can boot a little further on memory it already holds, then
                 # fails on the first request: make it a boot error, every time.
-                raise MemoryError(f"memory_limit_mb {self.config.memory_limit_mb} is below what "
-                                  f"a worker already uses ({used // (1024 * 1024)} MiB)")
+                raise MemoryError(f"memory_limit {limit // (1024 * 1024)}M is below what "
+                                  f"a worker already uses ({used // (1024 * 1024)}M)")
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         self.errlog.open()
         drop_to_site_owner(self.site)
@@ -117,7 +114,7 @@ class CgiApp:
         if not raw.isdigit():
             raise BadRequest(log=f"invalid CONTENT_LENGTH {raw!r}")
         length = int(raw)
-        if self.config.max_body_bytes and length > self.config.max_body_bytes:
+        if self.config.max_body and length > self.config.max_body:
             raise PayloadTooLarge(log=f"request body of {length} bytes is over the limit")
         return length
 

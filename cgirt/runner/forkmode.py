@@ -79,6 +79,7 @@ class ForkServer:
         self.in_child = False  # True in a request's child: it is isolated already
         self._sock: socket.socket | None = None
         self._shared: mmap.mmap | None = None
+        self._template = 0
 
     def start(self, serve: Serve, prepare: Callable[[Work], None]) -> None:
         """In the worker, before any script runs: fork the template."""
@@ -91,6 +92,15 @@ class ForkServer:
             _template(theirs, serve, prepare, self.io_timeout, self._shared)  # never returns
         theirs.close()
         self._sock = ours
+        self._template = pid
+
+    def stop(self) -> None:
+        """End the template and reap it. A worker never needs this (the template dies with
+        it); a process that serves requests in-process and goes on (a test) does."""
+        if self._sock is not None:
+            self._sock.close()  # the template reads EOF and exits
+            self._sock = None
+            os.waitpid(self._template, 0)
 
     def run(self, req: FastCGIRequest, work: Work, error_page: ErrorPage) -> None:
         """In the worker: have a fresh child answer `req`, and wait for it."""

@@ -26,10 +26,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..errors import ExitStatus
+
 log = logging.getLogger("cgirt.error")
 
-EXIT_OK = 0
-WORKER_BOOT_ERROR = 3
+EXIT_OK = ExitStatus.OK
+WORKER_BOOT_ERROR = ExitStatus.BOOT_FAILED
 """Exit status of a worker whose child_init failed, and then of the master, which halts."""
 
 _SLOT = struct.Struct("dq")  # request start (monotonic, 0 when idle), booted flag
@@ -124,6 +126,9 @@ class Supervisor:
     workers: dict[int, _Worker] = field(default_factory=dict)
     exit_status: int = EXIT_OK
     halt_reason: str = ""
+    # Starts a worker for a slot and returns its pid; None forks a real one. Tests give
+    # stand-in children here, to drive `step()` with injected time.
+    spawn: Callable[[int], int] | None = None
 
     def __post_init__(self) -> None:
         # Twice the slots: during a graceful reload old and new workers run side by side.
@@ -159,7 +164,20 @@ class Supervisor:
         return self.exit_status
 
     def _record_signal(self, signum: int, frame: object) -> None:
+        self.queue_signal(signum)
+
+    def queue_signal(self, signum: int) -> None:
+        """What a signal to the master does: recorded, acted on by the next `step()`."""
         self._signals.append(signum)
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def slots(self) -> SlotTable:
+        """The workers' request clocks, as their WorkerControl writes them."""
+        return self._slots
 
     def _sleep(self) -> None:
         try:
@@ -261,10 +279,13 @@ class Supervisor:
         used = {w.slot for w in self.workers.values()}
         slot = next(i for i in range(self._slots.size) if i not in used)
         self._slots.set(slot, 0.0, 0)
-        master = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            self._child(slot, master)  # never returns
+        if self.spawn is not None:
+            pid = self.spawn(slot)
+        else:
+            master = os.getpid()
+            pid = os.fork()
+            if pid == 0:
+                self._child(slot, master)  # never returns
         self.workers[pid] = _Worker(pid=pid, slot=slot)
 
     def _kill(self, pid: int, sig: int) -> None:
