@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import os
 import sys
 import tempfile
 import time
@@ -23,6 +24,8 @@ from cgirt.cli import ensure_utf8_mode
 from cgirt.fastcgi.records import request_records
 from cgirt.runner.cache import RACY_SECONDS
 from tests.support.inprocess import InProcessRunner
+from cgirt.runner.scoreboard import Scoreboard
+from cgirt.runner.supervisor import WorkerControl
 
 from .__main__ import FORM_QUERY
 from .stack import make_site
@@ -60,6 +63,9 @@ def main() -> int:
     runner.start()
     query = FORM_QUERY if args.script == "form" else ""
     raw = request_bytes(site, args.script + ".py", query)
+    # The worker's own control, so that what a worker records per request is measured too.
+    _, wake_w = os.pipe()
+    runner.control = WorkerControl(Scoreboard(2), 0, 0, wake_w)
 
     def one() -> bytes:
         return runner.raw(raw)

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from . import __version__
 from .config import RunnerConfig, add_flags, build, flag_values, parse_values, raise_first
 from .errors import CgirtError, ConfigError, ExitStatus, exit_status_for
+from .status import StatusUnavailable
 
 
 class Parser(argparse.ArgumentParser):
@@ -69,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="report every problem, with its file and line")
     check.add_argument("file", type=Path)
     check.set_defaults(func=_config_check)
+    status = sub.add_parser("status", help="a running runner's status (PHP-FPM's fields)")
+    status.add_argument("site", nargs="?", help="the site directory (default: the current "
+                        "one); with --config, the site's NAME in [sites.NAME]")
+    status.add_argument("--config", type=Path, help="TOML file: find the site and its "
+                        "status_listen there")
+    status.add_argument("--address", help="ask this status address (unix:PATH or HOST:PORT)")
+    fmt = status.add_mutually_exclusive_group()
+    fmt.add_argument("--json", dest="format", action="store_const", const="json")
+    fmt.add_argument("--openmetrics", dest="format", action="store_const", const="openmetrics")
+    status.add_argument("--full", action="store_true", help="every worker, too")
+    status.set_defaults(func=_status, format="text")
     _register_gateway(sub)
     return parser
 
@@ -125,7 +137,29 @@ def _serve(args: argparse.Namespace) -> int:
     ensure_utf8_mode()
     config = _runner_config(args)
     setup_runner_logging(logging.DEBUG if args.verbose else logging.INFO)
-    return serve(config)
+    return serve(config, name=args.name)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .runner.statusserver import status_address
+    from .status import fetch
+
+    address = args.address
+    if address is None:
+        if args.config is not None:
+            from .configfile import ConfigFile
+
+            config = ConfigFile(args.config).runner_config(args.site, {}, tell)
+        else:
+            config = RunnerConfig.from_sources({}, {"site": args.site or "."})
+        if not config.site.is_dir():
+            raise ConfigError(f"site directory {config.site} does not exist")
+        address = status_address(config)
+        if address is None:
+            raise ConfigError("status_listen is \"off\" for this site: it has no status")
+    sys.stdout.buffer.write(fetch(address, args.format, args.full))
+    sys.stdout.flush()
+    return ExitStatus.OK
 
 
 def ensure_utf8_mode() -> None:
@@ -192,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except StatusUnavailable as exc:
+        return fail(str(exc), exc)
     except KeyboardInterrupt:
         return ExitStatus.OK
     except CgirtError as exc:

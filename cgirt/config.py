@@ -409,6 +409,19 @@ def _octal_mode(name: str, v: Any) -> int:
     return v
 
 
+def _status_listen(name: str, v: Any) -> str:
+    """Empty: a unix socket in the site's state directory; "off": no status."""
+    if v in ("", "off") or (isinstance(v, str) and v.startswith("unix:") and len(v) > 5):
+        return str(v)
+    if isinstance(v, str) and v != "fd:0":
+        try:
+            return _listen(name, v)
+        except ConfigError:
+            pass
+    raise ConfigError(f"{name} must be unix:PATH, HOST:PORT, \"off\", or empty (a socket in "
+                      f"the site's .cgirt/), not {v!r}")
+
+
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 # What CGI scripts import most: imported once per worker (and held by fork mode's template)
 # instead of by every fork-mode child, and before a persistent worker's first request.
@@ -467,6 +480,15 @@ class RunnerConfig:
     preload: tuple[str, ...] = setting(
         _modules, "modules (not the site's own) each worker imports before any script runs",
         DEFAULT_PRELOAD, metavar="MODULE,...")
+
+    status_listen: str = setting(
+        _status_listen, "admin-only status address: unix:PATH or HOST:PORT; off: none", "",
+        metavar="ADDRESS", shown="SITE/.cgirt/status.sock")
+    status_socket_mode: int = setting(_octal_mode, "permissions of a unix status socket (octal)",
+                                      0o600, metavar="MODE", shown="600")
+    slowlog_timeout: float = setting(
+        duration, "a request running this long has its stack written to logs/slow.log (0: never)",
+        0.0, metavar=DURATION)
 
     def __post_init__(self) -> None:
         if self.kill_grace > self.timeout * 10:

@@ -9,6 +9,8 @@ A site is a directory owned by one site owner::
         runner.pid         pid of the runner master serving this site (SITE RELOAD)
         staging/           uploads in transit (same filesystem, so os.replace is atomic)
         logs/error.log     scripts' stderr and tracebacks, one line per record
+        logs/slow.log      the Python stack of requests past slowlog_timeout or timed out
+        status.sock        the runner's status (admin only: mode 0600 by default)
         logs/deploy.log    the gateway's validation and publish results
 
 The runner does not depend on the gateway for correctness (every request compares stat
@@ -76,6 +78,14 @@ def logs_dir(site: Path) -> Path:
 
 def error_log_path(site: Path) -> Path:
     return logs_dir(site) / "error.log"
+
+
+def slow_log_path(site: Path) -> Path:
+    return logs_dir(site) / "slow.log"
+
+
+def status_socket_path(site: Path) -> Path:
+    return site / STATE_DIR / "status.sock"
 
 
 def deploy_log_path(site: Path) -> Path:

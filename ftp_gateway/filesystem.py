@@ -4,8 +4,8 @@ pyftpdlib hands every method a "real" path made by `ftp2fs` (root + virtual path
 class decides what that path means before touching the disk:
 
 * `/.cgirt/...` (the runtime state) does not exist, for reading and for writing;
-* `/logs` is a virtual read-only folder showing `.cgirt/logs/error.log` and
-  `deploy.log` (a real `logs` entry at the site root is shadowed);
+* `/logs` is a virtual read-only folder showing `.cgirt/logs/error.log`,
+  `deploy.log` and `slow.log` (a real `logs` entry at the site root is shadowed);
 * anything else is the site itself, provided its resolved path (symlinks followed)
   stays inside the site and outside the state directory;
 * uploads never write the final path: `open(..., 'wb')` returns a `StagedUpload`.
@@ -31,8 +31,8 @@ from .errors import CommandRefused, PathRefused, ReadOnlyPath
 from .publish import StagedUpload, record_change
 
 LOGS = "logs"
-LOG_NAMES = ("deploy.log", "error.log")
-READ_ONLY = "logs/ is read-only: it shows the site's error.log and deploy.log."
+LOG_NAMES = ("deploy.log", "error.log", "slow.log")
+READ_ONLY = "logs/ is read-only: it shows the site's error.log, deploy.log and slow.log."
 
 
 class Zone(enum.Enum):

@@ -36,7 +36,8 @@ class Control(Protocol):
     """What a connection asks of the process that serves it (a supervised worker, or a
     process that serves a single request)."""
 
-    def request_started(self) -> None: ...
+    def request_started(self, method: str = "", uri: str = "", script: str = "") -> None:
+        """What the request is, for the status page: method, URI and script."""
 
     def request_finished(self) -> None: ...
 
@@ -51,7 +52,7 @@ class SingleRequestControl:
 
     stopping = True
 
-    def request_started(self) -> None:
+    def request_started(self, method: str = "", uri: str = "", script: str = "") -> None:
         pass
 
     def request_finished(self) -> None:
@@ -278,7 +279,12 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
             req.params_done = True
             self.keep_conn = bool(req.flags & fb.FCGI_KEEP_CONN)
             self._in_request = True
-            self.control.request_started()
+            p = req.params
+            script = p.get("SCRIPT_FILENAME", "")
+            if not script.startswith("/"):  # Apache's proxy:fcgi://...: the URL's path says more
+                script = p.get("SCRIPT_NAME", "")
+            self.control.request_started(p.get("REQUEST_METHOD", ""), p.get("REQUEST_URI", ""),
+                                         script)
             req.run()
 
     def _on_other(self, rtype: int, request_id: int, content: bytes) -> None:

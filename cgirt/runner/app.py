@@ -12,6 +12,7 @@ import logging
 import os
 import resource
 import signal
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -32,6 +33,7 @@ from ..log import ErrorLog
 from .modes import ModePolicy
 from .persistent import PersistentExecutor
 from .response import ResponseParser
+from .slowlog import SLOW_SIGNAL, SlowLog
 
 log = logging.getLogger("cgirt.error")
 MAX_REDIRECTS = 10
@@ -48,6 +50,7 @@ class CgiApp:
         self.scripts = ScriptCache()
         self.modules = SiteModules(os.path.realpath(config.site))
         self.errlog = ErrorLog(site_layout.error_log_path(config.site), config.site)
+        self.slowlog = SlowLog(site_layout.slow_log_path(config.site), config.site)
         self.document_root = str(config.site / site_layout.DOCUMENT_ROOT)
         self.forks = ForkServer(config.timeout, config.kill_grace, io_timeout(config))
         self.persistent = PersistentExecutor(self.scripts, self.modules, self.errlog, self._finish)
@@ -60,6 +63,7 @@ class CgiApp:
         self._generation_path = str(site_layout.generation_path(config.site))
         self._generation: Any = None
         self._current: FastCGIRequest | None = None
+        self._started = 0.0
 
     def child_init(self) -> None:
         if self.config.memory_limit:
@@ -72,10 +76,12 @@ class CgiApp:
                                   f"a worker already uses ({used // (1024 * 1024)}M)")
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         self.errlog.open()
+        self.slowlog.open()
         drop_to_site_owner(self.site)
         preload(self.config.preload, self.modules.site_root)
         install_site_loader(self.modules)
         signal.signal(signal.SIGALRM, self._on_deadline)
+        signal.signal(SLOW_SIGNAL, self._on_slow)  # before the fork template: its children too
         self.persistent.start()
         self.forks.start(self._serve_forked, self._prepare_fork)  # clean: no script has run yet
 
@@ -86,6 +92,7 @@ class CgiApp:
         # last request can never fire on this one; it is not disarmed afterwards (a system
         # call per request): with no current request, it only wakes the worker once.
         signal.setitimer(signal.ITIMER_REAL, self.config.timeout)
+        self._started = time.monotonic()
         self._current = req
         try:
             self._check_generation()
@@ -140,6 +147,7 @@ class CgiApp:
 
     def _serve_forked(self, req: FastCGIRequest, work: Work) -> None:
         """Fork mode, in the request's own child of the template."""
+        self._started = time.monotonic()
         self._current = req
         self.guarded(req, work.target.path, lambda: self.persistent.execute(req, work))
 
@@ -181,10 +189,21 @@ class CgiApp:
                 self.modules.refresh(force=True)
             self._generation = sig
 
+    def _on_slow(self, signum: int, frame: Any) -> None:
+        req = self._current
+        if req is None:
+            return  # it ended before the master's signal arrived
+        child = self.forks.running_child()
+        if child:
+            os.kill(child, signum)  # fork mode: the script runs in that child
+            return
+        self.slowlog.write("slow request", frame, req.params, time.monotonic() - self._started)
+
     def _on_deadline(self, signum: int, frame: Any) -> None:
         req = self._current
         if req is None:
             return
+        self.slowlog.write("timed out", frame, req.params, time.monotonic() - self._started)
         req.conn.control.recycle_after_request()
         self.persistent.descriptors.stop()  # a script's pump thread must not write along
         if not req.ended and not req.stdout_started and not req.conn.sending:

@@ -80,6 +80,7 @@ class ForkServer:
         self._sock: socket.socket | None = None
         self._shared: mmap.mmap | None = None
         self._template = 0
+        self._waiting = False
 
     def start(self, serve: Serve, prepare: Callable[[Work], None]) -> None:
         """In the worker, before any script runs: fork the template."""
@@ -118,7 +119,11 @@ class ForkServer:
             conn.control.recycle_after_request()  # a new worker brings a new template
             raise ChildDied(log=f"the fork-mode template is gone ({exc})") from None
         conn.keep_conn = False  # the child read records this process never saw
-        ended_by_itself = self._wait(remaining + self.kill_grace / 2)
+        self._waiting = True
+        try:
+            ended_by_itself = self._wait(remaining + self.kill_grace / 2)
+        finally:
+            self._waiting = False
         _, sent = _SHARED.unpack_from(self._shared, 0)
         if sent == _ENDED:
             req.ended = True
@@ -127,6 +132,13 @@ class ForkServer:
         if sent == _NOTHING:
             error_page(req, ChildDied() if ended_by_itself else RequestTimeout())
         req.end()
+
+    def running_child(self) -> int:
+        """In the worker: the pid of the child answering the current request, or 0."""
+        if not self._waiting or self._shared is None:
+            return 0
+        pid: int = _SHARED.unpack_from(self._shared, 0)[0]
+        return pid
 
     def _wait(self, seconds: float) -> bool:
         """Wait for the child; kill it after `seconds`. True if it ended by itself."""

@@ -2,9 +2,10 @@
 
 It knows nothing of CGI or FastCGI. It is given an already-bound listening socket, a
 `child_init` run once in each new worker, and a `handle(conn, addr, control)` run for each
-accepted connection. Workers tell the master when a request starts and ends through a shared
-memory slot, so the master can enforce a deadline that no script can catch (SIGKILL), the way
-gunicorn's arbiter murders workers whose heartbeat went stale.
+accepted connection. Workers tell the master when a request starts and ends through their
+slot of a shared-memory scoreboard (scoreboard.py), so the master can enforce a deadline that
+no script can catch (SIGKILL), the way gunicorn's arbiter murders workers whose heartbeat went
+stale, and can tell an observer (the status server) what every worker is doing.
 
 Signals in the master are only recorded (queued and a byte written to a wake-up pipe); the
 main loop acts on them in `step()`.
@@ -15,18 +16,18 @@ from __future__ import annotations
 import ctypes
 import errno
 import logging
-import mmap
 import os
 import random
 import select
 import signal
 import socket
-import struct
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 from ..errors import ExitStatus
+
+from .scoreboard import Scoreboard, SlotWriter
 
 log = logging.getLogger("cgirt.error")
 
@@ -34,7 +35,6 @@ EXIT_OK = ExitStatus.OK
 WORKER_BOOT_ERROR = ExitStatus.BOOT_FAILED
 """Exit status of a worker whose child_init failed, and then of the master, which halts."""
 
-_SLOT = struct.Struct("dq")  # request start (monotonic, 0 when idle), booted flag
 _PR_SET_PDEATHSIG = 1
 
 
@@ -48,29 +48,28 @@ class SupervisorSettings:
     quick_timeout: float = 1.0  # SIGINT/SIGQUIT: in-flight requests get this long
     tick: float = 0.1
     boot_failures_to_halt: int = 3
+    slow_after: float = 0.0  # a request older than this gets `slow_signal` once (0: never)
+    slow_signal: int = signal.SIGUSR2
 
 
-class SlotTable:
-    """Per-worker request clocks in anonymous shared memory (created before any fork)."""
+class Observer(Protocol):
+    """Something the master also attends to in its loop (the status server): its own
+    descriptors, a look at the pool every turn; workers close what it holds."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._mem = mmap.mmap(-1, _SLOT.size * size)
+    def fds(self) -> list[int]: ...
 
-    def set(self, index: int, started: float, booted: int) -> None:
-        _SLOT.pack_into(self._mem, index * _SLOT.size, started, booted)
+    def on_readable(self, fd: int) -> None: ...
 
-    def get(self, index: int) -> tuple[float, int]:
-        started, booted = _SLOT.unpack_from(self._mem, index * _SLOT.size)
-        return started, booted
+    def on_tick(self, now: float) -> None: ...
+
+    def close_in_worker(self) -> None: ...
 
 
 class WorkerControl:
     """The worker side: lives in the child, writes only its own slot."""
 
-    def __init__(self, slots: SlotTable, index: int, max_requests: int, wake_w: int) -> None:
-        self._slots = slots
-        self._index = index
+    def __init__(self, slots: Scoreboard, index: int, max_requests: int, wake_w: int) -> None:
+        self._slot: SlotWriter = slots.writer(index)
         self._max_requests = max_requests
         self._served = 0
         self._stopping = False
@@ -78,13 +77,13 @@ class WorkerControl:
         self._wake_w = wake_w
 
     def booted(self) -> None:
-        self._slots.set(self._index, 0.0, 1)
+        self._slot.booted()
 
-    def request_started(self) -> None:
-        self._slots.set(self._index, time.monotonic(), 1)
+    def request_started(self, method: str = "", uri: str = "", script: str = "") -> None:
+        self._slot.request_started(method, uri, script)
 
     def request_finished(self) -> None:
-        self._slots.set(self._index, 0.0, 1)
+        self._slot.request_finished()
         self._served += 1
         if self._max_requests and self._served >= self._max_requests:
             self._stopping = True
@@ -114,6 +113,8 @@ class _Worker:
     slot: int
     retiring_since: float | None = None  # set when we asked it to stop
     booted: bool = False
+    spawned: float = field(default_factory=time.time)
+    slow_flagged: float = 0.0  # the start of the request it was last sent slow_signal for
 
 
 @dataclass
@@ -123,6 +124,7 @@ class Supervisor:
     settings: SupervisorSettings
     child_init: Callable[[], None] = lambda: None
     on_ready: Callable[[], None] = lambda: None
+    observer: Observer | None = None
     workers: dict[int, _Worker] = field(default_factory=dict)
     exit_status: int = EXIT_OK
     halt_reason: str = ""
@@ -132,12 +134,19 @@ class Supervisor:
 
     def __post_init__(self) -> None:
         # Twice the slots: during a graceful reload old and new workers run side by side.
-        self._slots = SlotTable(self.settings.workers * 2)
+        self._slots = Scoreboard(self.settings.workers * 2)
+        self.started_at = time.time()
+        self.retired_requests = 0  # requests started by workers that are gone
+        self.slow_requests = 0
         self._signals: list[int] = []
         self._running = True
         self._stop_deadline: float | None = None
         self._boot_failures = 0
         self._wake_r = self._wake_w = -1
+
+    @property
+    def scoreboard(self) -> Scoreboard:
+        return self._slots
 
     # -- master -----------------------------------------------------------------------
 
@@ -174,16 +183,15 @@ class Supervisor:
     def running(self) -> bool:
         return self._running
 
-    @property
-    def slots(self) -> SlotTable:
-        """The workers' request clocks, as their WorkerControl writes them."""
-        return self._slots
-
     def _sleep(self) -> None:
         try:
-            select.select([self._wake_r], [], [], self.settings.tick)
+            fds = [self._wake_r, *self.observer.fds()] if self.observer else [self._wake_r]
+            ready, _, _ = select.select(fds, [], [], self.settings.tick)
         except InterruptedError:
-            pass
+            ready = []
+        for fd in ready:
+            if fd != self._wake_r and self.observer:
+                self.observer.on_readable(fd)
         try:
             while os.read(self._wake_r, 4096):
                 pass
@@ -198,6 +206,8 @@ class Supervisor:
         if not self._running:
             return
         self._enforce_deadlines(now)
+        if self.observer:
+            self.observer.on_tick(now)
         if self._stop_deadline is not None:
             if not self.workers:
                 self._running = False
@@ -234,6 +244,11 @@ class Supervisor:
             if started and now - started > self.settings.request_kill_after:
                 log.error("worker %d: request exceeded its deadline; killing it", w.pid)
                 self._kill(w.pid, signal.SIGKILL)
+            elif (started and self.settings.slow_after and w.slow_flagged != started
+                    and now - started > self.settings.slow_after):
+                w.slow_flagged = started  # once per request
+                self.slow_requests += 1
+                self._kill(w.pid, self.settings.slow_signal)
             elif w.retiring_since is not None:
                 bound = self.settings.graceful_timeout
                 if self._stop_deadline is not None:
@@ -255,6 +270,7 @@ class Supervisor:
             if w is None:
                 continue
             booted = w.booted or self._slots.get(w.slot)[1] == 1
+            self.retired_requests += self._slots.read(w.slot).requests
             self._slots.set(w.slot, 0.0, 0)
             self._on_exit(w, status, booted)
 
@@ -323,6 +339,8 @@ class Supervisor:
             return EXIT_OK  # the master died before the kernel could be asked to tell us
         os.close(self._wake_r)
         os.close(self._wake_w)
+        if self.observer:
+            self.observer.close_in_worker()  # a script must not reach the admin's socket
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         random.seed()

@@ -45,6 +45,9 @@ RUNNER: dict[str, tuple[str, str, dict[str, Any]]] = {
     "socket_mode": ('"600"', "600", {"socket_mode": 0o600}),
     "script_path_env": ('"/bin"', "/bin", {"script_path_env": "/bin"}),
     "preload": ('["json"]', "json", {"preload": ("json",)}),
+    "status_listen": ('"127.0.0.1:9001"', "127.0.0.1:9001", {"status_listen": "127.0.0.1:9001"}),
+    "status_socket_mode": ('"660"', "660", {"status_socket_mode": 0o660}),
+    "slowlog_timeout": ('"2s"', "2s", {"slowlog_timeout": 2.0}),
 }
 
 GATEWAY: dict[str, tuple[str, str | None, dict[str, Any]]] = {  # None: a switch

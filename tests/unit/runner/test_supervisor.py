@@ -36,7 +36,7 @@ class StandIns:
         pid = os.posix_spawnp(self.command[0], self.command, os.environ, setsigmask=mask)
         self.pids.append(pid)
         if self.boots:
-            self.sup.slots.set(slot, 0.0, 1)
+            self.sup.scoreboard.set(slot, 0.0, 1)
         return pid
 
     def stop_all(self) -> None:
@@ -96,7 +96,7 @@ def test_a_request_past_its_deadline_gets_its_worker_killed_and_replaced(
         sup: Supervisor, children: StandIns) -> None:
     sup.step(0.0)
     busy, idle = sorted(sup.workers, key=lambda pid: sup.workers[pid].slot)
-    sup.slots.set(sup.workers[busy].slot, 1000.0, 1)  # its request began at t=1000
+    sup.scoreboard.set(sup.workers[busy].slot, 1000.0, 1)  # its request began at t=1000
     sup.step(1004.0)
     assert alive(busy)
     step_until(sup, 1005.5, lambda: busy not in sup.workers, "the busy worker's end")
@@ -159,3 +159,39 @@ def test_a_booted_worker_that_dies_is_replaced_without_halting(
     sup.step(0.0)
     step_until(sup, 0.1, lambda: len(children.pids) >= 6, "replacements")
     assert sup.running and sup.exit_status == 0
+
+
+def test_a_slow_request_is_signalled_once(children: StandIns) -> None:
+    listener = socket.socket()
+    sup = Supervisor(listener, lambda *a: None, SupervisorSettings(
+        workers=2, request_kill_after=50.0, slow_after=2.0, slow_signal=signal.SIGUSR2),
+        spawn=children)
+    children.sup = sup
+    try:
+        sup.step(0.0)
+        busy, idle = sorted(sup.workers, key=lambda pid: sup.workers[pid].slot)
+        sup.scoreboard.set(sup.workers[busy].slot, 1000.0, 1)
+        sup.step(1001.9)
+        assert alive(busy) and sup.slow_requests == 0
+        sup.step(1002.1)
+        assert sup.slow_requests == 1
+        sup.step(1003.0)  # the same request: not again
+        assert sup.slow_requests == 1
+        # `sleep` dies of SIGUSR2, so the signal was sent (nothing else ends it before t=1050)
+        step_until(sup, 1003.0, lambda: busy not in sup.workers, "the signalled worker's end")
+        assert alive(idle)
+    finally:
+        listener.close()
+
+
+def test_requests_of_a_reaped_worker_still_count(sup: Supervisor, children: StandIns) -> None:
+    sup.step(0.0)
+    pid = min(sup.workers, key=lambda p: sup.workers[p].slot)
+    slot = sup.workers[pid].slot
+    writer = sup.scoreboard.writer(slot)
+    for _ in range(3):
+        writer.request_started("GET", "/a", "/a.py")
+        writer.request_finished()
+    os.kill(pid, signal.SIGKILL)
+    step_until(sup, 1.0, lambda: pid not in sup.workers, "the reaping")
+    assert sup.retired_requests == 3
