@@ -1,17 +1,14 @@
-"""Interpreter-wide settings a script may change, captured at worker start, put back after
-every request: what a fresh CGI process would have started with.
+"""Interpreter-wide settings: captured at worker start, put back after every request.
 
-Each item is read cheaply after every request and reset only when it differs: a script
-that touches nothing (most of them) costs a few dozen attribute reads and one system call.
-Two settings cannot always be put back: a niceness raised (going down again needs
-privilege) and a hard resource limit lowered. Those are reported, and the worker is
-replaced after the response.
-
-Resource limits, the niceness and the locale cost a system call or more each to read, so
-they are read only after a request that called one of the functions that change them
-(`resource.setrlimit`, `resource.prlimit`, `os.nice`, `os.setpriority`, `locale.setlocale`,
-wrapped here at capture to note the call; `_locale.setlocale` or C code calling setlocale(3)
-directly go unnoticed).
+What a fresh CGI process would have started with: the import machinery, logging, warnings,
+locale, TZ, decimal, trace functions, gc, resource limits and the rest (README lists them).
+After a request that changed nothing (most of them) one tuple is read and compared;
+settings changed only through a function (`sys.setrecursionlimit`, `socket.setdefaulttimeout`,
+`gc.disable`, `time.tzset`, `locale.setlocale`, `resource.setrlimit`, `os.nice`, ...) are read
+only after a request that called one: those functions are wrapped at capture to note the
+call (C code calling the C functions directly goes unnoticed). Two settings cannot always
+be put back: a niceness raised (going down again needs privilege) and a hard resource limit
+lowered. Those are reported, and the worker is replaced after the response.
 """
 
 from __future__ import annotations
@@ -47,6 +44,7 @@ _SYS_ITEMS = itemgetter("dont_write_bytecode", "displayhook", "breakpointhook", 
                         "meta_path", "path_hooks")
 _THREADING_ITEMS = itemgetter("excepthook")
 _WARNINGS_ITEMS = itemgetter("filters", "showwarning", "formatwarning", "defaultaction")
+_WARNINGS_HOOKS = itemgetter("showwarning", "formatwarning", "defaultaction")
 # The builtins scripts and the libraries they call replace (demandimport, sandboxes,
 # gettext.install adds `_`, which the length shows): reading all 150 costs more than the
 # rest together.
@@ -170,7 +168,7 @@ class InterpreterState:
         self.socket_timeout = socket.getdefaulttimeout()
         self.warnings_filters = warnings.filters
         self.warnings_saved = list(warnings.filters)
-        self.warnings_hooks = (warnings.showwarning, warnings.formatwarning, warnings.defaultaction)
+        self.warnings_hooks = _WARNINGS_HOOKS(_WARNINGS)
         self.import_hook = builtins.__import__
         self.builtins = dict(builtins.__dict__)
         self.meta_path, self.meta_path_saved = sys.meta_path, list(sys.meta_path)
@@ -286,10 +284,10 @@ class InterpreterState:
     def _restore_warnings(self) -> None:
         if warnings.filters is not self.warnings_filters or warnings.filters != self.warnings_saved:
             warnings.filters = self.warnings_filters
-            warnings.filters[:] = self.warnings_saved
+            warnings.filters[:] = self.warnings_saved  # type: ignore[index]  # a list at run time
             warnings._filters_mutated()  # type: ignore[attr-defined]  # drops the C-level cache
-        if (warnings.showwarning, warnings.formatwarning, warnings.defaultaction) != self.warnings_hooks:
-            warnings.showwarning, warnings.formatwarning, warnings.defaultaction = self.warnings_hooks
+        if _WARNINGS_HOOKS(_WARNINGS) != self.warnings_hooks:
+            _WARNINGS.update(zip(("showwarning", "formatwarning", "defaultaction"), self.warnings_hooks))
 
     def _restore_imports(self) -> None:
         if builtins.__dict__ != self.builtins:

@@ -1,5 +1,6 @@
-"""Library modules a site's code writes to: noticed at the write, so that the worker can be
-replaced after the response (the next request must not see `json.X = ...`).
+"""Library modules the site's code writes to: noticed at the write, the worker replaced.
+
+The next request must not see `json.X = ...`: the worker is replaced after the response.
 
 Each library module (a plain module whose file is outside the site) gets a subclass of
 ModuleType whose attribute writes note who wrote: code from the site (a script or one of its

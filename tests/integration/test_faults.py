@@ -76,7 +76,7 @@ def test_worker_death_costs_only_that_request(front: Callable[..., Front], scrip
 
 
 def test_memory_bomb_under_a_limit(front: Callable[..., Front], site: Path) -> None:
-    f = front("--memory-limit-mb", "400", workers=2)
+    f = front("--memory-limit", "400M", workers=2)
     before = set(f.runner.worker_pids())
     assert f.get("/cgi-bin/memory_bomb.py")[0] == 500
     assert "MemoryError" in (site / ".cgirt/logs/error.log").read_text()
@@ -175,7 +175,7 @@ def test_boot_failure_halts_instead_of_respawning(site: Path, tmp_path: Path) ->
     import sys
     proc = subprocess.run(
         [sys.executable, "-m", "cgirt", "serve", "--site", str(site), "--listen",
-         f"unix:{tmp_path / 'r.sock'}", "--memory-limit-mb", "1"],
+         f"unix:{tmp_path / 'r.sock'}", "--memory-limit", "1M"],
         capture_output=True, text=True, timeout=30)
     assert proc.returncode == 3
     assert "fail" in proc.stderr and "boot" in proc.stderr
@@ -201,4 +201,25 @@ def test_a_script_exiting_with_the_boot_failure_status_does_not_halt_the_runner(
         assert f.get("/cgi-bin/exit3.py")[0] == 502
         replaced(f.runner, before)
     assert f.runner.proc.alive()
+    f.healthy()
+
+
+@pytest.mark.parametrize("mode", ["persistent", "fork"])
+def test_a_child_holding_stdout_keeps_the_response_open_until_the_deadline(
+        front: Callable[..., Front], mode: str) -> None:
+    f = front("--timeout", "2", "--mode", mode, workers=1)
+    started = time.monotonic()
+    status, body = f.get("/cgi-bin/background_forever.py", timeout=60)
+    took = time.monotonic() - started
+    # As under Apache: the response began, so the deadline cuts it rather than a 504.
+    assert (status, body) == (200, b"before the deadline\n")
+    assert 2.0 <= took < 30.0
+    f.healthy()
+
+
+@pytest.mark.parametrize("mode", ["persistent", "fork"])
+def test_waiting_for_a_child_past_the_deadline_is_a_504(front: Callable[..., Front], mode: str) -> None:
+    f = front("--timeout", "2", "--mode", mode, workers=1)
+    status, body = f.get("/cgi-bin/child_hangs.py", timeout=60)
+    assert status == 504 and b"too long" in body
     f.healthy()

@@ -3,6 +3,8 @@ over FastCGI; the corpus scripts change the interpreter, the probes print what t
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -112,9 +114,13 @@ def test_the_admin_can_refuse_to_keep_modules(
     assert f"cgi-bin/.cgirt-keep-modules: {refusal}" in error_log(site)  # the owner sees it
 
 
-def test_a_bad_keep_modules_setting_is_refused_at_start(
-        site: Path, tmp_path: Path, start_runner: Callable[..., Runner]) -> None:
+def test_a_bad_keep_modules_setting_is_refused_at_start(site: Path, tmp_path: Path) -> None:
     config = tmp_path / "runner.toml"
     config.write_text('[runner]\nallow_keep_modules = "no"\n')
-    with pytest.raises(RuntimeError, match="allow_keep_modules must be true or false"):
-        start_runner(site, "--config", str(config), workers=1)
+    done = subprocess.run(
+        [sys.executable, "-m", "cgirt", "serve", "--site", str(site), "--listen",
+         f"unix:{tmp_path / 'r.sock'}", "--config", str(config)],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done
+    assert "allow_keep_modules must be true or false, not 'no'" in done.stderr
+    assert not (tmp_path / "r.sock").exists()
