@@ -3,6 +3,7 @@
     [runner]            defaults for every site's runner (any `cgirt serve` setting)
     [sites.NAME]        a site: `site`, `listen`, and any runner setting to override
     [ftp]               the gateway (`cgirt ftp` settings)
+    [host]              `cgirt host`: host-wide settings and pool defaults (host/settings.py)
 
 Every problem is reported with the file and the line of the key it is about.
 """
@@ -18,6 +19,7 @@ from typing import Any, Callable
 
 from .config import RunnerConfig
 from .errors import ConfigError
+from .host.settings import POOL_KEYS, HostSettings, PoolSettings
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ class ConfigFile:
             if name not in sites:
                 known = ", ".join(sites) or "none"
                 raise ConfigError(f"{self.path}: no [sites.{name}] table (sites: {known})")
-            values.update(self.table(f"sites.{name}"))
+            # Pool settings are `cgirt host`'s alone; `cgirt serve --name` runs the site without.
+            values.update({k: v for k, v in self.table(f"sites.{name}").items() if k not in POOL_KEYS})
         return values
 
     def runner_config(self, name: str | None, overrides: dict[str, Any]) -> RunnerConfig:
@@ -93,9 +96,12 @@ class ConfigFile:
         """Every problem in the file, each with its line."""
         found: list[str] = []
         fields = {f.name: f for f in dataclasses.fields(RunnerConfig)}
+        pool_fields = {f.name: f for f in dataclasses.fields(PoolSettings)}
         for table in ["runner", *(f"sites.{n}" for n in self.site_names())]:
             for key, value in self.table(table).items():
                 f = fields.get(key.replace("-", "_"))
+                if f is None and table != "runner" and key in POOL_KEYS:
+                    f = pool_fields[key]
                 if f is None:
                     found.append(self.at(key, table, f"unknown runner setting {key!r}"))
                     continue
@@ -112,6 +118,19 @@ class ConfigFile:
             site = values.get("site")
             if isinstance(site, str) and not Path(site).is_dir():
                 found.append(self.at("site", f"sites.{name}", f"site directory {site} does not exist"))
+        if "host" in self.data:
+            from .host.config import drop_in_files, drop_in_problems, host_problems
+
+            found.extend(host_problems(self))
+            try:
+                settings = HostSettings.from_values(self.table("host"))
+            except ConfigError:
+                settings = HostSettings()
+            for path in drop_in_files(self, settings):
+                try:
+                    found.extend(drop_in_problems(ConfigFile(path)))
+                except ConfigError as exc:
+                    found.append(str(exc))
         if "ftp" in self.data and check_ftp is not None:
             for key, message in check_ftp(self.table("ftp"), self.path.parent):
                 found.append(self.at(key, "ftp", message))

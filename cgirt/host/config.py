@@ -1,0 +1,154 @@
+"""What `cgirt host` serves: every `[sites.NAME]` of the admin's file and of its drop-in
+folder (`[host] sites_dir`, one `NAME.toml` per site, its settings at the top level).
+
+`load()` reads everything or nothing: any problem, in any file, raises HostConfigError
+with every problem found, each with its file and line, as `cgirt config check` reports them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import RunnerConfig
+from ..configfile import ConfigFile
+from ..errors import ConfigError
+from .settings import HOST_KEYS, POOL_KEYS, HostSettings, PoolSettings, check
+
+RUNNER_KEYS = frozenset(f.name for f in dataclasses.fields(RunnerConfig))
+
+
+class HostConfigError(ConfigError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    name: str
+    runner: RunnerConfig
+    pool: PoolSettings
+    source: Path  # the file that defines it
+
+    @property
+    def max_workers(self) -> int:
+        if self.pool.pm == "static":
+            return self.runner.workers
+        return self.pool.max_workers or self.runner.workers
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    settings: HostSettings
+    sites: dict[str, SiteSpec]
+    preload: tuple[str, ...]  # the zygote's: [runner] preload
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.sites)
+
+
+def load(path: Path) -> HostPlan:
+    main = ConfigFile(path)
+    problems = main.problems(None)  # with [host] and every drop-in's
+    host_values = main.table("host")
+    settings = HostSettings()
+    try:
+        settings = HostSettings.from_values(host_values)
+    except ConfigError:
+        pass  # reported by problems()
+    pool_defaults = {k: v for k, v in host_values.items() if k in POOL_KEYS}
+    runner_defaults = main.table("runner")
+    tables: list[tuple[str, dict[str, Any], ConfigFile, str]] = [
+        (name, main.table(f"sites.{name}"), main, f"sites.{name}") for name in main.site_names()]
+    for drop_in in drop_in_files(main, settings):
+        try:
+            f = ConfigFile(drop_in)
+        except ConfigError:
+            continue  # reported by problems()
+        if drop_in.stem in main.site_names():
+            problems.append(f"{drop_in}: site {drop_in.stem!r} is also [sites.{drop_in.stem}] in {path}")
+            continue
+        tables.append((drop_in.stem, f.data, f, ""))
+    sites: dict[str, SiteSpec] = {}
+    listens: dict[str, str] = {}
+    for name, table, f, where in tables:
+        runner_values = {**runner_defaults, **{k: v for k, v in table.items() if k not in POOL_KEYS}}
+        try:
+            runner = RunnerConfig.from_sources(runner_values)
+            pool = PoolSettings.from_values({**pool_defaults, **table})
+        except ConfigError as exc:
+            if not any(str(exc) in p for p in problems):
+                problems.append(f"{f.path}: site {name!r}: {exc}")
+            continue
+        if runner.listen == "fd:0":
+            problems.append(f.at("listen", where, "listen = \"fd:0\" is for one runner, not a host"))
+            continue
+        if runner.listen in listens:
+            problems.append(f.at("listen", where, f"{runner.listen} is also the address of site "
+                                                  f"{listens[runner.listen]!r}"))
+            continue
+        listens[runner.listen] = name
+        sites[name] = SiteSpec(name, runner, pool, f.path)
+    if problems:
+        raise HostConfigError(problems)
+    return HostPlan(settings, sites, RunnerConfig.from_sources(runner_defaults).preload)
+
+
+def drop_in_files(main: ConfigFile, settings: HostSettings) -> list[Path]:
+    if not settings.sites_dir:
+        return []
+    folder = main.path.parent / settings.sites_dir
+    if not folder.is_dir():
+        return []  # a panel may create it later; `config check` names it
+    return sorted(folder.glob("*.toml"))
+
+
+def host_problems(main: ConfigFile) -> list[str]:
+    """What `cgirt config check` adds for `cgirt host`: the [host] table and the drop-ins."""
+    found: list[str] = []
+    values = main.table("host")
+    for key, value in values.items():
+        if key in HOST_KEYS:
+            cls: type = HostSettings
+        elif key in POOL_KEYS:
+            cls = PoolSettings
+        else:
+            found.append(main.at(key, "host", f"unknown host setting {key!r}"))
+            continue
+        try:
+            check(cls, key, value)
+        except ConfigError as exc:
+            found.append(main.at(key, "host", str(exc)))
+    sites_dir = values.get("sites_dir")
+    if isinstance(sites_dir, str) and sites_dir and not (main.path.parent / sites_dir).is_dir():
+        found.append(main.at("sites_dir", "host", f"{main.path.parent / sites_dir} is not a directory"))
+    return found
+
+
+def drop_in_problems(f: ConfigFile) -> list[str]:
+    """A drop-in site file: its settings at the top level, each problem with its line."""
+    found: list[str] = []
+    for key, value in f.data.items():
+        if isinstance(value, dict):
+            found.append(f.at(key, "", f"[{key}]: a drop-in holds one site's settings, no tables"))
+            continue
+        try:
+            if key in POOL_KEYS:
+                check(PoolSettings, key, value)
+            elif key in RUNNER_KEYS:
+                check(RunnerConfig, key, value)
+            else:
+                found.append(f.at(key, "", f"unknown site setting {key!r}"))
+        except ConfigError as exc:
+            found.append(f.at(key, "", str(exc)))
+    for required in ("site", "listen"):
+        if required not in f.data:
+            found.append(f"{f.path}: needs {required!r}")
+    site = f.data.get("site")
+    if isinstance(site, str) and not Path(site).is_dir():
+        found.append(f.at("site", "", f"site directory {site} does not exist"))
+    return found

@@ -1,0 +1,188 @@
+"""`cgirt host`: one master for several sites behind a real nginx, workers on demand.
+
+Workers are the zygote's children; which site a worker serves is read from /proc (the
+listening socket it holds), never from the master's own account.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from tests.conftest import make_site
+from tests.support.http import HttpResponse, fetch
+from tests.support.procs import children_of, wait_for
+from tests.support.servers import Host, Nginx, nginx_server_block
+
+pytestmark = pytest.mark.integration
+
+PID_SCRIPT = 'import os\nprint("Content-Type: text/plain")\nprint()\nprint(os.getpid())\n'
+SLOW_PID = ('import os, time\ntime.sleep(float(os.environ["QUERY_STRING"] or 1))\n'
+            'print("Content-Type: text/plain")\nprint()\nprint(os.getpid())\n')
+
+
+class Stack:
+    """Sites under tmp_path, one `cgirt host` for all, one nginx with a server block each."""
+
+    def __init__(self, tmp_path: Path, host_table: str, sites: dict[str, str]) -> None:
+        self.tmp = tmp_path
+        self.sites: dict[str, Path] = {}
+        lines = ["[host]", host_table, "allow_root_site = true", ""]
+        for name, extra in sites.items():
+            site = make_site(tmp_path / name)
+            (site / "cgi-bin" / "slowpid.py").write_text(SLOW_PID)
+            self.sites[name] = site
+            lines += [f"[sites.{name}]", f'site = "{site}"', f'listen = "{self.backend(name)}"',
+                      extra, ""]
+        self.config = tmp_path / "cgirt.toml"
+        self.config.write_text("\n".join(lines))
+        self.host: Host | None = None
+        self.nginx: Nginx | None = None
+
+    def backend(self, name: str) -> str:
+        return f"unix:{self.tmp}/{name}.sock"
+
+    def front(self, name: str) -> str:
+        return f"unix:{self.tmp}/{name}-http.sock"
+
+    def start(self) -> "Stack":
+        self.host = Host(self.config, self.tmp)
+        self.nginx = Nginx(self.tmp / "nginx", [
+            nginx_server_block(site, self.front(n), self.backend(n)) for n, site in self.sites.items()])
+        for n in self.sites:
+            self.nginx.wait(self.front(n))
+        return self
+
+    def get(self, name: str, path: str) -> HttpResponse:
+        return fetch(self.front(name), path)
+
+    def workers(self, name: str) -> list[int]:
+        assert self.host is not None
+        return self.host.workers_of(self.backend(name))
+
+    def log(self) -> str:
+        assert self.host is not None
+        return self.host.proc.output()
+
+    def stop(self) -> None:
+        if self.nginx is not None:
+            self.nginx.stop()
+        if self.host is not None:
+            self.host.stop()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    made: list[Stack] = []
+
+    def make(host_table: str, **sites: str) -> Stack:
+        s = Stack(tmp_path, host_table, sites)
+        made.append(s)
+        return s.start()
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+def test_ondemand_starts_a_worker_for_the_first_request_and_ends_it_when_idle(
+        stack: Callable[..., Stack]) -> None:
+    s = stack("idle_timeout = 1", a="", b='pm = "static"\nworkers = 2')
+    static = wait_for(lambda: len(s.workers("b")) == 2 and s.workers("b"), 20, "static workers")
+    assert s.workers("a") == []  # no worker before the first request
+    resp = s.get("a", "/cgi-bin/pid.py")
+    assert resp.status == 200
+    served_by = int(resp.body)
+    assert s.workers("a") == [served_by]
+    assert s.get("a", "/cgi-bin/pid.py").body == resp.body  # the same worker, while busy
+    wait_for(lambda: not s.workers("a"), 20, "the idle worker to exit")
+    assert not os.path.exists(f"/proc/{served_by}")
+    assert sorted(s.workers("b")) == sorted(static)  # static workers stay
+    resp = s.get("a", "/cgi-bin/pid.py")  # and a cold start again
+    assert resp.status == 200 and int(resp.body) != served_by
+
+
+def test_zygote_is_the_workers_parent_and_never_ran_site_code(
+        stack: Callable[..., Stack], tmp_path: Path) -> None:
+    s = stack("idle_timeout = 30", a="", b="")
+    for name, site in s.sites.items():
+        # A site module that notes every process importing it.
+        (site / "cgi-bin" / "noted.py").write_text(
+            f"import os\nwith open({str(tmp_path / 'imports.log')!r}, 'a') as f:\n"
+            "    f.write(f'{os.getpid()}\\n')\n")
+        (site / "cgi-bin" / "imports.py").write_text("import noted\n" + PID_SCRIPT)
+        assert s.get(name, "/cgi-bin/imports.py").status == 200
+    assert s.host is not None
+    zygote = s.host.zygote
+    importers = {int(p) for p in (tmp_path / "imports.log").read_text().split()}
+    assert importers == set(s.workers("a")) | set(s.workers("b"))
+    assert zygote not in importers and s.host.pid not in importers
+    # The zygote holds no site's socket, and the site's workers none but their own.
+    zygote_fds = [os.readlink(f) for f in Path(f"/proc/{zygote}/fd").iterdir()]
+    assert not any(str(site) in fd for site in s.sites.values() for fd in zygote_fds)
+    assert s.host.workers_of(s.backend("a")) == s.workers("a")
+    assert not set(s.workers("a")) & set(s.workers("b"))
+
+
+def burst(s: Stack, names: list[str], per_site: int) -> tuple[list[HttpResponse], dict[str, int]]:
+    """`per_site` concurrent slow requests to each site; the most workers seen meanwhile."""
+    most = {"all": 0, **{n: 0 for n in s.sites}}
+    done = False
+
+    def sample() -> None:
+        assert s.host is not None
+        while not done:
+            for n in s.sites:
+                most[n] = max(most[n], len(s.workers(n)))
+            most["all"] = max(most["all"], len(s.host.worker_pids()))
+
+    with concurrent.futures.ThreadPoolExecutor(len(names) * per_site + 1) as pool:
+        watcher = pool.submit(sample)
+        requests = [pool.submit(s.get, name, "/cgi-bin/slowpid.py?0.5")
+                    for _ in range(per_site) for name in names]
+        try:
+            results = [r.result(timeout=120) for r in requests]
+        finally:
+            done = True
+        watcher.result(timeout=30)
+    return results, most
+
+
+def test_max_workers_and_max_workers_total_hold_under_a_burst(stack: Callable[..., Stack]) -> None:
+    s = stack("max_workers_total = 3\nidle_timeout = 30", a="max_workers = 2", b="max_workers = 3")
+    results, most = burst(s, ["a"], 6)
+    assert [r.status for r in results] == [200] * 6  # everyone served, some after a wait
+    assert most["a"] == 2 and len({int(r.body) for r in results}) == 2
+    log = s.log()
+    assert log.count("site a reached max_workers (2)") == 1, log  # once a minute at most
+    results, most = burst(s, ["a", "b"], 6)
+    assert [r.status for r in results] == [200] * 12
+    assert most["all"] == 3 and most["a"] <= 2
+    assert "host reached max_workers_total (3)" in s.log()
+
+
+def test_fork_mode_templates_only_where_and_when_fork_mode_is_used(
+        stack: Callable[..., Stack]) -> None:
+    s = stack("idle_timeout = 30", a="", b='mode = "fork"')
+    assert s.get("a", "/cgi-bin/pid.py").status == 200
+    (worker,) = s.workers("a")
+    assert s.host is not None and children_of(worker) == []  # persistent only: no template
+    resp = s.get("a", "/cgi-bin/forked/clean.py")  # forked/ asks for fork mode
+    assert resp.status == 200 and resp.body.split()[0] == b"clean"
+    assert len(children_of(worker)) == 1  # made when first needed
+    # It was made after a script had run here: this worker retires once the request is
+    # done, and the site's next workers make theirs at boot, while clean.
+    wait_for(lambda: worker not in s.workers("a"), 20, "the worker to retire")
+    resp = s.get("a", "/cgi-bin/forked/clean.py")
+    (worker,) = s.workers("a")
+    word, pid, parent = resp.body.split()
+    assert word == b"clean" and int(parent) in children_of(worker)
+    # A site whose mode is fork has its template from the start.
+    assert s.get("b", "/cgi-bin/pid.py").status == 200
+    (worker,) = s.workers("b")
+    assert len(children_of(worker)) == 1
