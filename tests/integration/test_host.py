@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import time
+import pwd
+import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -17,7 +18,7 @@ import pytest
 from tests.conftest import make_site
 from tests.support.http import HttpResponse, fetch
 from tests.support.procs import children_of, wait_for
-from tests.support.servers import Host, Nginx, nginx_server_block
+from tests.support.servers import Host, Nginx, make_traversable, nginx_server_block
 
 pytestmark = pytest.mark.integration
 
@@ -186,3 +187,78 @@ def test_fork_mode_templates_only_where_and_when_fork_mode_is_used(
     assert s.get("b", "/cgi-bin/pid.py").status == 200
     (worker,) = s.workers("b")
     assert len(children_of(worker)) == 1
+
+
+def test_one_sites_crashes_boot_failures_and_timeouts_leave_the_others_alone(
+        stack: Callable[..., Stack]) -> None:
+    s = stack("idle_timeout = 30\nmax_workers_total = 12", good="max_workers = 2",
+              crashy="max_workers = 2", boots_badly="memory_limit_mb = 1",
+              slow='timeout = 1\nkill_grace = 0.5')
+    faults = [("crashy", "/cgi-bin/os_exit.py")] * 12 + [("slow", "/cgi-bin/loop_forever.py")] * 3
+
+    def fault(name: str, path: str) -> int:
+        try:
+            return fetch(s.front(name), path, timeout=10).status
+        except OSError:
+            return 0  # the boot-failing site never answers: nginx is still waiting
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        hung = pool.submit(fault, "boots_badly", "/cgi-bin/hello.py")
+        bad = [pool.submit(fault, name, path) for name, path in faults]
+        good = [pool.submit(s.get, "good", "/cgi-bin/hello.py") for _ in range(40)]
+        assert [f.result(timeout=120).status for f in good] == [200] * 40
+        assert {f.result(timeout=120) for f in bad} <= {502, 504}
+        assert hung.result(timeout=60) in (0, 504)
+    log = s.log()
+    assert "site boots_badly: a worker failed to boot (exit 3); retrying in 1 s" in log
+    assert "site boots_badly: a worker failed to boot (exit 3); retrying in 2 s" in log
+    assert "site crashy: workers keep crashing (5 in 10 s); pausing it for 1 s" in log
+    assert "site slow: worker" in log and "request exceeded its deadline" in log
+    assert "site good:" not in log.split("cgirt host:", 1)[1]  # nothing happened to it
+    assert s.get("good", "/cgi-bin/hello.py").status == 200
+
+
+def test_a_site_owned_by_root_is_refused_unless_allowed(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("ownership only matters when the host runs as root")
+    s = Stack(tmp_path, "idle_timeout = 30", {"allowed": "", "refused": ""})
+    s.config.write_text(s.config.read_text().replace("allow_root_site = true", "")
+                        .replace('[sites.allowed]', '[sites.allowed]\nallow_root_site = true'))
+    try:
+        s.start()
+        assert s.get("allowed", "/cgi-bin/hello.py").status == 200
+        assert s.get("refused", "/cgi-bin/hello.py").status == 502  # nothing listens
+        assert (f"site refused: not served: {s.sites['refused']} is owned by root, so its "
+                "scripts would run as root: refused") in s.log()
+    finally:
+        s.stop()
+
+
+def test_sites_owned_by_different_users_cannot_read_each_others_files(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("privilege separation needs root")
+    s = Stack(tmp_path, "idle_timeout = 30", {"a": "", "b": ""})
+    s.config.write_text(s.config.read_text().replace("allow_root_site = true", ""))
+    owners = {"a": pwd.getpwnam("nobody"), "b": pwd.getpwnam("www-data")}
+    for name, site in s.sites.items():
+        (site / "data.txt").write_text(f"private data of {name}\n")
+        owner = owners[name]
+        for p in [site, *site.rglob("*")]:
+            os.chown(p, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
+        os.chmod(site, 0o711)  # as INSTALL.md asks
+        os.chmod(site / "cgi-bin", 0o700)
+        os.chmod(site / "data.txt", 0o600)
+        make_traversable(site)
+    make_traversable(Path(os.path.realpath(sys.executable)))
+    try:
+        s.start()
+        for me, other in (("a", "b"), ("b", "a")):
+            uid, gid = owners[me].pw_uid, owners[me].pw_gid
+            mine = s.get(me, f"/cgi-bin/whoami.py?{s.sites[me] / 'data.txt'}")
+            theirs = s.get(me, f"/cgi-bin/whoami.py?{s.sites[other] / 'data.txt'}")
+            assert mine.body.decode() == f"{uid} {gid} readable\n"
+            assert theirs.body.decode() == f"{uid} {gid} PermissionError\n"
+            script = s.get(me, f"/cgi-bin/whoami.py?{s.sites[other] / 'cgi-bin' / 'hello.py'}")
+            assert script.body.decode() == f"{uid} {gid} PermissionError\n"
+    finally:
+        s.stop()
