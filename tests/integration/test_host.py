@@ -9,6 +9,8 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import pwd
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,16 +32,20 @@ SLOW_PID = ('import os, time\ntime.sleep(float(os.environ["QUERY_STRING"] or 1))
 class Stack:
     """Sites under tmp_path, one `cgirt host` for all, one nginx with a server block each."""
 
-    def __init__(self, tmp_path: Path, host_table: str, sites: dict[str, str]) -> None:
+    def __init__(self, tmp_path: Path, host_table: str, sites: dict[str, str],
+                 unconfigured: tuple[str, ...] = ()) -> None:
+        """`unconfigured` sites exist, with their nginx server block, not in cgirt's file."""
         self.tmp = tmp_path
         self.sites: dict[str, Path] = {}
         lines = ["[host]", host_table, "allow_root_site = true", ""]
-        for name, extra in sites.items():
+        for name in [*sites, *unconfigured]:
             site = make_site(tmp_path / name)
             (site / "cgi-bin" / "slowpid.py").write_text(SLOW_PID)
             self.sites[name] = site
-            lines += [f"[sites.{name}]", f'site = "{site}"', f'listen = "{self.backend(name)}"',
-                      extra, ""]
+        for name, extra in sites.items():
+            lines += [f"[sites.{name}]", f'site = "{self.sites[name]}"',
+                      f'listen = "{self.backend(name)}"', extra, ""]
+        (tmp_path / "sites.d").mkdir()
         self.config = tmp_path / "cgirt.toml"
         self.config.write_text("\n".join(lines))
         self.host: Host | None = None
@@ -66,6 +72,12 @@ class Stack:
         assert self.host is not None
         return self.host.workers_of(self.backend(name))
 
+    def reload(self) -> None:
+        assert self.host is not None
+        self.host.proc.send_signal(signal.SIGHUP)
+        self.host.wait_notified("RELOADING=1")
+        self.host.wait_notified("READY=1")
+
     def log(self) -> str:
         assert self.host is not None
         return self.host.proc.output()
@@ -81,8 +93,8 @@ class Stack:
 def stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     made: list[Stack] = []
 
-    def make(host_table: str, **sites: str) -> Stack:
-        s = Stack(tmp_path, host_table, sites)
+    def make(host_table: str, unconfigured: tuple[str, ...] = (), **sites: str) -> Stack:
+        s = Stack(tmp_path, host_table, sites, unconfigured)
         made.append(s)
         return s.start()
 
@@ -262,3 +274,76 @@ def test_sites_owned_by_different_users_cannot_read_each_others_files(tmp_path: 
             assert script.body.decode() == f"{uid} {gid} PermissionError\n"
     finally:
         s.stop()
+
+
+def test_sighup_adds_a_site_from_a_drop_in_and_serves_it_at_once(stack: Callable[..., Stack]) -> None:
+    s = stack('idle_timeout = 30\nsites_dir = "sites.d"', unconfigured=("c",), a="")
+    assert s.get("c", "/cgi-bin/hello.py").status == 502  # nothing listens yet
+    (s.tmp / "sites.d" / "c.toml").write_text(
+        f'site = "{s.sites["c"]}"\nlisten = "{s.backend("c")}"\n')
+    s.reload()
+    assert s.get("c", "/cgi-bin/hello.py").body == b"Hello, world!\n"
+    assert "SIGHUP: site c added" in s.log()
+
+
+def test_sighup_removes_a_site_after_its_requests_finish(stack: Callable[..., Stack]) -> None:
+    s = stack("idle_timeout = 30", a="", b="")
+    assert s.get("a", "/cgi-bin/hello.py").status == 200
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(s.get, "b", "/cgi-bin/slowpid.py?2")
+        (worker,) = wait_for(lambda: s.workers("b"), 20, "b's worker")
+        wait_for(lambda: s.host is not None and _busy(s, worker), 20, "the request to start")
+        s.config.write_text(s.config.read_text().split("[sites.b]")[0])
+        s.reload()
+        resp = in_flight.result(timeout=60)
+    assert resp.status == 200 and int(resp.body) == worker  # finished, by the same worker
+    wait_for(lambda: not os.path.exists(f"/proc/{worker}"), 20, "b's worker to exit")
+    assert s.get("b", "/cgi-bin/hello.py").status == 502
+    assert not os.path.exists(s.backend("b")[5:])
+    assert s.get("a", "/cgi-bin/hello.py").status == 200
+
+
+def test_sighup_replaces_a_changed_sites_workers_and_leaves_the_others(
+        stack: Callable[..., Stack]) -> None:
+    s = stack("idle_timeout = 30", a="", b='pm = "static"\nworkers = 2')
+    old_b = wait_for(lambda: len(s.workers("b")) == 2 and s.workers("b"), 20, "b's workers")
+    a = int(s.get("a", "/cgi-bin/pid.py").body)
+    s.config.write_text(s.config.read_text().replace("workers = 2", "workers = 1"))
+    s.reload()
+    new_b = wait_for(lambda: (w := s.workers("b")) and not set(w) & set(old_b) and w, 20,
+                     "b's new workers")
+    assert len(new_b) == 1
+    assert int(s.get("a", "/cgi-bin/pid.py").body) == a  # a untouched
+
+
+def test_a_broken_drop_in_changes_nothing_and_is_logged_with_its_line(
+        stack: Callable[..., Stack]) -> None:
+    s = stack('idle_timeout = 30\nsites_dir = "sites.d"', unconfigured=("c",), a="")
+    a = int(s.get("a", "/cgi-bin/pid.py").body)
+    (s.tmp / "sites.d" / "c.toml").write_text(
+        f'site = "{s.sites["c"]}"\nlisten = "{s.backend("c")}"\n')
+    (s.tmp / "sites.d" / "d.toml").write_text('site = "/nowhere"\n\nworkers = "many"\n')
+    s.config.write_text(s.config.read_text().replace("[sites.a]", "[sites.a]\ntimeout = 5"))
+    s.reload()
+    log = s.log()
+    drop_in = s.tmp / "sites.d" / "d.toml"
+    assert f"SIGHUP: {drop_in}:3: workers must be a whole number of at least 1, not 'many'" in log
+    assert f"SIGHUP: {drop_in}:1: site directory /nowhere does not exist" in log
+    assert "configuration not reloaded; everything runs as before" in log
+    assert int(s.get("a", "/cgi-bin/pid.py").body) == a  # not replaced: a's change waits too
+    assert s.get("c", "/cgi-bin/hello.py").status == 502  # not added
+    check = subprocess.run([sys.executable, "-m", "cgirt", "config", "check", str(s.config)],
+                           capture_output=True, text=True, timeout=60)
+    assert f"{drop_in}:3: workers must be" in check.stderr and check.returncode == 2
+    drop_in.unlink()
+    s.reload()
+    assert s.get("c", "/cgi-bin/hello.py").status == 200
+    wait_for(lambda: a not in s.workers("a"), 20, "a's old worker to be replaced")
+
+
+def _busy(s: Stack, worker: int) -> bool:
+    """A script runs in its own directory: the worker is inside one of b's."""
+    try:
+        return os.readlink(f"/proc/{worker}/cwd") == str(s.sites["b"] / "cgi-bin")
+    except OSError:
+        return False
