@@ -103,7 +103,7 @@ def drop_in_files(main: ConfigFile, settings: HostSettings) -> list[Path]:
         return []
     folder = main.path.parent / settings.sites_dir
     if not folder.is_dir():
-        return []  # a panel may create it later; `config check` names it
+        return []  # a panel may create it later
     return sorted(folder.glob("*.toml"))
 
 
@@ -123,9 +123,6 @@ def host_problems(main: ConfigFile) -> list[str]:
             check(cls, key, value)
         except ConfigError as exc:
             found.append(main.at(key, "host", str(exc)))
-    sites_dir = values.get("sites_dir")
-    if isinstance(sites_dir, str) and sites_dir and not (main.path.parent / sites_dir).is_dir():
-        found.append(main.at("sites_dir", "host", f"{main.path.parent / sites_dir} is not a directory"))
     return found
 
 

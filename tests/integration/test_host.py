@@ -7,6 +7,8 @@ listening socket it holds), never from the master's own account.
 from __future__ import annotations
 
 import concurrent.futures
+import ftplib
+import io
 import os
 import pwd
 import signal
@@ -19,8 +21,8 @@ import pytest
 
 from tests.conftest import make_site
 from tests.support.http import HttpResponse, fetch
-from tests.support.procs import children_of, wait_for
-from tests.support.servers import Host, Nginx, make_traversable, nginx_server_block
+from tests.support.procs import Proc, children_of, wait_for
+from tests.support.servers import DEPLOY, REPO, Host, Nginx, make_traversable, nginx_server_block
 
 pytestmark = pytest.mark.integration
 
@@ -347,3 +349,69 @@ def _busy(s: Stack, worker: int) -> bool:
         return os.readlink(f"/proc/{worker}/cwd") == str(s.sites["b"] / "cgi-bin")
     except OSError:
         return False
+
+
+def test_the_host_recipe_of_install_md_as_written(tmp_path: Path) -> None:
+    """cgirt-host.service's command line with the example cgirt.toml and the example
+    drop-in, one nginx server block per site, the one FTP gateway; sites owned by users."""
+    from tests.integration.test_install import cgirt, command, example_config, unit
+
+    if os.geteuid() != 0:
+        pytest.skip("the recipe runs as root")
+    service = unit("cgirt-host.service")
+    assert service["Type"] == "notify" and service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    example = make_site(tmp_path / "example")
+    config = example_config(tmp_path, example)
+    blog = make_site(tmp_path / "blog")
+    (tmp_path / "sites.d").mkdir()
+    (tmp_path / "sites.d" / "blog.toml").write_text(
+        (DEPLOY / "cgirt-host-site.toml").read_text().replace("/srv/sites/blog", str(blog))
+        .replace("/run/cgirt/", f"{tmp_path}/"))
+    sites = {"example": example, "shop": tmp_path / "shop", "blog": blog}
+    (sites["shop"] / "cgi-bin" / "pid.py").write_text(PID_SCRIPT)
+    owners = {"example": "nobody", "shop": "www-data", "blog": "nobody"}
+    for name, site in sites.items():
+        owner = pwd.getpwnam(owners[name])
+        for p in [site, *site.rglob("*")]:
+            os.chown(p, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
+        os.chmod(site, 0o711)
+        os.chmod(site / "cgi-bin", 0o700)
+        make_traversable(site)
+    make_traversable(Path(os.path.realpath(sys.executable)))
+    assert cgirt("config", "check", str(config)).returncode == 0
+    add = cgirt("user", "add", "blog", "--site", str(blog), "--users", str(tmp_path / "users.json"),
+                stdin="s3cret-pass\n")
+    assert add.returncode == 0, add.stderr
+    host = Host(config, tmp_path, command(service, config)[1:-1])
+    ftp_unit = unit("cgirt-ftp.service")
+    port_file = tmp_path / "ftp.port"
+    gateway = Proc(command(ftp_unit, config) + ["--port-file", str(port_file)],
+                   tmp_path / "ftp.log", cwd=REPO)
+    nginx = Nginx(tmp_path / "nginx", [nginx_server_block(site, f"unix:{tmp_path}/{n}-http.sock",
+                                                          f"unix:{tmp_path}/{n}.sock")
+                                       for n, site in sites.items()])
+    try:
+        for n in sites:
+            nginx.wait(f"unix:{tmp_path}/{n}-http.sock")
+        assert host.worker_pids() == []  # ondemand, the example's default
+        resp = fetch(f"unix:{tmp_path}/example-http.sock", "/cgi-bin/whoami.py?/etc/shadow")
+        nobody = pwd.getpwnam("nobody")
+        assert resp.body.decode() == f"{nobody.pw_uid} {nobody.pw_gid} PermissionError\n"
+        assert fetch(f"unix:{tmp_path}/shop-http.sock", "/cgi-bin/pid.py").status == 200
+        wait_for(lambda: port_file.exists() and port_file.read_text().strip(), 30, "the gateway")
+        address, port = port_file.read_text().split()
+        client = ftplib.FTP_TLS()
+        client.connect(address, int(port), timeout=30)
+        client.login("blog", "s3cret-pass")
+        client.prot_p()
+        client.storbinary("STOR cgi-bin/new.py", io.BytesIO(
+            b'print("Content-Type: text/plain")\nprint()\nprint("published")\n'))
+        client.quit()
+        assert fetch(f"unix:{tmp_path}/blog-http.sock", "/cgi-bin/new.py").body == b"published\n"
+        host.proc.send_signal(signal.SIGHUP)  # systemctl reload
+        host.wait_notified("READY=1")
+        assert fetch(f"unix:{tmp_path}/blog-http.sock", "/cgi-bin/new.py").status == 200
+    finally:
+        nginx.stop()
+        assert gateway.stop(signal.SIGTERM, timeout=float(ftp_unit["TimeoutStopSec"])) == 0
+        assert host.stop(signal.SIGTERM) == 0
