@@ -415,3 +415,12 @@ def test_the_host_recipe_of_install_md_as_written(tmp_path: Path) -> None:
         nginx.stop()
         assert gateway.stop(signal.SIGTERM, timeout=float(ftp_unit["TimeoutStopSec"])) == 0
         assert host.stop(signal.SIGTERM) == 0
+
+
+def test_dynamic_keeps_spare_workers_and_lets_the_extra_ones_go(stack: Callable[..., Stack]) -> None:
+    s = stack("idle_timeout = 1", a='pm = "dynamic"\nmin_spare = 1\nmax_spare = 1\nmax_workers = 3')
+    (spare,) = wait_for(lambda: s.workers("a"), 20, "the spare worker")  # before any request
+    results, most = burst(s, ["a"], 3)
+    assert [r.status for r in results] == [200] * 3 and most["a"] == 3
+    wait_for(lambda: len(s.workers("a")) == 1, 30, "the extra workers to exit")
+    assert s.get("a", "/cgi-bin/pid.py").status == 200
