@@ -14,7 +14,6 @@ import argparse
 import cProfile
 import pstats
 import socket
-import struct
 import sys
 import tempfile
 import time
@@ -24,25 +23,11 @@ from cgirt.runner.app import CgiApp
 from cgirt.runner.cache import RACY_SECONDS
 from cgirt.cli import ensure_utf8_mode
 from cgirt.config import RunnerConfig
-from cgirt.fastcgi.server import FastCGIServer
-from cgirt.runner.forkmode import SingleRequestControl
+from cgirt.fastcgi.records import request_records
+from cgirt.fastcgi.server import FastCGIServer, SingleRequestControl
 
 from .__main__ import FORM_QUERY
 from .stack import make_site
-
-_HDR = struct.Struct("!BBHHBx")
-
-
-def _record(rtype: int, content: bytes = b"") -> bytes:
-    pad = -len(content) & 7
-    return _HDR.pack(1, rtype, 1, len(content), pad) + content + b"\0" * pad
-
-
-def _pair(name: str, value: str) -> bytes:
-    def ln(n: int) -> bytes:
-        return bytes([n]) if n < 128 else struct.pack("!L", n | 0x80000000)
-    n, v = name.encode(), value.encode()
-    return ln(len(n)) + ln(len(v)) + n + v
 
 
 def request_bytes(site: Path, script: str, query: str) -> bytes:
@@ -59,9 +44,7 @@ def request_bytes(site: Path, script: str, query: str) -> bytes:
         "PATH_TRANSLATED": f"{site}/htdocs", "HTTP_PROXY": "", "HTTP_HOST": "127.0.0.1:8080",
         "HTTP_USER_AGENT": "wrk", "HTTP_ACCEPT": "*/*",
     }
-    body = b"".join(_pair(k, v) for k, v in params.items())
-    return (_record(1, struct.pack("!HB5x", 1, 0)) + _record(4, body) + _record(4)
-            + _record(5))
+    return request_records(1, params)
 
 
 def main() -> int:

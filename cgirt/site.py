@@ -20,11 +20,46 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from pathlib import Path
 
 STATE_DIR = ".cgirt"
 CGI_ROOT = "cgi-bin"
 DOCUMENT_ROOT = "htdocs"
+
+_PYTHON_NAME = re.compile(rb"python(3(\.[0-9]+)?)?")
+_ENV_OPTIONS_WITH_VALUE = {b"-u", b"--unset", b"-C", b"--chdir"}
+
+
+def is_python(path: str, first_line: bytes) -> bool:
+    """Whether a script is Python: the one rule for the runner (run it in-process) and the
+    gateway (compile it before publishing). A `.py` name, or a shebang whose interpreter is
+    python, python3 or python3.N by basename, directly or as `env`'s command: a Perl at
+    /opt/mypython/bin/perl is not Python, whatever its path says."""
+    if path.endswith(".py"):
+        return True
+    if not first_line.startswith(b"#!"):
+        return False
+    words = first_line[2:].split(b"\n", 1)[0].split()
+    if not words:
+        return False
+    command = os.path.basename(words[0])
+    if command == b"env":
+        command = _env_command(words[1:])
+    return _PYTHON_NAME.fullmatch(command) is not None
+
+
+def _env_command(args: list[bytes]) -> bytes:
+    """The program `env ARGS` runs: its first argument that is not an option or NAME=VALUE."""
+    skip_next = False
+    for arg in args:
+        if skip_next:
+            skip_next = False
+        elif arg in _ENV_OPTIONS_WITH_VALUE:
+            skip_next = True
+        elif not arg.startswith(b"-") and b"=" not in arg:
+            return os.path.basename(arg)
+    return b""
 
 
 def state_dir(site: Path) -> Path:

@@ -1,18 +1,17 @@
 """Checks run on an upload before it is published: Python scripts must compile.
 
-A script is Python if its name ends in `.py` or its first line is a shebang naming a
-python interpreter (CGI scripts often have no extension).
+Which scripts are Python is the site contract's rule (`cgirt.site.is_python`), the one the
+runner uses to decide to run a script in-process.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-_SHEBANG = re.compile(rb"^#![^\n]*\bpython[0-9.]*\b")
+from cgirt.site import is_python
 
 
 @dataclass(frozen=True)
@@ -26,10 +25,6 @@ class Finding:
     def describe(self) -> str:
         where = f"{self.path}, line {self.line}" if self.line else self.path
         return f"{where}: {self.message}"
-
-
-def is_python(name: str, head: bytes) -> bool:
-    return name.endswith(".py") or bool(_SHEBANG.match(head))
 
 
 def check_source(source: bytes, display_name: str) -> Finding | None:
@@ -54,7 +49,7 @@ def check_file(path: Path, display_name: str, name: str | None = None) -> Findin
     """
     with open(path, "rb") as f:
         source = f.read()
-    if not is_python(name or path.name, source[:128]):
+    if not is_python(name or path.name, source[:256]):
         return None
     return check_source(source, display_name)
 
@@ -70,7 +65,7 @@ def python_files(root: Path, skip: Path) -> Iterator[Path]:
                 continue
             try:
                 with open(path, "rb") as f:
-                    head = f.read(128)
+                    head = f.read(256)
             except OSError:
                 continue
             if is_python(name, head):

@@ -21,10 +21,10 @@ from typing import IO, Any
 
 from . import staticfiles
 from .config import DevFrontConfig
-from ..fastcgi.client import BackendClosed, BackendError, BackendTimeout, FastCGIRequest
+from ..fastcgi.client import BackendClosed, BackendError, BackendTimeout, BackendRequest
 from .gateway import (SERVER_SOFTWARE, CgiHead, Endpoint, body_allowed, cgi_params,
                                parse_head, read_head)
-from .http1 import (ChunkedWriter, ClientGone, HttpError, Request, format_head,
+from .http1 import (ChunkedWriter, ClientGone, RequestRejected, Request, format_head,
                          read_request, reason)
 
 error_log = logging.getLogger("cgirt.error")
@@ -91,7 +91,7 @@ class Handler(socketserver.StreamRequestHandler):
                 return False
             keep = self.dispatch(request)
             return keep and request.wants_keep_alive() and request.body.done
-        except HttpError as exc:
+        except RequestRejected as exc:
             self.send_simple(request, exc.status, error_page(exc.status, exc.detail), False)
             return False
         except (ClientGone, Abort, OSError):
@@ -105,7 +105,7 @@ class Handler(socketserver.StreamRequestHandler):
         try:
             url_path = staticfiles.decode_path(raw_path)
         except staticfiles.StaticError as exc:
-            raise HttpError(exc.status, str(exc)) from exc
+            raise RequestRejected(exc.status, str(exc)) from exc
         if url_path.startswith(CGI_PREFIX):
             return self.forward(request, url_path, query)
         return self.serve_static(request, url_path, query)
@@ -141,7 +141,7 @@ class Handler(socketserver.StreamRequestHandler):
 
     def forward(self, request: Request, url_path: str, query: str) -> bool:
         if staticfiles.has_traversal(url_path):
-            raise HttpError(403, "Dot segments (. and ..) are not allowed in script paths.")
+            raise RequestRejected(403, "Dot segments (. and ..) are not allowed in script paths.")
         self.continue_if_expected(request)
         length, body = self.request_body(request)
         client, server_addr = self.client_address, self.connection.getsockname()
@@ -151,7 +151,7 @@ class Handler(socketserver.StreamRequestHandler):
                             endpoint, length)
         config = self.server.config
         try:
-            with FastCGIRequest.open(config.backend, connect_timeout=config.connect_timeout,
+            with BackendRequest.open(config.backend, connect_timeout=config.connect_timeout,
                                      io_timeout=config.response_timeout,
                                      on_stderr=log_script_stderr) as backend:
                 self.server.attach_backend(self, backend.sock)
@@ -184,7 +184,7 @@ class Handler(socketserver.StreamRequestHandler):
         """
         try:
             request.body.drain()
-        except (ClientGone, HttpError, OSError):
+        except (ClientGone, RequestRejected, OSError):
             pass  # still unfinished: the response says Connection: close
 
     def continue_if_expected(self, request: Request) -> None:
@@ -192,7 +192,7 @@ class Handler(socketserver.StreamRequestHandler):
         if expect is None:
             return
         if expect.lower() != "100-continue":
-            raise HttpError(417, f"Unsupported expectation: {expect}")
+            raise RequestRejected(417, f"Unsupported expectation: {expect}")
         if request.version >= (1, 1) and not request.body.done:
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -283,7 +283,7 @@ class Handler(socketserver.StreamRequestHandler):
                         request.header("user-agent") or "-")
 
 
-def send_request(backend: FastCGIRequest, params: list[tuple[bytes, bytes]],
+def send_request(backend: BackendRequest, params: list[tuple[bytes, bytes]],
                  body: Iterable[bytes]) -> None:
     try:
         backend.send_params(params)

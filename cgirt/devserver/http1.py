@@ -2,7 +2,7 @@
 
 http.server's parser caps header lines only per line (64 KiB each, 100 of them), cannot read
 chunked request bodies and does not report its errors as values, so the front end parses
-requests here: every malformed or oversized request becomes an :class:`HttpError` carrying
+requests here: every malformed or oversized request becomes a :class:`RequestRejected` carrying
 the status to answer with. Names are kept as sent; bytes are decoded as ISO-8859-1, which
 round-trips any octet (RFC 9110 section 5.5), so nothing is lost on the way to FastCGI.
 """
@@ -34,7 +34,7 @@ REASONS = {
 }
 
 
-class HttpError(Exception):
+class RequestRejected(Exception):
     """A request the front end answers with ``status`` (and then closes the connection)."""
 
     def __init__(self, status: int, detail: str) -> None:
@@ -100,14 +100,14 @@ def read_request(rfile: BufferedIOBase, limits: Limits) -> Request | None:
         return None
     if len(line) > budget or not line.endswith(b"\n"):
         if len(line) > budget:
-            raise HttpError(414, "The request line is too long.")
+            raise RequestRejected(414, "The request line is too long.")
         raise ClientGone("connection closed in the request line")
     match = REQUEST_LINE.fullmatch(line)
     if match is None:
-        raise HttpError(400, "Malformed request line.")
+        raise RequestRejected(400, "Malformed request line.")
     method, target, major, minor = match.groups()
     if int(major) != 1:
-        raise HttpError(505, "Only HTTP/1.0 and HTTP/1.1 are supported.")
+        raise RequestRejected(505, "Only HTTP/1.0 and HTTP/1.1 are supported.")
     headers = read_headers(rfile, budget - len(line), limits.max_headers)
     version = (1, int(minor))
     body = body_reader(rfile, headers, limits.max_body_bytes)
@@ -122,13 +122,13 @@ def read_headers(rfile: BufferedIOBase, budget: int, max_headers: int) -> list[t
         line = rfile.readline(budget + 1)
         budget -= len(line)
         if budget < 0:
-            raise HttpError(431, "The request header fields are too large.")
+            raise RequestRejected(431, "The request header fields are too large.")
         if not line.endswith(b"\n"):
             raise ClientGone("connection closed in the request head")
         if line in (b"\r\n", b"\n"):
             return headers
         if len(headers) >= max_headers:
-            raise HttpError(431, "Too many request header fields.")
+            raise RequestRejected(431, "Too many request header fields.")
         headers.append(parse_header_line(line))
 
 
@@ -137,18 +137,18 @@ def parse_header_line(line: bytes) -> tuple[str, str]:
     # Obsolete line folding and whitespace before the colon are rejected, not repaired:
     # both are classic request-smuggling vectors (RFC 9112 sections 5.1 and 5.2).
     if not colon or not TOKEN.fullmatch(name):
-        raise HttpError(400, "Malformed request header field.")
+        raise RequestRejected(400, "Malformed request header field.")
     value = value.strip(b" \t\r\n")
     if b"\r" in value or b"\n" in value or b"\0" in value:
-        raise HttpError(400, "Malformed request header field value.")
+        raise RequestRejected(400, "Malformed request header field value.")
     return name.decode("ascii"), value.decode("latin-1")
 
 
 def check_target(request: Request) -> None:
     if not request.target.startswith("/"):
-        raise HttpError(400, "Only origin-form request targets (/path?query) are accepted.")
+        raise RequestRejected(400, "Only origin-form request targets (/path?query) are accepted.")
     if request.version >= (1, 1) and request.header("host") is None:
-        raise HttpError(400, "HTTP/1.1 requests need a Host header.")
+        raise RequestRejected(400, "HTTP/1.1 requests need a Host header.")
 
 
 def body_reader(rfile: BufferedIOBase, headers: list[tuple[str, str]],
@@ -157,17 +157,17 @@ def body_reader(rfile: BufferedIOBase, headers: list[tuple[str, str]],
     cl = header_value(headers, "content-length")
     if te is not None:
         if cl is not None:
-            raise HttpError(400, "Both Transfer-Encoding and Content-Length were sent.")
+            raise RequestRejected(400, "Both Transfer-Encoding and Content-Length were sent.")
         if te.strip().lower() != "chunked":
-            raise HttpError(501, f"Transfer-Encoding {te!r} is not supported.")
+            raise RequestRejected(501, f"Transfer-Encoding {te!r} is not supported.")
         return BodyReader(rfile, None, True, max_body)
     if cl is None:
         return BodyReader(rfile, 0, False, max_body)
     values = {v.strip() for v in cl.split(",")}
     if len(values) != 1 or not (length := values.pop()).isdigit():
-        raise HttpError(400, "Invalid Content-Length.")
+        raise RequestRejected(400, "Invalid Content-Length.")
     if int(length) > max_body:
-        raise HttpError(413, f"The request body is larger than {max_body} bytes.")
+        raise RequestRejected(413, f"The request body is larger than {max_body} bytes.")
     return BodyReader(rfile, int(length), False, max_body)
 
 
@@ -212,18 +212,18 @@ class BodyReader:
                 return
             total += size
             if total > self._max_body:
-                raise HttpError(413, f"The request body is larger than {self._max_body} bytes.")
+                raise RequestRejected(413, f"The request body is larger than {self._max_body} bytes.")
             while size:
                 piece = self._read(min(size, READ_SIZE))
                 size -= len(piece)
                 yield piece
             if self._line() not in (b"\r\n", b"\n"):
-                raise HttpError(400, "Malformed chunked request body.")
+                raise RequestRejected(400, "Malformed chunked request body.")
 
     def _chunk_size(self) -> int:
         digits = self._line().split(b";", 1)[0].strip()
         if not digits or len(digits) > 15 or any(c not in b"0123456789abcdefABCDEF" for c in digits):
-            raise HttpError(400, "Malformed chunk size in the request body.")
+            raise RequestRejected(400, "Malformed chunk size in the request body.")
         return int(digits, 16)
 
     def _skip_trailers(self) -> None:
@@ -231,12 +231,12 @@ class BodyReader:
         while (line := self._line()) not in (b"\r\n", b"\n"):
             budget -= len(line)
             if budget < 0:
-                raise HttpError(431, "The request trailer fields are too large.")
+                raise RequestRejected(431, "The request trailer fields are too large.")
 
     def _line(self) -> bytes:
         line = self._rfile.readline(MAX_CHUNK_LINE + 1)
         if len(line) > MAX_CHUNK_LINE:
-            raise HttpError(400, "A line of the chunked request body is too long.")
+            raise RequestRejected(400, "A line of the chunked request body is too long.")
         if not line.endswith(b"\n"):
             raise ClientGone("connection closed in the request body")
         return line

@@ -24,7 +24,7 @@ class StaticError(Exception):
     status = 500
 
 
-class Forbidden(StaticError):
+class ForbiddenPath(StaticError):
     status = 403
 
 
@@ -78,12 +78,12 @@ def content_type(path: str) -> str:
 
 
 def lookup(docroot: str, url_path: str) -> StaticFile | Redirect:
-    """The file to serve for a decoded URL path, or raise NotFound/Forbidden.
+    """The file to serve for a decoded URL path, or raise NotFound/ForbiddenPath.
 
     ``docroot`` must already be a resolved real path.
     """
     if has_dot_segment(url_path):
-        raise Forbidden("dot files and dot directories are never served")
+        raise ForbiddenPath("dot files and dot directories are never served")
     parts = [p for p in url_path.split("/") if p]
     candidate = os.path.join(docroot, *parts)
     st = _stat(candidate)
@@ -95,15 +95,15 @@ def lookup(docroot: str, url_path: str) -> StaticFile | Redirect:
     real = os.path.realpath(candidate)
     check_inside(docroot, real)
     if not stat.S_ISREG(st.st_mode):
-        raise Forbidden("not a regular file")
+        raise ForbiddenPath("not a regular file")
     return StaticFile(real, st.st_size, st.st_mtime, content_type(real))
 
 
 def check_inside(docroot: str, real: str) -> None:
     if os.path.commonpath([docroot, real]) != docroot:
-        raise Forbidden("the path leads outside the document root")
+        raise ForbiddenPath("the path leads outside the document root")
     if has_dot_segment(os.path.relpath(real, docroot)):
-        raise Forbidden("the path resolves to a dot file")
+        raise ForbiddenPath("the path resolves to a dot file")
 
 
 def open_file(found: StaticFile) -> int:
@@ -113,10 +113,10 @@ def open_file(found: StaticFile) -> int:
     except FileNotFoundError as exc:
         raise NotFound(str(exc)) from exc
     except OSError as exc:
-        raise Forbidden(str(exc)) from exc
+        raise ForbiddenPath(str(exc)) from exc
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise Forbidden("not a regular file")
+        raise ForbiddenPath("not a regular file")
     return fd
 
 
@@ -126,4 +126,4 @@ def _stat(path: str) -> os.stat_result:
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise NotFound(str(exc)) from exc
     except OSError as exc:
-        raise Forbidden(str(exc)) from exc
+        raise ForbiddenPath(str(exc)) from exc

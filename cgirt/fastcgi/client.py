@@ -1,13 +1,12 @@
 """A small FastCGI client: one request per connection, streamed in both directions.
 
 flup's own client (``flup.client.fcgi_app``) fails on every call on Python 3 and buffers
-whole responses (DEPENDENCIES.md), so the development front end speaks the protocol itself.
-The framing is tiny (FastCGI 1.0 specification, sections 3 and 5): an 8-byte header, up to
-65535 bytes of content, up to 255 bytes of padding.
+whole responses, so the development front end speaks the protocol itself, with the codec in
+:mod:`cgirt.fastcgi.records`.
 
-The caller drives the request in order: :meth:`FastCGIRequest.send_params`, any number of
-:meth:`~FastCGIRequest.send_stdin`, :meth:`~FastCGIRequest.end_stdin`, then
-:meth:`~FastCGIRequest.read_stdout` until it returns ``b""``. Every failure is one of the
+The caller drives the request in order: :meth:`BackendRequest.send_params`, any number of
+:meth:`~BackendRequest.send_stdin`, :meth:`~BackendRequest.end_stdin`, then
+:meth:`~BackendRequest.read_stdout` until it returns ``b""``. Every failure is one of the
 :class:`BackendError` subclasses, so a front end maps them to 502/504 in one place.
 """
 
@@ -15,39 +14,17 @@ from __future__ import annotations
 
 import io
 import socket
-import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
-VERSION_1 = 1
+from .records import (CANT_MPX_CONN, END_BODY, END_REQUEST, HEADER, MAX_CONTENT, OVERLOADED,
+                      REQUEST_COMPLETE, STDERR, STDIN, STDOUT, UNKNOWN_ROLE, VERSION_1,
+                      begin_record, encode_record, params_records, stream_records)
 
-BEGIN_REQUEST = 1
-ABORT_REQUEST = 2
-END_REQUEST = 3
-PARAMS = 4
-STDIN = 5
-STDOUT = 6
-STDERR = 7
-DATA = 8
-GET_VALUES = 9
-GET_VALUES_RESULT = 10
-UNKNOWN_TYPE = 11
-
-RESPONDER = 1
-KEEP_CONN = 1
-
-REQUEST_COMPLETE = 0
-CANT_MPX_CONN = 1
-OVERLOADED = 2
-UNKNOWN_ROLE = 3
-
-HEADER = struct.Struct("!BBHHBx")
-BEGIN_BODY = struct.Struct("!HB5x")
-END_BODY = struct.Struct("!LB3x")
-MAX_CONTENT = 0xFFFF
 # The only request on its connection; any non-zero id will do.
 REQUEST_ID = 1
+
 
 class BackendError(Exception):
     """The FastCGI backend could not serve the request (a gateway error)."""
@@ -107,62 +84,6 @@ def parse_address(text: str) -> BackendAddress:
     return TcpAddress(host, int(port))
 
 
-def encode_record(rtype: int, content: bytes = b"", request_id: int = REQUEST_ID) -> bytes:
-    if len(content) > MAX_CONTENT:
-        raise ValueError("a record holds at most 65535 bytes")
-    # Padding to a multiple of 8 is what the specification recommends for alignment.
-    padding = -len(content) % 8
-    return HEADER.pack(VERSION_1, rtype, request_id, len(content), padding) + content + bytes(padding)
-
-
-def encode_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    if n > 0x7FFFFFFF:
-        raise ValueError("a name or value is longer than 2**31 - 1 bytes")
-    return struct.pack("!L", n | 0x80000000)
-
-
-def encode_pair(name: bytes, value: bytes) -> bytes:
-    return encode_length(len(name)) + encode_length(len(value)) + name + value
-
-
-def decode_pairs(data: bytes) -> dict[bytes, bytes]:
-    """The inverse of :func:`encode_pair`, for tests and FCGI_GET_VALUES_RESULT."""
-    pairs: dict[bytes, bytes] = {}
-    pos = 0
-    while pos < len(data):
-        lengths = []
-        for _ in range(2):
-            if pos >= len(data):
-                raise BackendProtocolError("truncated name-value pair")
-            if data[pos] & 0x80:
-                if pos + 4 > len(data):
-                    raise BackendProtocolError("truncated name-value pair")
-                lengths.append(struct.unpack_from("!L", data, pos)[0] & 0x7FFFFFFF)
-                pos += 4
-            else:
-                lengths.append(data[pos])
-                pos += 1
-        name_len, value_len = lengths
-        if pos + name_len + value_len > len(data):
-            raise BackendProtocolError("truncated name-value pair")
-        name = data[pos:pos + name_len]
-        pos += name_len
-        pairs[name] = data[pos:pos + value_len]
-        pos += value_len
-    return pairs
-
-
-def encode_params(params: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
-    """FCGI_PARAMS records for the pairs, followed by the empty record ending the stream."""
-    stream = b"".join(encode_pair(name, value) for name, value in params)
-    records = [encode_record(PARAMS, stream[i:i + MAX_CONTENT])
-               for i in range(0, len(stream), MAX_CONTENT)]
-    records.append(encode_record(PARAMS))
-    return records
-
-
 def connect(address: BackendAddress, timeout: float) -> socket.socket:
     try:
         if isinstance(address, UnixAddress):
@@ -181,7 +102,7 @@ def connect(address: BackendAddress, timeout: float) -> socket.socket:
         raise BackendUnavailable(f"cannot connect to {address}: {exc.strerror or exc}") from exc
 
 
-class FastCGIRequest:
+class BackendRequest:
     """One FCGI_RESPONDER request on its own connection (no FCGI_KEEP_CONN).
 
     A connection per request keeps failure handling trivial: whatever goes wrong, closing
@@ -200,15 +121,15 @@ class FastCGIRequest:
     @classmethod
     def open(cls, address: BackendAddress, *, connect_timeout: float,
              io_timeout: float, on_stderr: Callable[[bytes], None] | None = None,
-             ) -> FastCGIRequest:
+             ) -> BackendRequest:
         """Connect and begin a request; ``io_timeout`` bounds every later send and receive."""
         sock = connect(address, connect_timeout)
         sock.settimeout(io_timeout)
         request = cls(sock, address, on_stderr)
-        request._send(encode_record(BEGIN_REQUEST, BEGIN_BODY.pack(RESPONDER, 0)))
+        request._send(begin_record(REQUEST_ID))
         return request
 
-    def __enter__(self) -> FastCGIRequest:
+    def __enter__(self) -> BackendRequest:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -225,17 +146,15 @@ class FastCGIRequest:
         self._sock.close()
 
     def send_params(self, params: Mapping[bytes, bytes] | Iterable[tuple[bytes, bytes]]) -> None:
-        pairs = params.items() if isinstance(params, Mapping) else params
-        for record in encode_params(pairs):
-            self._send(record)
+        self._send(params_records(REQUEST_ID, params))
 
     def send_stdin(self, data: bytes) -> None:
         """Forward a piece of the request body; empty data is ignored (it would end stdin)."""
-        for i in range(0, len(data), MAX_CONTENT):
-            self._send(encode_record(STDIN, data[i:i + MAX_CONTENT]))
+        if data:
+            self._send(stream_records(STDIN, REQUEST_ID, data))
 
     def end_stdin(self) -> None:
-        self._send(encode_record(STDIN))
+        self._send(encode_record(STDIN, REQUEST_ID))
 
     def read_stdout(self) -> bytes:
         """The next piece of the response (CGI output), or ``b""`` once the request ended.

@@ -19,17 +19,12 @@ from typing import Any, Callable, Protocol
 
 from flup.server import fcgi_base as fb
 
-from ..runner.supervisor import Control
+from .records import (BEGIN_BODY, END_BODY, HEADER, ProtocolError, decode_pairs, decode_params,
+                      encode_pair, end_records, stream_records)
 
 log = logging.getLogger("cgirt.error")
 
-_HEADER = struct.Struct(fb.FCGI_Header)
-_BEGIN_BODY = struct.Struct(fb.FCGI_BeginRequestBody)
-_END_BODY = struct.Struct(fb.FCGI_EndRequestBody)
-_LENGTH = struct.Struct("!L")
 _TIMEVAL = struct.Struct("@ll")
-_PADDING = tuple(b"\0" * n for n in range(8))
-_MAX_CONTENT = 65528  # largest multiple of 8 below 65535: records need no padding
 _HOLD_LIMIT = 256 * 1024
 _RECV = 65536
 _CLOSE_DRAIN_SECONDS = 5.0
@@ -37,55 +32,36 @@ MAX_PARAMS_BYTES = 1024 * 1024  # nginx and Apache send a few KiB; more is an at
 KEEP_CONN_IDLE_SECONDS = 5.0
 
 
-class ProtocolError(Exception):
-    """The web server sent something that is not FastCGI; the connection is dropped."""
+class Control(Protocol):
+    """What a connection asks of the process that serves it (a supervised worker, or a
+    process that serves a single request)."""
+
+    def request_started(self) -> None: ...
+
+    def request_finished(self) -> None: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def recycle_after_request(self) -> None: ...
 
 
-def decode_params(data: bytes, params: dict[str, str]) -> None:
-    """FastCGI name-value pairs into `params`.
+class SingleRequestControl:
+    """The Control of a process that serves exactly one request, then ends."""
 
-    Does what a loop over flup's decode_pair does, inline: about thirty pairs arrive with every
-    request, and a call per pair cost more than the decoding. Names and values are decoded as
-    Python decodes a real process environment, so a script sees the same str under cgirt as
-    under classic CGI.
-    """
-    try:
-        _decode_params(data, params)
-    except (IndexError, struct.error):
-        raise ProtocolError("a truncated FastCGI name-value pair") from None
+    stopping = True
 
+    def request_started(self) -> None:
+        pass
 
-def _decode_params(data: bytes, params: dict[str, str]) -> None:
-    # Usually all ASCII: then one decode of the whole record, sliced, gives every name and
-    # value (Latin-1 is one character per byte, so the slices line up with byte offsets).
-    text = data.decode("latin-1")
-    plain = data.isascii()
-    pos, end = 0, len(data)
-    while pos < end:
-        n = data[pos]
-        if n & 0x80:
-            n = _LENGTH.unpack_from(data, pos)[0] & 0x7FFFFFFF
-            pos += 4
-        else:
-            pos += 1
-        v = data[pos]
-        if v & 0x80:
-            v = _LENGTH.unpack_from(data, pos)[0] & 0x7FFFFFFF
-            pos += 4
-        else:
-            pos += 1
-        stop = pos + n + v
-        if stop > end:
-            raise ProtocolError("a FastCGI name-value pair longer than its record")
-        if plain:
-            params[text[pos : pos + n]] = text[pos + n : stop]
-        else:
-            params[data[pos : pos + n].decode("utf-8", "surrogateescape")] = \
-                data[pos + n : stop].decode("utf-8", "surrogateescape")
-        pos = stop
+    def request_finished(self) -> None:
+        pass
+
+    def recycle_after_request(self) -> None:
+        pass
 
 
-class ClientGone(BrokenPipeError):
+class WebServerGone(BrokenPipeError):
     """The web server closed the connection; what a CGI script sees as a broken pipe."""
 
 
@@ -167,25 +143,6 @@ class FastCGIRequest(fb.Request):  # type: ignore[misc]
             self.conn.request_done(self)
 
 
-def stream_records(rtype: int, request_id: int, data: bytes | bytearray | memoryview) -> bytes:
-    """`data` as stream records of at most _MAX_CONTENT bytes, ready to send."""
-    length = len(data)
-    if length <= _MAX_CONTENT:
-        padding = -length & 7
-        return b"".join((_HEADER.pack(fb.FCGI_VERSION_1, rtype, request_id, length, padding),
-                         data, _PADDING[padding]))
-    view = memoryview(data)
-    return b"".join(stream_records(rtype, request_id, view[start : start + _MAX_CONTENT])
-                    for start in range(0, length, _MAX_CONTENT))
-
-
-def end_records(request_id: int, app_status: int) -> bytes:
-    """The empty FCGI_STDOUT that ends the stream, then FCGI_END_REQUEST."""
-    return (_HEADER.pack(fb.FCGI_VERSION_1, fb.FCGI_STDOUT, request_id, 0, 0)
-            + _HEADER.pack(fb.FCGI_VERSION_1, fb.FCGI_END_REQUEST, request_id, 8, 0)
-            + _END_BODY.pack(app_status, fb.FCGI_REQUEST_COMPLETE))
-
-
 class FastCGIConnection(fb.Connection):  # type: ignore[misc]
     """One web server connection: records in, one request at a time, records out.
 
@@ -210,11 +167,30 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
         self.handed_off = False  # another process answered and closes properly: just close
         self._io_timeout_set = False
 
-    # -- reading ----------------------------------------------------------------------
+    @classmethod
+    def adopt(cls, fd: int, server: "FastCGIServer", control: Control, buffered: bytes) -> "FastCGIConnection":
+        """A connection passed from another process (fork mode's worker), with the bytes
+        that process had read from it and not parsed."""
+        conn = cls(socket.socket(fileno=fd), None, server, control)
+        # At once: the response is written before any read would wait and set it.
+        set_io_timeout(conn._sock, server.io_timeout)
+        conn._io_timeout_set = True
+        conn._rbuf = buffered
+        return conn
 
-    def feed(self, data: bytes) -> None:
-        """Bytes read from this connection by another process (fork mode's worker)."""
-        self._rbuf += data
+    def fileno(self) -> int:
+        return int(self._sock.fileno())
+
+    def resume_request(self, request_id: int, flags: int, params: dict[str, str]) -> "FastCGIRequest":
+        """The request whose begin and params another process has read: its stdin records
+        are read from here on."""
+        req: FastCGIRequest = self.server.request_class(self, self._inputStreamClass, self._timeout)
+        req.requestId, req.flags, req.params, req.aborted = request_id, flags, params, False
+        req.params_done = True
+        self._requests[request_id] = req
+        return req
+
+    # -- reading ----------------------------------------------------------------------
 
     def take_buffered(self) -> bytes:
         """The bytes read but not yet parsed, removed from this connection."""
@@ -249,7 +225,7 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
         if len(buf) - pos < fb.FCGI_HEADER_LEN:
             self._fill(fb.FCGI_HEADER_LEN)
             buf, pos = self._rbuf, 0
-        version, rtype, request_id, length, padding = _HEADER.unpack_from(buf, pos)
+        version, rtype, request_id, length, padding = HEADER.unpack_from(buf, pos)
         if version != fb.FCGI_VERSION_1:
             raise ProtocolError(f"FastCGI version {version}")
         end = pos + fb.FCGI_HEADER_LEN + length
@@ -272,10 +248,10 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
             self._on_other(rtype, request_id, content)
 
     def _on_begin(self, request_id: int, content: bytes) -> None:
-        if len(content) != _BEGIN_BODY.size:
+        if len(content) != BEGIN_BODY.size:
             raise ProtocolError("a FCGI_BEGIN_REQUEST record of the wrong length")
         self._params_bytes = 0
-        role, flags = _BEGIN_BODY.unpack(content)
+        role, flags = BEGIN_BODY.unpack(content)
         req = self.server.request_class(self, self._inputStreamClass, self._timeout)
         req.requestId, req.role, req.flags, req.aborted = request_id, role, flags, False
         if self._requests:
@@ -322,15 +298,10 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
     def _get_values(self, content: bytes) -> None:
         # flup looks the names up as bytes in a str-keyed dict and always answers empty.
         out = b""
-        pos = 0
-        while pos < len(content):
-            try:
-                pos, (name, _) = fb.decode_pair(content, pos)
-            except (struct.error, IndexError):
-                raise ProtocolError("a malformed FCGI_GET_VALUES record") from None
+        for name in decode_pairs(content):
             cap = self.server.capability.get(name.decode("latin-1"))
             if cap is not None:
-                out += fb.encode_pair(name, str(cap).encode("latin-1"))
+                out += encode_pair(name, str(cap).encode("latin-1"))
         self.send_record(fb.FCGI_GET_VALUES_RESULT, 0, out)
 
     # -- writing ----------------------------------------------------------------------
@@ -343,13 +314,13 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
 
     def send(self, data: bytes) -> None:
         if self.broken:
-            raise ClientGone(errno.EPIPE, "the web server closed the connection")
+            raise WebServerGone(errno.EPIPE, "the web server closed the connection")
         self.sending = True
         try:
             self._sock.sendall(data)
         except OSError as exc:
             self.broken = True
-            raise ClientGone(errno.EPIPE, f"the web server closed the connection ({exc})") from None
+            raise WebServerGone(errno.EPIPE, f"the web server closed the connection ({exc})") from None
         finally:
             self.sending = False
 
@@ -357,7 +328,7 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
 
     def end_request(self, req: Any, appStatus: int = 0, protocolStatus: int = fb.FCGI_REQUEST_COMPLETE, remove: bool = True) -> None:
         # Only reached for FCGI_CANT_MPX_CONN: a second request on a busy connection.
-        self.send_record(fb.FCGI_END_REQUEST, req.requestId, _END_BODY.pack(appStatus, protocolStatus))
+        self.send_record(fb.FCGI_END_REQUEST, req.requestId, END_BODY.pack(appStatus, protocolStatus))
 
     def request_done(self, req: FastCGIRequest) -> None:
         self._requests.pop(req.requestId, None)
@@ -377,7 +348,7 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
                 self.process_input()
         except EOFError:
             pass
-        except ClientGone:
+        except WebServerGone:
             pass
         except ProtocolError as exc:
             log.warning("dropping a connection: %s", exc)
@@ -386,7 +357,7 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
             if self._in_request:
                 self._in_request = False
                 self.control.request_finished()
-            self._close()
+            self.close()
 
     def _wait_idle(self) -> bool:
         """Between requests on a kept connection: give up when idle too long or stopping."""
@@ -406,7 +377,7 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
         finally:
             self._sock.settimeout(None)  # blocking again, under the kernel's io timeout
 
-    def _close(self) -> None:
+    def close(self) -> None:
         """Close so that no reset destroys the reply.
 
         A reset comes from closing with unread input. When the web server has already sent
@@ -447,7 +418,7 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
     def _buffered_input_end(self) -> bool:
         buf, pos = self._rbuf, self._rpos
         while pos + fb.FCGI_HEADER_LEN <= len(buf):
-            _, rtype, _, length, padding = _HEADER.unpack_from(buf, pos)
+            _, rtype, _, length, padding = HEADER.unpack_from(buf, pos)
             if rtype == fb.FCGI_STDIN and length == 0:
                 return True
             pos += fb.FCGI_HEADER_LEN + length + padding

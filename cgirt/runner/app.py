@@ -19,17 +19,18 @@ from urllib.parse import urlsplit
 
 from .. import site as site_layout
 from .cache import ScriptCache, SiteModules, install_site_loader, signature
-from .classic import run_exec
+from .classic import ExecExecutor
 from ..config import RunnerConfig
 from .dispatch import Dispatcher, Target
 from .environ import build_environ, coerce_c_locale, redirect_environ, search_words
 from ..errors import BadRequest, HttpError, RedirectLoop, RequestTimeout, ScriptFailed
+from .executors import Executor, Work
 from ..fastcgi.server import FastCGIRequest, io_timeout
-from .forkmode import ForkServer
+from .forkmode import ForkExecutor, ForkServer
 from ..log import ErrorLog
 from .modes import ModePolicy
+from .persistent import PersistentExecutor
 from .response import ResponseParser
-from .sandbox import ProcessState, RequestBody, StdStreams, run_script
 
 log = logging.getLogger("cgirt.error")
 MAX_REDIRECTS = 10
@@ -52,10 +53,15 @@ class CgiApp:
         self.errlog = ErrorLog(site_layout.error_log_path(config.site), config.site)
         self.document_root = str(config.site / site_layout.DOCUMENT_ROOT)
         self.forks = ForkServer(config.timeout, config.kill_grace, io_timeout(config))
+        self.persistent = PersistentExecutor(self.scripts, self.modules, self.errlog, self._finish)
+        # The execution modes by name (config.MODES); the mode policy picks one per script.
+        self.executors: dict[str, Executor] = {
+            "persistent": self.persistent,
+            "fork": ForkExecutor(self.forks, self.persistent, self._error_page),
+            "exec": ExecExecutor(self.errlog, self._finish),
+        }
         self._generation_path = str(site_layout.generation_path(config.site))
         self._generation: Any = None
-        self._state: ProcessState | None = None
-        self._streams: StdStreams | None = None
         self._current: FastCGIRequest | None = None
 
     def child_init(self) -> None:
@@ -73,8 +79,7 @@ class CgiApp:
         preload(self.config.preload, self.modules.site_root)
         install_site_loader(self.modules)
         signal.signal(signal.SIGALRM, self._on_deadline)
-        self._state = ProcessState()
-        self._streams = StdStreams()
+        self.persistent.start()
         self.forks.start(self._serve_forked, self._prepare_fork)  # clean: no script has run yet
 
     # -- the request --------------------------------------------------------------------
@@ -93,7 +98,7 @@ class CgiApp:
 
     def _dispatch(self, req: FastCGIRequest) -> None:
         target = self.dispatcher.resolve(req.params)
-        self._serve(req, req.params, target, self._request_body(req), {}, 0)
+        self._serve(req, req.params, target, self._body_length(req), {}, 0)
 
     def guarded(self, req: FastCGIRequest, script: str, work: Callable[[], None]) -> None:
         """Run `work`; a typed error becomes its HTTP status and an error log line."""
@@ -107,99 +112,52 @@ class CgiApp:
                 self.errlog.line(exc.script or script, exc.log)
             self._error_page(req, exc)
 
-    def _request_body(self, req: FastCGIRequest) -> RequestBody:
+    def _body_length(self, req: FastCGIRequest) -> int:
         raw = req.params.get("CONTENT_LENGTH", "") or "0"
         if not raw.isdigit():
             raise BadRequest(log=f"invalid CONTENT_LENGTH {raw!r}")
         length = int(raw)
         if self.config.max_body_bytes and length > self.config.max_body_bytes:
             raise PayloadTooLarge(log=f"request body of {length} bytes is over the limit")
-        return RequestBody(req.stdin.read, length)
+        return length
 
     def _serve(self, req: FastCGIRequest, params: Mapping[str, str], target: Target,
-               body: RequestBody, extra_env: Mapping[str, str], depth: int) -> None:
+               body_length: int, extra_env: Mapping[str, str], depth: int) -> None:
         env = build_environ(params, target, self.document_root, self.config.script_path_env)
         env.update(extra_env)
         mode = self.modes.mode_for(target.path, target.root.path)
         if mode != "exec":
             coerce_c_locale(env)
-        parser = ResponseParser(req.write, head_only=env["REQUEST_METHOD"] == "HEAD",
-                                nph=os.path.basename(target.path).startswith("nph-"))
-        argv_words = search_words(env["QUERY_STRING"])
-        if mode == "fork" and not self.forks.in_child:
-            self.forks.run(req, (target, env, argv_words, depth, body.remaining), self._error_page)
-            return
-        if mode == "exec":
-            run_exec(target.path, argv_words, env, body, parser.write,
-                     lambda line: self.errlog.line(target.path, line))
-        else:
-            self._run_persistent(req, target, env, body, parser, argv_words)
-        self._finish(req, target, env, parser, depth)
+        work = Work(target, env, search_words(env["QUERY_STRING"]), depth, body_length)
+        self.executors[mode].execute(req, work)
 
-    def _prepare_fork(self, work: Any) -> None:
+    def _prepare_fork(self, work: Work) -> None:
         """In the template, before each fork: what every child would otherwise redo, done once
         and inherited: the compiled script, and the module census (else each child walks all
         of sys.modules, copying every page it touches). Neither runs any script code."""
         self.modules.collect()
         try:
-            self.scripts.get(work[0].path)
+            self.scripts.get(work.target.path)
         except (SyntaxError, OSError):
             pass  # the child meets the same error and reports it
 
-    def _serve_forked(self, req: FastCGIRequest, work: Any) -> None:
+    def _serve_forked(self, req: FastCGIRequest, work: Work) -> None:
         """Fork mode, in the request's own child of the template."""
-        target, env, argv_words, depth, length = work
         self._current = req
-        parser = ResponseParser(req.write, head_only=env["REQUEST_METHOD"] == "HEAD",
-                                nph=os.path.basename(target.path).startswith("nph-"))
-        body = RequestBody(req.stdin.read, length)
+        self.guarded(req, work.target.path, lambda: self.persistent.execute(req, work))
 
-        def work_() -> None:
-            self._run_persistent(req, target, env, body, parser, argv_words)
-            self._finish(req, target, env, parser, depth)
-
-        self.guarded(req, target.path, work_)
-
-    def _run_persistent(self, req: FastCGIRequest, target: Target, env: dict[str, str],
-                        body: RequestBody, parser: ResponseParser, argv_words: list[str]) -> None:
-        assert self._state is not None and self._streams is not None
-        req.release_output()  # an internal redirect's first script may have held it
-        self.modules.refresh()
-        try:
-            code = self.scripts.get(target.path, target.stat)
-        except SyntaxError as exc:
-            raise ScriptFailed(log=f"syntax error: {exc.msg} (line {exc.lineno})",
-                               script=target.path) from None
-        except OSError as exc:
-            raise ScriptFailed(log=f"cannot read script: {exc.strerror}", script=target.path) from None
-        stdio = self._streams.aim(body, parser.write, lambda line: self.errlog.line(target.path, line))
-        flushed = False
-        try:
-            result = run_script(self._state, code, target.path, env, stdio,
-                                [target.path, *argv_words], before_flush=req.hold_output)
-            flushed = result.stdout_flushed
-        finally:
-            self._streams.release(flushed)
-        self.modules.collect()
-        if result.timed_out:
-            raise RequestTimeout()
-        if result.recycle:
-            req.conn.control.recycle_after_request()
-
-    def _finish(self, req: FastCGIRequest, target: Target, env: dict[str, str],
-                parser: ResponseParser, depth: int) -> None:
+    def _finish(self, req: FastCGIRequest, work: Work, parser: ResponseParser) -> None:
         outcome = parser.finish()
         if outcome.kind == "sent":
             return
         if outcome.kind == "redirect":
-            self._redirect(req, target, env, outcome.location, depth)
+            self._redirect(req, work, outcome.location)
             return
-        raise ScriptFailed(log=outcome.message, script=target.path)
+        raise ScriptFailed(log=outcome.message, script=work.target.path)
 
-    def _redirect(self, req: FastCGIRequest, target: Target, env: dict[str, str],
-                  location: str, depth: int) -> None:
+    def _redirect(self, req: FastCGIRequest, work: Work, location: str) -> None:
         """A local Location: run it in this site (as Apache does), else send the client there."""
-        if depth >= MAX_REDIRECTS:
+        if work.depth >= MAX_REDIRECTS:
             raise RedirectLoop(log=f"more than {MAX_REDIRECTS} internal redirects")
         parts = urlsplit(location)
         try:
@@ -211,8 +169,7 @@ class CgiApp:
                   if k not in ("CONTENT_LENGTH", "CONTENT_TYPE", "SCRIPT_FILENAME", "PATH_INFO")}
         params.update(REQUEST_METHOD="GET", QUERY_STRING=parts.query, SCRIPT_NAME=parts.path,
                       REQUEST_URI=location)
-        self._serve(req, params, new_target, RequestBody(lambda n: b"", 0),
-                    redirect_environ(env, location), depth + 1)
+        self._serve(req, params, new_target, 0, redirect_environ(work.env, location), work.depth + 1)
 
     # -- around the request ---------------------------------------------------------
 

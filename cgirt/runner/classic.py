@@ -11,12 +11,32 @@ import selectors
 import signal
 import subprocess
 import threading
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from ..errors import ScriptFailed
+from ..log import ErrorLog
+from .executors import Finish, Work
 from .sandbox import LineTagger, RequestBody
 
+if TYPE_CHECKING:
+    from ..fastcgi.server import FastCGIRequest
+
 _CHUNK = 65536
+
+
+class ExecExecutor:
+    """Exec mode as an executor: the script's output is parsed and finished as in-process."""
+
+    def __init__(self, errlog: ErrorLog, finish: Finish) -> None:
+        self.errlog = errlog
+        self.finish = finish
+
+    def execute(self, req: FastCGIRequest, work: Work) -> None:
+        parser = work.response_parser(req.write)
+        path = work.target.path
+        run_exec(path, work.argv, work.env, RequestBody(req.stdin.read, work.body_length),
+                 parser.write, lambda line: self.errlog.line(path, line))
+        self.finish(req, work, parser)
 
 
 def run_exec(

@@ -24,11 +24,12 @@ import signal
 import socket
 import struct
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from ..errors import HttpError, RequestTimeout
-from ..fastcgi.server import FastCGIConnection, FastCGIRequest, FastCGIServer, set_io_timeout
-from .supervisor import _die_with_parent
+from ..fastcgi.server import FastCGIConnection, FastCGIRequest, FastCGIServer, SingleRequestControl
+from .executors import Executor, Work
+from .supervisor import die_with_parent
 
 _NOTHING, _STARTED, _ENDED = 0, 1, 2
 _SHARED = struct.Struct("iB")  # the child's pid, what it has sent
@@ -47,10 +48,27 @@ class Job:
     params: dict[str, str]
     buffered: bytes  # input already read from the connection by the worker
     remaining: float  # seconds left of the request's deadline
-    work: Any  # passed to the serve callable (picklable)
+    work: Work
 
 
-Serve = Callable[[FastCGIRequest, Any], None]
+Serve = Callable[[FastCGIRequest, Work], None]
+ErrorPage = Callable[[FastCGIRequest, HttpError], None]
+
+
+class ForkExecutor:
+    """Fork mode as an executor. In a request's child (after an internal redirect) the
+    request is isolated already: the script runs there, in place."""
+
+    def __init__(self, forks: "ForkServer", in_child: Executor, error_page: ErrorPage) -> None:
+        self.forks = forks
+        self.in_child = in_child
+        self.error_page = error_page
+
+    def execute(self, req: FastCGIRequest, work: Work) -> None:
+        if self.forks.in_child:
+            self.in_child.execute(req, work)
+        else:
+            self.forks.run(req, work, self.error_page)
 
 
 class ForkServer:
@@ -62,7 +80,7 @@ class ForkServer:
         self._sock: socket.socket | None = None
         self._shared: mmap.mmap | None = None
 
-    def start(self, serve: Serve, prepare: Callable[[Any], None]) -> None:
+    def start(self, serve: Serve, prepare: Callable[[Work], None]) -> None:
         """In the worker, before any script runs: fork the template."""
         self._shared = mmap.mmap(-1, _SHARED.size)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -74,8 +92,7 @@ class ForkServer:
         theirs.close()
         self._sock = ours
 
-    def run(self, req: FastCGIRequest, work: Any,
-            error_page: Callable[[FastCGIRequest, HttpError], None]) -> None:
+    def run(self, req: FastCGIRequest, work: Work, error_page: ErrorPage) -> None:
         """In the worker: have a fresh child answer `req`, and wait for it."""
         assert self._sock is not None and self._shared is not None
         remaining = signal.setitimer(signal.ITIMER_REAL, 0)[0] or self.timeout
@@ -86,7 +103,7 @@ class ForkServer:
         try:
             self._sock.sendmsg([struct.pack("!I", len(payload)) + payload],
                                [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                 array.array("i", [conn._sock.fileno()]))])
+                                 array.array("i", [conn.fileno()]))])
         except OSError as exc:
             conn.control.recycle_after_request()  # a new worker brings a new template
             raise ChildDied(log=f"the fork-mode template is gone ({exc})") from None
@@ -135,12 +152,12 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-def _template(sock: socket.socket, serve: Serve, prepare: Callable[[Any], None],
+def _template(sock: socket.socket, serve: Serve, prepare: Callable[[Work], None],
               io_timeout: float, shared: mmap.mmap) -> None:
     """The clean process: forks one child per job, until its worker goes away."""
     code = 0
     try:
-        _die_with_parent()
+        die_with_parent()
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
         for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(s, signal.SIG_DFL)
@@ -170,34 +187,15 @@ def _template(sock: socket.socket, serve: Serve, prepare: Callable[[Any], None],
         os._exit(code)
 
 
-class SingleRequestControl:
-    """The supervisor's view, for a process that serves exactly one request."""
-
-    stopping = True
-
-    def request_started(self) -> None:
-        pass
-
-    def request_finished(self) -> None:
-        pass
-
-    def recycle_after_request(self) -> None:
-        pass
-
-
 def _child(job: Job, fd: int, serve: Serve, io_timeout: float, shared: mmap.mmap) -> None:
     code = 0
     try:
-        _die_with_parent()
+        die_with_parent()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         _SHARED.pack_into(shared, 0, os.getpid(), _NOTHING)
         server = FastCGIServer(lambda req: None, max_conns=1, io_timeout=io_timeout)
-        conn = FastCGIConnection(socket.socket(fileno=fd), None, server, SingleRequestControl())
-        set_io_timeout(conn._sock, io_timeout)
-        conn.feed(job.buffered)
-        req = FastCGIRequest(conn, conn._inputStreamClass, 0)
-        req.requestId, req.flags, req.params, req.aborted = job.request_id, job.flags, job.params, False
-        conn._requests[job.request_id] = req
+        conn = FastCGIConnection.adopt(fd, server, SingleRequestControl(), job.buffered)
+        req = conn.resume_request(job.request_id, job.flags, job.params)
 
         def started() -> None:
             _SHARED.pack_into(shared, 0, os.getpid(), _STARTED)
@@ -208,7 +206,7 @@ def _child(job: Job, fd: int, serve: Serve, io_timeout: float, shared: mmap.mmap
         signal.setitimer(signal.ITIMER_REAL, 0)
         req.end()
         _SHARED.pack_into(shared, 0, os.getpid(), _ENDED)
-        conn._close()
+        conn.close()
     except BaseException:  # noqa: B036 - the child must never return into the template
         logging.getLogger("cgirt.error").exception("fork-mode child failed")
         code = 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
+from ..site import is_python
 from .cache import Signature, signature
 
 MODE_FILE = ".cgirt-mode"
@@ -58,6 +59,7 @@ class ModePolicy:
         return mode
 
     def is_python(self, script: str) -> bool:
+        """The site contract's rule, its answer kept while the file is unchanged."""
         if script.endswith(".py"):
             return True
         try:
@@ -73,7 +75,7 @@ class ModePolicy:
                 first = f.readline(256)
         except OSError:
             first = b""
-        answer = first.startswith(b"#!") and b"python" in first
+        answer = is_python(script, first)
         self._python[script] = (sig, answer)
         return answer
 

@@ -27,7 +27,7 @@ def reason_for(status: int) -> bytes:
 
 
 @dataclass
-class Outcome:
+class ResponseOutcome:
     """How the script's response ended, once its output is complete."""
 
     kind: str  # "sent", "redirect", "malformed", "no-headers"
@@ -46,7 +46,7 @@ class ResponseParser:
     _buf: bytearray = field(default_factory=bytearray)
     _state: str = "headers"  # headers → body | redirect | malformed
     status: int = 0
-    _outcome: Outcome | None = None
+    _outcome: ResponseOutcome | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         n = len(data)
@@ -104,7 +104,7 @@ class ResponseParser:
             headers.append((name, value))
         if location.startswith(b"/") and not self.nph and status in (None, 200):
             self._state = "redirect"
-            self._outcome = Outcome("redirect", location=location.decode("latin-1"))
+            self._outcome = ResponseOutcome("redirect", location=location.decode("latin-1"))
             return None
         if status is None:
             status = 302 if location else 200
@@ -120,21 +120,21 @@ class ResponseParser:
 
     def _fail(self, kind: str, message: str) -> None:
         self._state = "malformed"
-        self._outcome = Outcome(kind, message=message)
+        self._outcome = ResponseOutcome(kind, message=message)
 
     @property
     def headers_sent(self) -> bool:
         return self._state == "body"
 
-    def finish(self) -> Outcome:
+    def finish(self) -> ResponseOutcome:
         if self._outcome is not None:
             return self._outcome
         if self._state == "headers":
             if self._buf.strip():
-                return Outcome("no-headers", message="malformed header from script: "
+                return ResponseOutcome("no-headers", message="malformed header from script: "
                                "end of output before the blank line that ends the headers")
-            return Outcome("no-headers", message="end of script output before headers")
-        return Outcome("sent", status=self.status)
+            return ResponseOutcome("no-headers", message="end of script output before headers")
+        return ResponseOutcome("sent", status=self.status)
 
 
 def _header_end(buf: bytearray) -> tuple[int, int]:

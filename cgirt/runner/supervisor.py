@@ -24,7 +24,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable
 
 log = logging.getLogger("cgirt.error")
 
@@ -46,19 +46,6 @@ class SupervisorSettings:
     quick_timeout: float = 1.0  # SIGINT/SIGQUIT: in-flight requests get this long
     tick: float = 0.1
     boot_failures_to_halt: int = 3
-
-
-class Control(Protocol):
-    """What a worker's handler may ask of the supervisor."""
-
-    def request_started(self) -> None: ...
-
-    def request_finished(self) -> None: ...
-
-    @property
-    def stopping(self) -> bool: ...
-
-    def recycle_after_request(self) -> None: ...
 
 
 class SlotTable:
@@ -116,7 +103,7 @@ class WorkerControl:
             pass
 
 
-Handler = Callable[[socket.socket, object, Control], None]
+Handler = Callable[[socket.socket, object, WorkerControl], None]
 
 
 @dataclass
@@ -310,7 +297,7 @@ class Supervisor:
             os._exit(code)
 
     def _worker_main(self, slot: int, master: int) -> int:
-        _die_with_parent()
+        die_with_parent()
         if os.getppid() != master:
             return EXIT_OK  # the master died before the kernel could be asked to tell us
         os.close(self._wake_r)
@@ -368,7 +355,7 @@ class Supervisor:
         return listener in ready or os.getppid() == master
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask the kernel to SIGKILL this process when its parent dies, so none is orphaned."""
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

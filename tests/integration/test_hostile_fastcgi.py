@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import random
 import socket
-import struct
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
+from cgirt.fastcgi import records
 from tests.support.fcgi import BEGIN, PARAMS, STDIN, cgi_params, connect, pair, record, request
 from tests.support.servers import Runner
 
 pytestmark = pytest.mark.integration
 
-BEGIN_BODY = struct.pack("!HB5x", 1, 0)
+BEGIN_BODY = records.BEGIN_BODY.pack(records.RESPONDER, 0)
 
 MALFORMED = [
     b"\x01",  # a truncated header

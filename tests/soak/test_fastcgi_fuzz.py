@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import os
 import socket
-import struct
 import threading
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cgirt.fastcgi.records import BEGIN_BODY as BEGIN_STRUCT, HEADER, begin_record
 from cgirt.fastcgi.server import FastCGIServer
 from tests.support.fcgi import BEGIN, PARAMS, STDIN, pair, record
 
-_HDR = struct.Struct("!BBHHBx")
 SENT_TYPES = {3, 6, 7, 10, 11}  # END_REQUEST, STDOUT, STDERR, GET_VALUES_RESULT, UNKNOWN_TYPE
 
 
@@ -90,7 +89,7 @@ def check_output(out: bytes) -> None:
     pos = 0
     while pos < len(out):
         assert len(out) - pos >= 8, "a truncated record header"
-        version, rtype, _rid, length, padding = _HDR.unpack_from(out, pos)
+        version, rtype, _rid, length, padding = HEADER.unpack_from(out, pos)
         assert version == 1 and rtype in SENT_TYPES, (version, rtype)
         pos += 8 + length + padding
     assert pos == len(out), "a record cut short"
@@ -100,7 +99,7 @@ def params_blob(pairs: list[tuple[bytes, bytes]]) -> bytes:
     return b"".join(pair(k, v) for k, v in pairs)
 
 
-BEGIN_BODY = st.builds(lambda role, flags: struct.pack("!HB5x", role, flags),
+BEGIN_BODY = st.builds(BEGIN_STRUCT.pack,
                        st.sampled_from([1, 1, 1, 2, 3, 0, 65535]), st.sampled_from([0, 1, 255]))
 
 a_record = st.one_of(
@@ -114,14 +113,14 @@ a_record = st.one_of(
     st.builds(lambda rid: record(STDIN, rid), st.integers(0, 3)),
     st.builds(record, st.integers(0, 255), st.integers(0, 3), st.binary(max_size=64)),
     # A header that lies about its length or version.
-    st.builds(lambda v, t, rid, n, pad, tail: _HDR.pack(v, t, rid, n, pad) + tail,
+    st.builds(lambda v, t, rid, n, pad, tail: HEADER.pack(v, t, rid, n, pad) + tail,
               st.integers(0, 255), st.integers(0, 255), st.integers(0, 65535),
               st.integers(0, 65535), st.integers(0, 255), st.binary(max_size=32)),
 )
 
 a_request = st.builds(
     lambda head, rest: head + b"".join(rest),
-    st.just(record(BEGIN, 1, struct.pack("!HB5x", 1, 0))
+    st.just(begin_record(1)
             + record(PARAMS, 1, params_blob([(b"REQUEST_METHOD", b"POST"),
                                               (b"CONTENT_LENGTH", b"5")]))),
     st.lists(a_record, max_size=8),
@@ -138,7 +137,7 @@ def test_any_input_ends_the_connection_cleanly(data: bytes) -> None:
 
 
 def test_a_valid_request_is_answered() -> None:
-    data = (record(BEGIN, 1, struct.pack("!HB5x", 1, 0))
+    data = (begin_record(1)
             + record(PARAMS, 1, params_blob([(b"CONTENT_LENGTH", b"5")])) + record(PARAMS, 1)
             + record(STDIN, 1, b"hello") + record(STDIN, 1))
     out, clock = serve(data)

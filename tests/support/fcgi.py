@@ -1,24 +1,21 @@
-"""A minimal FastCGI client for tests: one request, whole response, raw records visible."""
+"""A minimal FastCGI client for tests: one request, whole response, raw records visible.
+
+Records are framed by cgirt.fastcgi.records, whose encoders let a test frame malformed input
+on purpose (any type, any request id, content that is not what its type expects).
+"""
 
 from __future__ import annotations
 
 import socket
-import struct
 from dataclasses import dataclass, field
 
-BEGIN, ABORT, END, PARAMS, STDIN, STDOUT, STDERR = 1, 2, 3, 4, 5, 6, 7
-_HDR = struct.Struct("!BBHHBx")
+from cgirt.fastcgi.records import (ABORT_REQUEST as ABORT, BEGIN_REQUEST as BEGIN,
+                                   END_BODY, END_REQUEST as END, PARAMS, STDERR, STDIN, STDOUT,
+                                   encode_pair as pair, encode_record as record, request_records,
+                                   split_records)
 
-
-def record(rtype: int, rid: int, content: bytes = b"") -> bytes:
-    pad = -len(content) & 7
-    return _HDR.pack(1, rtype, rid, len(content), pad) + content + b"\0" * pad
-
-
-def pair(name: bytes, value: bytes) -> bytes:
-    def ln(n: int) -> bytes:
-        return bytes([n]) if n < 128 else struct.pack("!L", n | 0x80000000)
-    return ln(len(name)) + ln(len(value)) + name + value
+__all__ = ["ABORT", "BEGIN", "END", "PARAMS", "STDERR", "STDIN", "STDOUT", "pair", "record",
+           "Response", "connect", "request", "send_request", "read_response", "cgi_params"]
 
 
 @dataclass
@@ -61,15 +58,7 @@ def request(address: str, params: dict[str, str], body: bytes = b"", timeout: fl
 
 def send_request(s: socket.socket, params: dict[str, str], body: bytes = b"", rid: int = 1,
                  keep: bool = False) -> None:
-    p = b"".join(pair(k.encode(), v.encode("utf-8", "surrogateescape")) for k, v in params.items())
-    out = record(BEGIN, rid, struct.pack("!HB5x", 1, 1 if keep else 0))
-    for i in range(0, len(p), 65528):
-        out += record(PARAMS, rid, p[i:i + 65528])
-    out += record(PARAMS, rid)
-    s.sendall(out)
-    for i in range(0, len(body), 65528):
-        s.sendall(record(STDIN, rid, body[i:i + 65528]))
-    s.sendall(record(STDIN, rid))
+    s.sendall(request_records(rid, params, body, keep_conn=keep))
 
 
 def read_response(s: socket.socket, read_limit: int | None = None) -> Response:
@@ -77,29 +66,21 @@ def read_response(s: socket.socket, read_limit: int | None = None) -> Response:
     buf = b""
     out = bytearray()
     while True:
-        while len(buf) < 8:
-            chunk = s.recv(65536)
-            if not chunk:
-                return _finish(resp, out)
-            buf += chunk
-        _, rtype, _, length, pad = _HDR.unpack_from(buf)
-        while len(buf) < 8 + length + pad:
-            chunk = s.recv(65536)
-            if not chunk:
-                return _finish(resp, out)
-            buf += chunk
-        content = buf[8:8 + length]
-        buf = buf[8 + length + pad:]
-        if rtype == STDOUT:
-            out += content
-            if read_limit is not None and len(out) >= read_limit:
-                return _finish(resp, out)
-        elif rtype == STDERR:
-            resp.stderr += content
-        elif rtype == END:
-            resp.ended = True
-            resp.app_status = struct.unpack("!L", content[:4])[0]
+        chunk = s.recv(65536)
+        if not chunk:
             return _finish(resp, out)
+        records, buf = split_records(buf + chunk)
+        for rtype, _, content in records:
+            if rtype == STDOUT:
+                out += content
+                if read_limit is not None and len(out) >= read_limit:
+                    return _finish(resp, out)
+            elif rtype == STDERR:
+                resp.stderr += content
+            elif rtype == END:
+                resp.ended = True
+                resp.app_status = END_BODY.unpack_from(content)[0]
+                return _finish(resp, out)
 
 
 def _finish(resp: Response, out: bytearray) -> Response:

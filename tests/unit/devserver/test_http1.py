@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from cgirt.devserver.http1 import ChunkedWriter, ClientGone, HttpError, Limits, Request, read_request
+from cgirt.devserver.http1 import ChunkedWriter, ClientGone, RequestRejected, Limits, Request, read_request
 
 LIMITS = Limits(max_header_bytes=1024, max_headers=10, max_body_bytes=100)
 
@@ -16,7 +16,7 @@ def parse(data: bytes, limits: Limits = LIMITS) -> Request | None:
 
 
 def status_of(data: bytes, limits: Limits = LIMITS) -> int:
-    with pytest.raises(HttpError) as info:
+    with pytest.raises(RequestRejected) as info:
         request = parse(data, limits)
         if request is not None:
             request.body.drain()

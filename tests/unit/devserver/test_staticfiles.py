@@ -41,8 +41,8 @@ def test_directory_index_and_redirect(docroot: str) -> None:
 
 @pytest.mark.parametrize("path, error", [
     ("/missing", sf.NotFound), ("/page.html/more", sf.NotFound),
-    ("/.env", sf.Forbidden), ("/dir/../.env", sf.Forbidden), ("/..", sf.Forbidden),
-    ("/out", sf.Forbidden), ("/fifo", sf.Forbidden), ("/loop", sf.Forbidden),
+    ("/.env", sf.ForbiddenPath), ("/dir/../.env", sf.ForbiddenPath), ("/..", sf.ForbiddenPath),
+    ("/out", sf.ForbiddenPath), ("/fifo", sf.ForbiddenPath), ("/loop", sf.ForbiddenPath),
 ])
 def test_refused(docroot: str, path: str, error: type[sf.StaticError]) -> None:
     with pytest.raises(error):
@@ -81,5 +81,5 @@ def test_open_refuses_a_symlink_swapped_in(docroot: str, tmp_path: Path) -> None
     assert isinstance(found, sf.StaticFile)
     os.unlink(found.path)
     os.symlink(tmp_path / "outside.txt", found.path)
-    with pytest.raises(sf.Forbidden):
+    with pytest.raises(sf.ForbiddenPath):
         sf.open_file(found)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,30 +10,31 @@ from pathlib import Path
 import pytest
 
 from cgirt.fastcgi import client as fc
+from cgirt.fastcgi import records as fr
 
 Script = Callable[[socket.socket], None]
 
 
 def record(rtype: int, content: bytes = b"", request_id: int = fc.REQUEST_ID,
-           version: int = fc.VERSION_1) -> bytes:
-    return fc.HEADER.pack(version, rtype, request_id, len(content), 0) + content
+           version: int = fr.VERSION_1) -> bytes:
+    return fr.HEADER.pack(version, rtype, request_id, len(content), 0) + content
 
 
-def end_request(app_status: int = 0, protocol_status: int = fc.REQUEST_COMPLETE) -> bytes:
-    return record(fc.END_REQUEST, fc.END_BODY.pack(app_status, protocol_status))
+def end_request(app_status: int = 0, protocol_status: int = fr.REQUEST_COMPLETE) -> bytes:
+    return record(fr.END_REQUEST, fr.END_BODY.pack(app_status, protocol_status))
 
 
 def read_records(conn: socket.socket) -> Iterator[tuple[int, int, bytes]]:
     """Records from the client until its stdin stream ends."""
     reader = conn.makefile("rb")
     while True:
-        header = reader.read(fc.HEADER.size)
-        if len(header) < fc.HEADER.size:
+        header = reader.read(fr.HEADER.size)
+        if len(header) < fr.HEADER.size:
             return
-        _, rtype, request_id, length, padding = fc.HEADER.unpack(header)
+        _, rtype, request_id, length, padding = fr.HEADER.unpack(header)
         content = reader.read(length + padding)[:length]
         yield rtype, request_id, content
-        if rtype == fc.STDIN and not content:
+        if rtype == fr.STDIN and not content:
             return
 
 
@@ -70,13 +70,13 @@ def peer(tmp_path: Path) -> Iterator[Callable[[Script], fc.UnixAddress]]:
 
 
 def open_request(address: fc.UnixAddress, stderr: list[bytes] | None = None,
-                 timeout: float = 5.0) -> fc.FastCGIRequest:
+                 timeout: float = 5.0) -> fc.BackendRequest:
     on_stderr = stderr.append if stderr is not None else None
-    return fc.FastCGIRequest.open(address, connect_timeout=5.0, io_timeout=timeout,
+    return fc.BackendRequest.open(address, connect_timeout=5.0, io_timeout=timeout,
                                   on_stderr=on_stderr)
 
 
-def read_all(request: fc.FastCGIRequest) -> bytes:
+def read_all(request: fc.BackendRequest) -> bytes:
     pieces = []
     while piece := request.read_stdout():
         pieces.append(piece)
@@ -84,44 +84,6 @@ def read_all(request: fc.FastCGIRequest) -> bytes:
 
 
 # -- framing ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("n, encoded", [(0, b"\x00"), (127, b"\x7f"),
-                                        (128, b"\x80\x00\x00\x80"),
-                                        (70000, b"\x80\x01\x11\x70")])
-def test_length_encoding_switches_to_four_bytes_at_128(n: int, encoded: bytes) -> None:
-    assert fc.encode_length(n) == encoded
-
-
-def test_pairs_round_trip_short_and_long() -> None:
-    pairs = {b"A": b"1", b"LONG": b"x" * 300, b"E": b"", b"N" * 200: b"v"}
-    stream = b"".join(fc.encode_pair(k, v) for k, v in pairs.items())
-    assert fc.decode_pairs(stream) == pairs
-
-
-def test_truncated_pairs_are_a_protocol_error() -> None:
-    with pytest.raises(fc.BackendProtocolError):
-        fc.decode_pairs(fc.encode_pair(b"NAME", b"value")[:-1])
-
-
-def test_records_are_padded_to_eight_bytes() -> None:
-    data = fc.encode_record(fc.STDIN, b"abc")
-    version, rtype, request_id, length, padding = fc.HEADER.unpack(data[:8])
-    assert (version, rtype, request_id, length, padding) == (1, fc.STDIN, 1, 3, 5)
-    assert len(data) % 8 == 0
-
-
-def test_record_content_is_limited() -> None:
-    with pytest.raises(ValueError):
-        fc.encode_record(fc.STDIN, bytes(0x10000))
-
-
-def test_params_longer_than_a_record_span_several_and_end_empty() -> None:
-    records = fc.encode_params([(b"BIG", b"x" * 100_000), (b"SMALL", b"y")])
-    lengths = [fc.HEADER.unpack(r[:8])[3] for r in records]
-    assert lengths[-1] == 0 and len(lengths) == 3
-    stream = b"".join(r[8:8 + n] for r, n in zip(records, lengths))
-    assert fc.decode_pairs(stream) == {b"BIG": b"x" * 100_000, b"SMALL": b"y"}
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -153,15 +115,15 @@ def test_full_request_streams_params_stdin_stdout_and_stderr(
         records = list(read_records(conn))
         seen["types"] = [r[0] for r in records]
         begin = records[0][2]
-        seen["role"], seen["flags"] = struct.unpack("!HB", begin[:3])
-        params = b"".join(c for t, _, c in records if t == fc.PARAMS)
-        seen["params"] = fc.decode_pairs(params)
-        seen["stdin"] = b"".join(c for t, _, c in records if t == fc.STDIN)
-        conn.sendall(record(fc.STDOUT, b"Status: 200 OK\r\n\r\n")
-                     + record(fc.STDERR, b"warning\n")
-                     + record(fc.GET_VALUES_RESULT, b"", request_id=0)
-                     + record(fc.STDOUT, b"body")
-                     + record(fc.STDOUT) + record(fc.STDERR) + end_request(7))
+        seen["role"], seen["flags"] = fr.BEGIN_BODY.unpack(begin)
+        params = b"".join(c for t, _, c in records if t == fr.PARAMS)
+        seen["params"] = fr.decode_pairs(params)
+        seen["stdin"] = b"".join(c for t, _, c in records if t == fr.STDIN)
+        conn.sendall(record(fr.STDOUT, b"Status: 200 OK\r\n\r\n")
+                     + record(fr.STDERR, b"warning\n")
+                     + record(fr.GET_VALUES_RESULT, b"", request_id=0)
+                     + record(fr.STDOUT, b"body")
+                     + record(fr.STDOUT) + record(fr.STDERR) + end_request(7))
 
     stderr: list[bytes] = []
     with open_request(peer(script), stderr) as request:
@@ -173,12 +135,12 @@ def test_full_request_streams_params_stdin_stdout_and_stderr(
         assert request.read_stdout() == b""
         assert request.app_status == 7
     assert stderr == [b"warning\n"]
-    assert seen["role"] == fc.RESPONDER and seen["flags"] == 0  # no FCGI_KEEP_CONN
+    assert seen["role"] == fr.RESPONDER and seen["flags"] == 0  # no FCGI_KEEP_CONN
     assert seen["params"] == {b"REQUEST_METHOD": b"POST", b"CONTENT_LENGTH": b"70000"}
     assert seen["stdin"] == b"a" * 70_000
     types = seen["types"]
     assert isinstance(types, list)
-    assert types[0] == fc.BEGIN_REQUEST and types.count(fc.STDIN) == 3  # 65535 + rest + end
+    assert types[0] == fr.BEGIN_REQUEST and types.count(fr.STDIN) == 3  # 65535 + rest + end
 
 
 def finish_input_then(reply: bytes) -> Script:
@@ -190,14 +152,14 @@ def finish_input_then(reply: bytes) -> Script:
     return script
 
 
-def send_empty_request(request: fc.FastCGIRequest) -> None:
+def send_empty_request(request: fc.BackendRequest) -> None:
     request.send_params({})
     request.end_stdin()
 
 
 def test_backend_closing_before_end_request_is_backend_closed(
         peer: Callable[[Script], fc.UnixAddress]) -> None:
-    with open_request(peer(finish_input_then(record(fc.STDOUT, b"partial")))) as request:
+    with open_request(peer(finish_input_then(record(fr.STDOUT, b"partial")))) as request:
         send_empty_request(request)
         assert request.read_stdout() == b"partial"
         with pytest.raises(fc.BackendClosed):
@@ -222,12 +184,12 @@ def test_silent_backend_times_out(peer: Callable[[Script], fc.UnixAddress]) -> N
 
 
 @pytest.mark.parametrize("reply, message", [
-    (end_request(protocol_status=fc.OVERLOADED), "overloaded"),
-    (end_request(protocol_status=fc.CANT_MPX_CONN), "multiplex"),
-    (record(fc.STDOUT, b"x", version=2), "version"),
-    (record(fc.STDOUT, b"x", request_id=9), "request id"),
-    (record(fc.END_REQUEST, b"\0\0"), "short"),
-    (record(fc.DATA, b"x"), "record type"),
+    (end_request(protocol_status=fr.OVERLOADED), "overloaded"),
+    (end_request(protocol_status=fr.CANT_MPX_CONN), "multiplex"),
+    (record(fr.STDOUT, b"x", version=2), "version"),
+    (record(fr.STDOUT, b"x", request_id=9), "request id"),
+    (record(fr.END_REQUEST, b"\0\0"), "short"),
+    (record(fr.DATA, b"x"), "record type"),
 ])
 def test_protocol_violations(peer: Callable[[Script], fc.UnixAddress], reply: bytes,
                              message: str) -> None:
@@ -239,7 +201,7 @@ def test_protocol_violations(peer: Callable[[Script], fc.UnixAddress], reply: by
 
 def test_nothing_listening_is_backend_unavailable(tmp_path: Path) -> None:
     with pytest.raises(fc.BackendUnavailable, match="cannot connect"):
-        fc.FastCGIRequest.open(fc.UnixAddress(str(tmp_path / "absent.sock")),
+        fc.BackendRequest.open(fc.UnixAddress(str(tmp_path / "absent.sock")),
                                connect_timeout=1.0, io_timeout=1.0)
 
 
@@ -248,7 +210,7 @@ def test_refused_tcp_port_is_backend_unavailable() -> None:
         sock.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         port = sock.getsockname()[1]
         with pytest.raises(fc.BackendUnavailable):
-            fc.FastCGIRequest.open(fc.TcpAddress("127.0.0.1", port), connect_timeout=1.0,
+            fc.BackendRequest.open(fc.TcpAddress("127.0.0.1", port), connect_timeout=1.0,
                                    io_timeout=1.0)
 
 

@@ -1,11 +1,11 @@
-"""The inline FastCGI name-value decoder agrees with flup's decode_pair."""
+"""The runner's inline FastCGI name-value decoder (cgirt.fastcgi.records) agrees with flup's decode_pair."""
 
 from __future__ import annotations
 
 import pytest
 from flup.server import fcgi_base as fb
 
-from cgirt.fastcgi.server import ProtocolError, decode_params
+from cgirt.fastcgi.records import ProtocolError, decode_params
 
 PAIRS = [
     (b"QUERY_STRING", b"a=1&b=2"),

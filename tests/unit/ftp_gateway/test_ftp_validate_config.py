@@ -18,9 +18,20 @@ from ftp_gateway.validate import check_file, check_source, is_python, python_fil
     ("run", b"#!/usr/bin/python3.11 -u\n", True),
     ("run", b"#!/bin/sh\n", False),
     ("page.html", b"<html>", False),
+    ("run.pl", b"#!/opt/python/bin/perl\nprint 1;\n", False),
 ])
 def test_is_python(name: str, head: bytes, expected: bool) -> None:
+    # The gateway uses the site contract's rule (cgirt.site.is_python), as the runner does.
     assert is_python(name, head) is expected
+
+
+@pytest.mark.parametrize("shebang", [b"#!/opt/python/bin/perl", b"#!/opt/mypython/bin/perl"])
+def test_a_perl_script_under_a_python_directory_is_published_uncompiled(
+        tmp_path: Path, shebang: bytes) -> None:
+    script = tmp_path / "count.cgi"
+    script.write_bytes(shebang + b'\nprint "Content-Type: text/plain\\n\\n", 1 + 1;\n')
+    assert check_file(script, "/cgi-bin/count.cgi") is None  # not refused as broken Python
+    assert list(python_files(tmp_path, tmp_path / ".cgirt")) == []
 
 
 @pytest.mark.parametrize("source, line, fragment", [

@@ -1,0 +1,64 @@
+"""Persistent mode: the script's cached code runs in this worker, its process state restored after."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import RequestTimeout, ScriptFailed
+from ..log import ErrorLog
+from .cache import ScriptCache, SiteModules
+from .executors import Finish, Work
+from .sandbox import ProcessState, RequestBody, StdStreams, run_script
+
+if TYPE_CHECKING:
+    from ..fastcgi.server import FastCGIRequest
+
+
+class PersistentExecutor:
+    """Built in the master; `start` in the worker, before the first request."""
+
+    def __init__(self, scripts: ScriptCache, modules: SiteModules, errlog: ErrorLog,
+                 finish: Finish) -> None:
+        self.scripts = scripts
+        self.modules = modules
+        self.errlog = errlog
+        self.finish = finish
+        self._state: ProcessState | None = None
+        self._streams: StdStreams | None = None
+
+    def start(self) -> None:
+        self._state = ProcessState()
+        self._streams = StdStreams()
+
+    def execute(self, req: FastCGIRequest, work: Work) -> None:
+        parser = work.response_parser(req.write)
+        self.run(req, work, RequestBody(req.stdin.read, work.body_length), parser.write)
+        self.finish(req, work, parser)
+
+    def run(self, req: FastCGIRequest, work: Work, body: RequestBody,
+            write: Callable[[bytes], object]) -> None:
+        """The script alone, its output to `write`."""
+        assert self._state is not None and self._streams is not None
+        target = work.target
+        req.release_output()  # an internal redirect's first script may have held it
+        self.modules.refresh()
+        try:
+            code = self.scripts.get(target.path, target.stat)
+        except SyntaxError as exc:
+            raise ScriptFailed(log=f"syntax error: {exc.msg} (line {exc.lineno})",
+                               script=target.path) from None
+        except OSError as exc:
+            raise ScriptFailed(log=f"cannot read script: {exc.strerror}", script=target.path) from None
+        stdio = self._streams.aim(body, write, lambda line: self.errlog.line(target.path, line))
+        flushed = False
+        try:
+            result = run_script(self._state, code, target.path, work.env, stdio,
+                                [target.path, *work.argv], before_flush=req.hold_output)
+            flushed = result.stdout_flushed
+        finally:
+            self._streams.release(flushed)
+        self.modules.collect()
+        if result.timed_out:
+            raise RequestTimeout()
+        if result.recycle:
+            req.conn.control.recycle_after_request()
