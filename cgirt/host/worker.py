@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import RunnerConfig
-from ..fastcgi.server import FastCGIServer, io_timeout
+from ..fastcgi.server import FastCGIRequest, FastCGIServer, io_timeout
 from ..runner.app import CgiApp
-from ..runner.forkmode import ForkServer, Serve
-from ..runner.supervisor import Control, SlotTable, Supervisor, SupervisorSettings, _die_with_parent
+from ..runner.executors import Executor, Work
+from ..runner.forkmode import ForkExecutor, ForkServer, Serve
+from ..runner.supervisor import SlotTable, Supervisor, SupervisorSettings, WorkerControl, die_with_parent
 
 _ACTIVITY = struct.Struct("dB")  # last connection finished (monotonic), met fork mode
 
@@ -100,16 +101,26 @@ class HostApp(CgiApp):
         self.ran_script = False
         self.forks = LazyForkServer(self, fork_template, config.timeout, config.kill_grace,
                                     io_timeout(config))
+        self.executors["fork"] = ForkExecutor(self.forks, self.persistent, self._error_page)
+        self.executors["persistent"] = _NotingExecutor(self, self.persistent)
 
     def child_init(self) -> None:
         super().child_init()
         # Changing uid clears the parent-death signal (kernel commit_creds): ask again.
-        _die_with_parent()
+        die_with_parent()
         self.activity.reset(self.slot)
 
-    def _run_persistent(self, *args: Any) -> None:
-        self.ran_script = True
-        super()._run_persistent(*args)
+
+class _NotingExecutor:
+    """Persistent mode, noting that this worker is no longer clean."""
+
+    def __init__(self, app: HostApp, inner: Executor) -> None:
+        self.app = app
+        self.inner = inner
+
+    def execute(self, req: FastCGIRequest, work: Work) -> None:
+        self.app.ran_script = True
+        self.inner.execute(req, work)
 
 
 def serve_site(order: SpawnOrder, listener: socket.socket, slots: SlotTable,
@@ -120,7 +131,7 @@ def serve_site(order: SpawnOrder, listener: socket.socket, slots: SlotTable,
     app = HostApp(config, order.slot, activity, order.fork_template)
     fcgi = FastCGIServer(app, max_conns=order.max_conns, io_timeout=io_timeout(config))
 
-    def handle(conn: socket.socket, addr: object, control: Control) -> None:
+    def handle(conn: socket.socket, addr: object, control: WorkerControl) -> None:
         try:
             fcgi.handle_connection(conn, addr, control)
         finally:

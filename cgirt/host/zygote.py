@@ -19,7 +19,7 @@ import socket
 from dataclasses import dataclass
 
 from ..runner.app import preload
-from ..runner.supervisor import SlotTable, _die_with_parent
+from ..runner.supervisor import SlotTable, die_with_parent
 from .worker import ActivityTable, SpawnOrder, serve_site
 
 log = logging.getLogger("cgirt.error")
@@ -92,7 +92,7 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: SlotTable
                  activity: ActivityTable) -> None:
     code = 0
     try:
-        _die_with_parent()
+        die_with_parent()
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
