@@ -44,7 +44,7 @@ MAX_BACKOFF = 60.0
 @dataclass
 class Worker:
     slot: int
-    site: str
+    pool: "SitePool"
     spawned_at: float
     pid: int = 0  # until the zygote reports it
     retiring_since: float | None = None
@@ -86,6 +86,15 @@ class HostMaster:
         self._epoll: select.epoll | None = None
         self._watched: dict[int, SitePool] = {}  # listener fd -> pool
         self._waiting: set[str] = set()
+        # A step looks only at the sites that need it: with workers, waiting connections, a
+        # static or dynamic pool, a back-off. An idle on-demand site costs nothing per step:
+        # its socket stays watched until a connection comes.
+        self._active: set[str] = set()
+        self._unreported = 0  # workers ordered from the zygote, pid not known yet
+        self._by_slot: dict[int, Worker] = {}  # those, by slot
+        self._free_slots = list(range(self.capacity - 1, -1, -1))
+        self._was_full = False
+        self._total_checked = float("-inf")
         self.exit_status = 0
 
     # -- start and stop ---------------------------------------------------------------
@@ -144,6 +153,9 @@ class HostMaster:
         except (StartupError, OSError) as exc:
             log.error("site %s: not served: %s", spec.name, exc)
             return
+        if spec.pool.pm != "ondemand":
+            self._active.add(spec.name)
+        self._watch(pool, time.monotonic(), self._live() >= self.plan.settings.max_workers_total)
         log.info("site %s: %s on %s (pm %s, at most %d workers)", spec.name, config.site,
                  describe(pool.listener), spec.pool.pm, spec.max_workers)
 
@@ -188,11 +200,27 @@ class HostMaster:
             if not self.by_pid and not any(w for p in self._all_pools() for w in p.workers.values()):
                 self._running = False
             return
-        self.draining = [p for p in self.draining if p.workers]
-        for pool in self.pools.values():
+        if self.draining:
+            self.draining = [p for p in self.draining if p.workers]
+        full = self._live() >= self.plan.settings.max_workers_total
+        if full != self._was_full:
+            self._was_full = full
+            touched = list(self.pools.values())  # every site's watch changes with it
+        else:
+            touched = [self.pools[n] for n in self._active | self._waiting if n in self.pools]
+        for pool in touched:
             self._manage(pool, now)
+        full = self._live() >= self.plan.settings.max_workers_total
+        for pool in touched:
+            self._watch(pool, now, full)
+            if not pool.workers and pool.spec.pool.pm == "ondemand" and now >= pool.backoff_until:
+                self._active.discard(pool.name)
+        if full:
+            self._log_total_reached(now)
         self._waiting.clear()
-        self._update_watch(now)
+
+    def _live(self) -> int:
+        return len(self.by_pid) + self._unreported
 
     def _all_pools(self) -> list[SitePool]:
         return [*self.pools.values(), *self.draining]
@@ -226,7 +254,11 @@ class HostMaster:
             elif not started:
                 last, _ = self.activity.get(w.slot)
                 idle.append((now - last, w.slot))
-        return PoolView(live, booting, idle, pool.name in self._waiting)
+        # Still waiting? A worker that was busy when the connection came may have taken it
+        # since: a worker started for nothing costs a fork and a boot.
+        waiting = (pool.name in self._waiting and not idle and not booting
+                   and pool.listener is not None and _readable(pool.listener))
+        return PoolView(live, booting, idle, waiting)
 
     def _manage(self, pool: SitePool, now: float) -> None:
         if pool.listener is None:
@@ -248,7 +280,7 @@ class HostMaster:
             log.warning("site %s reached max_workers (%d): connections queue on its socket",
                         pool.name, spec.max_workers)
         for _ in range(wanted):
-            if len(self.by_pid) + self._unreported() >= self.plan.settings.max_workers_total:
+            if self._live() >= self.plan.settings.max_workers_total:
                 if now - self._total_logged >= LIMIT_LOG_EVERY:
                     self._total_logged = now
                     log.warning("host reached max_workers_total (%d): site %s waits",
@@ -256,19 +288,17 @@ class HostMaster:
                 return
             self._spawn(pool, now)
 
-    def _unreported(self) -> int:
-        return sum(1 for p in self._all_pools() for w in p.workers.values() if not w.pid)
-
     def _spawn(self, pool: SitePool, now: float) -> None:
         assert pool.listener is not None
-        used = {w.slot for p in self._all_pools() for w in p.workers.values()}
-        slot = next(i for i in range(self.capacity) if i not in used)
+        slot = self._free_slots.pop()
         self.slots.set(slot, 0.0, 0)
         self.activity.reset(slot)
         spec = pool.spec
         order = SpawnOrder(spec.name, spec.runner, slot, spec.max_workers,
                            fork_template=pool.uses_fork or spec.runner.mode == "fork")
-        pool.workers[slot] = Worker(slot, spec.name, now)
+        pool.workers[slot] = self._by_slot[slot] = Worker(slot, pool, now)
+        self._unreported += 1
+        self._active.add(pool.name)
         self.zygote.spawn(order, pool.listener)
 
     def _retire(self, w: Worker, now: float) -> None:
@@ -278,24 +308,21 @@ class HostMaster:
                 _kill(w.pid, signal.SIGTERM)
 
     def _enforce_deadlines(self, now: float) -> None:
-        for pool in self._all_pools():
-            runner = pool.spec.runner
-            for w in pool.workers.values():
-                if not w.pid:
-                    continue
-                started, _ = self.slots.get(w.slot)
-                if started and now - started > runner.timeout + runner.kill_grace:
-                    if not w.killed_for_deadline:
-                        log.error("site %s: worker %d: request exceeded its deadline; killing it",
-                                  pool.name, w.pid)
-                    w.killed_for_deadline = True
+        for w in self.by_pid.values():
+            runner = w.pool.spec.runner
+            started, _ = self.slots.get(w.slot)
+            if started and now - started > runner.timeout + runner.kill_grace:
+                if not w.killed_for_deadline:
+                    log.error("site %s: worker %d: request exceeded its deadline; killing it",
+                              w.pool.name, w.pid)
+                w.killed_for_deadline = True
+                _kill(w.pid, signal.SIGKILL)
+            elif w.retiring_since is not None:
+                bound = runner.graceful_timeout
+                if self._stop_deadline is not None:
+                    bound = min(bound, self._stop_deadline - w.retiring_since)
+                if now - w.retiring_since > bound:
                     _kill(w.pid, signal.SIGKILL)
-                elif w.retiring_since is not None:
-                    bound = runner.graceful_timeout
-                    if self._stop_deadline is not None:
-                        bound = min(bound, self._stop_deadline - w.retiring_since)
-                    if now - w.retiring_since > bound:
-                        _kill(w.pid, signal.SIGKILL)
 
     # -- news from the zygote -------------------------------------------------------------
 
@@ -311,24 +338,23 @@ class HostMaster:
                 self._on_exited(m)
 
     def _on_spawned(self, m: Spawned) -> None:
-        for pool in self._all_pools():
-            w = pool.workers.get(m.slot)
-            if w is not None and not w.pid:
-                w.pid = m.pid
-                self.by_pid[m.pid] = w
-                if w.retiring_since is not None:
-                    _kill(w.pid, signal.SIGTERM)
-                return
+        w = self._by_slot.pop(m.slot, None)
+        if w is None:
+            return  # of a zygote that died meanwhile
+        self._unreported -= 1
+        w.pid = m.pid
+        self.by_pid[m.pid] = w
+        if w.retiring_since is not None:
+            _kill(w.pid, signal.SIGTERM)
 
     def _on_exited(self, m: Exited) -> None:
         w = self.by_pid.pop(m.pid, None)
         if w is None:
             return
-        pool = next((p for p in self._all_pools() if p.workers.get(w.slot) is w), None)
+        pool = w.pool
         booted = self.slots.get(w.slot)[1] == 1
         self.slots.set(w.slot, 0.0, 0)
-        if pool is None:
-            return
+        self._free_slots.append(w.slot)
         del pool.workers[w.slot]
         if self.activity.get(w.slot)[1]:
             pool.uses_fork = True
@@ -378,6 +404,9 @@ class HostMaster:
                 self.slots.set(w.slot, 0.0, 0)
             pool.workers.clear()
         self.by_pid.clear()
+        self._by_slot.clear()
+        self._unreported = 0
+        self._free_slots = list(range(self.capacity - 1, -1, -1))
         if self._stop_deadline is None:
             self.zygote.start()
             assert self.zygote.sock is not None
@@ -385,34 +414,37 @@ class HostMaster:
 
     # -- watching sockets ------------------------------------------------------------------
 
-    def _update_watch(self, now: float) -> None:
-        """Watch the sockets of the sites that would start a worker for a waiting connection
-        (none free, below its limit, not backing off): a socket watched otherwise would be
-        readable again and again while its worker boots or takes it."""
-        full = len(self.by_pid) + self._unreported() >= self.plan.settings.max_workers_total
-        wanted: dict[int, SitePool] = {}
-        for pool in self.pools.values():
-            if pool.listener is None or now < pool.backoff_until:
-                continue
-            view = self._view(pool, now)
-            if view.booting == 0 and not view.idle and view.live < pool.spec.max_workers:
-                wanted[pool.listener.fileno()] = pool
-        if full:
-            # Nobody may start a worker: watching would only wake us, again and again.
-            if now - self._total_logged >= LIMIT_LOG_EVERY:
-                waits = next((p for p in wanted.values() if p.listener and _readable(p.listener)), None)
-                if waits is not None:
-                    self._total_logged = now
-                    log.warning("host reached max_workers_total (%d): site %s waits",
-                                self.plan.settings.max_workers_total, waits.name)
-            wanted = {}
-        assert self._epoll is not None
-        for fd in [fd for fd in self._watched if fd not in wanted]:
+    def _watch(self, pool: SitePool, now: float, full: bool) -> None:
+        """Watch a site's socket while a waiting connection there would start a worker (none
+        free, below its limit, not backing off, the host below its cap): a socket watched
+        otherwise would be readable again and again while its worker boots or takes it."""
+        if pool.listener is None:
+            return
+        fd = pool.listener.fileno()
+        view = self._view(pool, now)
+        wanted = (not full and now >= pool.backoff_until and view.booting == 0 and not view.idle
+                  and view.live < pool.spec.max_workers)
+        if wanted and fd not in self._watched:
+            assert self._epoll is not None
+            self._epoll.register(fd, select.EPOLLIN)
+            self._watched[fd] = pool
+        elif not wanted:
             self._unwatch(fd)
-        for fd, pool in wanted.items():
-            if fd not in self._watched:
-                self._epoll.register(fd, select.EPOLLIN)
-                self._watched[fd] = pool
+
+    def _log_total_reached(self, now: float) -> None:
+        """Nobody may start a worker, so no socket is watched: look for a waiting connection
+        now and then, to say so in the log (at most once a minute)."""
+        if now - self._total_logged < LIMIT_LOG_EVERY or now - self._total_checked < 1.0:
+            return
+        self._total_checked = now
+        for pool in self.pools.values():
+            view = self._view(pool, now)
+            if (pool.listener is not None and not view.idle and view.booting == 0
+                    and view.live < pool.spec.max_workers and _readable(pool.listener)):
+                self._total_logged = now
+                log.warning("host reached max_workers_total (%d): site %s waits",
+                            self.plan.settings.max_workers_total, pool.name)
+                return
 
     def _unwatch(self, fd: int) -> None:
         if self._watched.pop(fd, None) is not None and self._epoll is not None:
@@ -463,6 +495,7 @@ class HostMaster:
                 else:
                     pool_.spec = spec
                     pool_.failures, pool_.backoff_until = 0, 0.0
+                    self._active.add(name)
         notify("READY=1")
 
 
