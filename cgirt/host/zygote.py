@@ -108,13 +108,13 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: SlotTable
         gc.freeze()
         while True:
             try:
-                ready, _, _ = select.select([sock, wake_r], [], [])
+                ready, _, _ = select.select([sock.fileno(), wake_r], [], [])
             except InterruptedError:
                 continue
             if wake_r in ready:
                 _drain(wake_r)
                 _reap(sock)
-            if sock in ready:
+            if sock.fileno() in ready:
                 data, fds, _, _ = socket.recv_fds(sock, 65536, 4)
                 if not data:
                     break  # the master is gone or stopping
