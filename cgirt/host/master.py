@@ -296,10 +296,15 @@ class HostMaster:
         spec = pool.spec
         order = SpawnOrder(spec.name, spec.runner, slot, spec.max_workers,
                            fork_template=pool.uses_fork or spec.runner.mode == "fork")
-        pool.workers[slot] = self._by_slot[slot] = Worker(slot, pool, now)
-        self._unreported += 1
+        w = pool.workers[slot] = Worker(slot, pool, now)
         self._active.add(pool.name)
-        self.zygote.spawn(order, pool.listener)
+        pid = self.zygote.spawn(order, pool.listener)
+        if pid is None:
+            self._by_slot[slot] = w
+            self._unreported += 1
+        else:
+            w.pid = pid
+            self.by_pid[pid] = w
 
     def _retire(self, w: Worker, now: float) -> None:
         if w.retiring_since is None:

@@ -10,7 +10,7 @@ import shutil
 import socket
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pytest
 
@@ -306,15 +306,20 @@ class Host:
         return self.proc.pid
 
     def worker_pids(self) -> list[int]:
-        """Every site's workers: the zygote's children."""
-        return children_of(self.zygote)
+        """Every site's workers: the zygote's children that hold a listening socket (the
+        zygote's spare child holds none until it becomes a worker)."""
+        return self._holding(lambda fields: fields[3] == "00010000")  # __SO_ACCEPTCON
 
     def workers_of(self, listen: str) -> list[int]:
         """The workers holding the listening socket `unix:PATH` (one site's)."""
-        inodes = {line.split()[6] for line in Path("/proc/net/unix").read_text().splitlines()[1:]
-                  if line.split()[-1] == listen[5:]}
+        return self._holding(lambda fields: fields[-1] == listen[5:])
+
+    def _holding(self, wanted: Callable[[list[str]], bool]) -> list[int]:
+        inodes = {fields[6] for fields in (line.split() for line in
+                                           Path("/proc/net/unix").read_text().splitlines()[1:])
+                  if len(fields) >= 7 and wanted(fields)}
         found = []
-        for pid in self.worker_pids():
+        for pid in children_of(self.zygote):
             try:
                 links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
             except OSError:
