@@ -77,21 +77,21 @@ def load(path: Path) -> HostPlan:
     listens: dict[str, str] = {}
     for name, table, f, where in tables:
         runner_values = {**runner_defaults, **{k: v for k, v in table.items() if k not in POOL_KEYS}}
+        listen = runner_values.get("listen")
+        if listen == "fd:0":
+            problems.append(f.at("listen", where, "listen = \"fd:0\" is for one runner, not a host"))
+        elif isinstance(listen, str) and listen in listens:
+            problems.append(f.at("listen", where, f"{listen} is also the address of site "
+                                                  f"{listens[listen]!r}"))
+        elif isinstance(listen, str):
+            listens[listen] = name
         try:
             runner = RunnerConfig.from_sources(runner_values)
             pool = PoolSettings.from_values({**pool_defaults, **table})
         except ConfigError as exc:
-            if not any(str(exc) in p for p in problems):
+            if not any(p.startswith(str(f.path)) for p in problems):  # else said, with its line
                 problems.append(f"{f.path}: site {name!r}: {exc}")
             continue
-        if runner.listen == "fd:0":
-            problems.append(f.at("listen", where, "listen = \"fd:0\" is for one runner, not a host"))
-            continue
-        if runner.listen in listens:
-            problems.append(f.at("listen", where, f"{runner.listen} is also the address of site "
-                                                  f"{listens[runner.listen]!r}"))
-            continue
-        listens[runner.listen] = name
         sites[name] = SiteSpec(name, runner, pool, f.path)
     if problems:
         raise HostConfigError(problems)
