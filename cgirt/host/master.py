@@ -94,6 +94,8 @@ class HostMaster:
         self._by_slot: dict[int, Worker] = {}  # those, by slot
         self._free_slots = list(range(self.capacity - 1, -1, -1))
         self._was_full = False
+        self._next_sweep = 0.0
+        self._dirty: set[str] = set()  # sites whose workers changed since the last step
         self._total_checked = float("-inf")
         self.exit_status = 0
 
@@ -195,7 +197,14 @@ class HostMaster:
         while self._signals:
             self._on_signal(self._signals.pop(0), now)
         self._check_zygote()
-        self._enforce_deadlines(now)
+        # Deadlines, idle timeouts and the state of busy sites are looked at once a tick;
+        # between ticks a step handles only the sites an event concerns (a connection
+        # waiting, a worker gone), so that a host with many busy sites costs the master
+        # little per request.
+        sweep = now >= self._next_sweep
+        if sweep:
+            self._next_sweep = now + TICK
+            self._enforce_deadlines(now)
         if self._stop_deadline is not None:
             if not self.by_pid and not any(w for p in self._all_pools() for w in p.workers.values()):
                 self._running = False
@@ -207,7 +216,9 @@ class HostMaster:
             self._was_full = full
             touched = list(self.pools.values())  # every site's watch changes with it
         else:
-            touched = [self.pools[n] for n in self._active | self._waiting if n in self.pools]
+            names = self._waiting | self._dirty | (self._active if sweep else set())
+            touched = [self.pools[n] for n in names if n in self.pools]
+        self._dirty.clear()
         for pool in touched:
             self._manage(pool, now)
         full = self._live() >= self.plan.settings.max_workers_total
@@ -357,6 +368,7 @@ class HostMaster:
         if w is None:
             return
         pool = w.pool
+        self._dirty.add(pool.name)
         booted = self.slots.get(w.slot)[1] == 1
         self.slots.set(w.slot, 0.0, 0)
         self._free_slots.append(w.slot)
