@@ -1,6 +1,7 @@
 """The runner's own per-request cost, without nginx or the network: whole FastCGI requests
 (as nginx sends them, with the deploy block's params) through cgirt's connection handler and
-app in this process, over a socketpair. For profiling and for quick before/after checks.
+app in this process, over a socketpair (tests.support.inprocess, the unit tests' seam too).
+For profiling and for quick before/after checks.
 
     python -m bench.hotpath [--requests N] [--profile] [--script hello|form]
 
@@ -13,18 +14,18 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import socket
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from cgirt.runner.app import CgiApp
-from cgirt.runner.cache import RACY_SECONDS
 from cgirt.cli import ensure_utf8_mode
-from cgirt.config import RunnerConfig
 from cgirt.fastcgi.records import request_records
-from cgirt.fastcgi.server import FastCGIServer, SingleRequestControl
+from cgirt.runner.cache import RACY_SECONDS
+from tests.support.inprocess import InProcessRunner
+from cgirt.runner.scoreboard import Scoreboard
+from cgirt.runner.supervisor import WorkerControl
 
 from .__main__ import FORM_QUERY
 from .stack import make_site
@@ -58,22 +59,16 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cgirt-hotpath-"))
     site = make_site(tmp / "site", sys.executable)
     time.sleep(RACY_SECONDS + 0.1)  # past the cache's racy window, as a long-served site is
-    config = RunnerConfig.from_sources(overrides={"site": str(site), "mode": args.mode})
-    app = CgiApp(config)
-    server = FastCGIServer(app, max_conns=1)
-    app.child_init()
+    runner = InProcessRunner(site, mode=args.mode)
+    runner.start()
     query = FORM_QUERY if args.script == "form" else ""
     raw = request_bytes(site, args.script + ".py", query)
-    control = SingleRequestControl()
+    # The worker's own control, so that what a worker records per request is measured too.
+    _, wake_w = os.pipe()
+    runner.control = WorkerControl(Scoreboard(2), 0, 0, wake_w)
 
     def one() -> bytes:
-        ours, theirs = socket.socketpair()
-        theirs.sendall(raw)
-        theirs.shutdown(socket.SHUT_WR)  # as nginx does once the response has ended
-        server.handle_connection(ours, None, control)
-        out = theirs.recv(1 << 20)
-        theirs.close()
-        return out
+        return runner.raw(raw)
 
     first = one()
     if b"Status: 200" not in first:

@@ -52,7 +52,8 @@ def gateway_available() -> bool:
 
 
 def publish(site: Path, relpath: str, content: bytes) -> None:
-    """The gateway's publish step, exactly as DESIGN.md's contract states it."""
+    """The gateway's publish step (ftp_gateway/publish.py): stage, fsync, rename into place,
+    fsync the directory, bump the generation."""
     staging = site_layout.staging_dir(site)
     staging.mkdir(parents=True, exist_ok=True)
     tmp = staging / f"{os.getpid()}.part"

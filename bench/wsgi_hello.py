@@ -1,7 +1,8 @@
 """The limit of in-process Python on flup: a bare WSGI hello on flup's own prefork server.
 
 Started as `python wsgi_hello.py SOCKET WORKERS`. minSpare = maxSpare = maxChildren, because
-flup's prefork caps concurrency at maxSpare (a bytes/str comparison, see DEPENDENCIES.md).
+flup 1.0.3's prefork caps concurrency at maxSpare (it compares bytes with a str,
+flup/server/preforkserver.py line 184).
 """
 
 import sys

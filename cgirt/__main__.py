@@ -1,3 +1,5 @@
+"""`python -m cgirt`: the `cgirt` command."""
+
 from .cli import main
 
 raise SystemExit(main())

@@ -1,8 +1,6 @@
-"""The `cgirt` command. The only place that prints to the user or chooses an exit status.
+"""The `cgirt` command: every subcommand; the only place that prints to the user or exits.
 
-Exit statuses: 0 stopped cleanly; 1 an unexpected failure; 2 bad arguments or
-configuration; 3 workers failed at boot (halted instead of respawning); 4 cannot start
-(site missing, address in use, fd 0 not a socket).
+The exit statuses are errors.ExitStatus, the same for every command.
 """
 
 from __future__ import annotations
@@ -14,32 +12,45 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import RunnerConfig
-from .errors import ConfigError, StartupError
+from . import __version__
+from .config import RunnerConfig, add_flags, build, flag_values, parse_values, raise_first
+from .errors import CgirtError, ConfigError, ExitStatus, exit_status_for
+from .status import StatusUnavailable
 
-EXIT_USAGE = 2
-EXIT_STARTUP = 4
 
+class Parser(argparse.ArgumentParser):
+    """Every cgirt program's parser: a usage error is one clear line, exit status USAGE."""
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one clear line, not a usage dump
+    def error(self, message: str) -> Any:
         print(f"{self.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
+        raise SystemExit(ExitStatus.USAGE)
+
+
+def warn(message: str) -> None:
+    print(f"cgirt: warning: {message}", file=sys.stderr, flush=True)
+
+
+def tell(line: str) -> None:
+    """A line that already says where and what it is ("FILE:LINE: warning: ...")."""
+    print(f"cgirt: {line}", file=sys.stderr, flush=True)
+
+
+def version() -> str:
+    """The installed distribution's version; the source's when cgirt runs from a checkout."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("cgirt")
+    except metadata.PackageNotFoundError:
+        return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cgirt", description="Run ordinary CGI scripts in persistent FastCGI workers.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="cgirt", description="Run ordinary CGI scripts in persistent FastCGI workers.")
+    parser.add_argument("--version", action="version", version=f"cgirt {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     serve = sub.add_parser("serve", help="run the FastCGI runner for one site")
-    serve.add_argument("--site", help="the site directory (holds cgi-bin/ and htdocs/)")
-    serve.add_argument("--listen", help="unix:PATH, HOST:PORT or fd:0")
-    serve.add_argument("--workers", type=int, help="worker processes")
-    serve.add_argument("--mode", choices=["persistent", "fork", "exec"], help="default mode")
-    serve.add_argument("--timeout", type=float, help="seconds a request may run")
-    serve.add_argument("--max-requests", type=int, help="recycle a worker after N requests")
-    serve.add_argument("--max-requests-jitter", type=int, help="random extra requests per worker")
-    serve.add_argument("--memory-limit-mb", type=int, help="address-space limit per worker")
-    serve.add_argument("--socket-mode", help="octal permissions of a unix socket, e.g. 660")
+    add_flags(serve, RunnerConfig)
     serve.add_argument("--config", type=Path,
                        help="TOML file: its [runner] table, and [sites.NAME] with --name")
     serve.add_argument("--name", help="the site's table in the config file: [sites.NAME]")
@@ -60,10 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     host.add_argument("--verbose", action="store_true", help="log at debug level")
     host.set_defaults(func=_host)
     config = sub.add_parser("config", help="check a configuration file")
-    config_sub = config.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
+    config_sub = config.add_subparsers(dest="config_command", required=True, parser_class=Parser)
     check = config_sub.add_parser("check", help="report every problem, with its file and line")
     check.add_argument("file", type=Path)
     check.set_defaults(func=_config_check)
+    status = sub.add_parser("status", help="a running runner's status (PHP-FPM's fields)")
+    status.add_argument("site", nargs="?", help="the site directory (default: the current "
+                        "one); with --config, the site's NAME in [sites.NAME]")
+    status.add_argument("--config", type=Path, help="TOML file: find the site and its "
+                        "status_listen there")
+    status.add_argument("--address", help="ask this status address (unix:PATH or HOST:PORT)")
+    fmt = status.add_mutually_exclusive_group()
+    fmt.add_argument("--json", dest="format", action="store_const", const="json")
+    fmt.add_argument("--openmetrics", dest="format", action="store_const", const="openmetrics")
+    status.add_argument("--full", action="store_true", help="every worker, too")
+    status.set_defaults(func=_status, format="text")
     _register_gateway(sub)
     return parser
 
@@ -79,38 +101,38 @@ def _register_gateway(sub: Any) -> None:
 
 
 def _runner_config(args: argparse.Namespace) -> RunnerConfig:
-    overrides = {k: getattr(args, k) for k in (
-        "site", "listen", "workers", "mode", "timeout", "max_requests", "max_requests_jitter",
-        "memory_limit_mb", "socket_mode")}
+    flags, issues = parse_values(RunnerConfig, flag_values(args, RunnerConfig), from_flags=True)
+    raise_first(issues, warn)
     if args.config is None:
         if args.name:
             raise ConfigError("--name needs --config FILE")
-        if args.site is None:
+        if "site" not in flags:
             raise ConfigError("no site given: use --site DIR, or --config FILE")
-        return RunnerConfig.from_sources({}, overrides)
+        config: RunnerConfig = build(RunnerConfig, flags)
+        return config
     from .configfile import ConfigFile
 
     file = ConfigFile(args.config)
-    if args.site is None and "site" not in file.runner_values(args.name):
+    if "site" not in flags and "site" not in file.runner_values(args.name):
         raise ConfigError(f"{args.config}: no site given (set site, or use --name NAME)")
-    return file.runner_config(args.name, overrides)
+    return file.runner_config(args.name, flags, tell)
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from ftp_gateway.config import check_table
+    from ftp_gateway.config import check_file
 
     from .configfile import ConfigFile
 
     file = ConfigFile(args.file)
-    problems = file.problems(check_table)
-    for problem in problems:
-        print(problem, file=sys.stderr)
+    problems, warnings = file.problems(check_file)
+    for line in warnings + problems:
+        print(line, file=sys.stderr)
     if problems:
-        return EXIT_USAGE
+        return ExitStatus.USAGE
     sites = file.site_names()
     print(f"{args.file}: ok ({len(sites)} site{'s' * (len(sites) != 1)}"
           f"{', ftp' if 'ftp' in file.data else ''})")
-    return 0
+    return ExitStatus.OK
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -119,8 +141,30 @@ def _serve(args: argparse.Namespace) -> int:
 
     ensure_utf8_mode()
     config = _runner_config(args)
-    setup_runner_logging(logging.DEBUG if args.verbose else logging.INFO)
-    return serve(config)
+    setup_runner_logging(logging.DEBUG if args.verbose else logging.INFO, config.log_file)
+    return serve(config, name=args.name)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .runner.statusserver import status_address
+    from .status import fetch
+
+    address = args.address
+    if address is None:
+        if args.config is not None:
+            from .configfile import ConfigFile
+
+            config = ConfigFile(args.config).runner_config(args.site, {}, tell)
+        else:
+            config = RunnerConfig.from_sources({}, {"site": args.site or "."})
+        if not config.site.is_dir():
+            raise ConfigError(f"site directory {config.site} does not exist")
+        address = status_address(config)
+        if address is None:
+            raise ConfigError("status_listen is \"off\" for this site: it has no status")
+    sys.stdout.buffer.write(fetch(address, args.format, args.full))
+    sys.stdout.flush()
+    return ExitStatus.OK
 
 
 def _host(args: argparse.Namespace) -> int:
@@ -164,14 +208,15 @@ Ctrl-C stops everything.
 
 
 def _up(args: argparse.Namespace) -> int:
-    from .up import UpConfig, start, stop, wait_until_stopped
+    from .up import LOG_FILES, UpConfig, start, stop, wait_until_stopped
 
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
     if args.config:
         from .configfile import ConfigFile
 
-        ConfigFile(args.config).runner_config(None, {"site": args.site})  # fail before starting
+        # Fail before starting anything.
+        ConfigFile(args.config).runner_config(None, {"site": args.site.resolve()}, tell)
     config = UpConfig(site=args.site, http=args.http, ftp=None if args.no_ftp else args.ftp,
                       workers=args.workers, runner_config=args.config)
     logs = args.site.resolve() / ".cgirt" / "logs"
@@ -191,20 +236,27 @@ def _up(args: argparse.Namespace) -> int:
     finally:
         stop(started.processes)
     if died:
-        print(f"cgirt: the {died} process stopped unexpectedly; see {logs}", file=sys.stderr)
-        return 1
-    return 0
+        print(f"cgirt: the {died} process stopped unexpectedly; see {logs / LOG_FILES[died]}",
+              file=sys.stderr)
+        return ExitStatus.FAILURE
+    return ExitStatus.OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
-        print(f"cgirt: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except StartupError as exc:
-        print(f"cgirt: cannot start: {exc}", file=sys.stderr)
-        return EXIT_STARTUP
+    except StatusUnavailable as exc:
+        return fail(str(exc), exc)
     except KeyboardInterrupt:
-        return 0
+        return ExitStatus.OK
+    except CgirtError as exc:
+        kind = ("configuration error: " if isinstance(exc, ConfigError) else
+                "cannot start: " if exit_status_for(exc) == ExitStatus.CANNOT_START else "")
+        return fail(kind + str(exc), exc)
+
+
+def fail(message: str, error: BaseException) -> int:
+    """One line for the user; the exit status from the one table (errors.py)."""
+    print(f"cgirt: {message}", file=sys.stderr)
+    return exit_status_for(error)

@@ -5,30 +5,32 @@
     [ftp]               the gateway (`cgirt ftp` settings)
     [host]              `cgirt host`: host-wide settings and pool defaults (host/settings.py)
 
-Every problem is reported with the file and the line of the key it is about.
+Every problem is reported with the file and the line of the key it is about. Which keys a
+table takes, and how each is checked, comes from the settings' declarations (config.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from .config import RunnerConfig
+from .config import Issue, RunnerConfig, build, parse_values
 from .errors import ConfigError
-from .host.settings import POOL_KEYS, HostSettings, PoolSettings
+from .host.settings import POOL_KEYS
 
 
 @dataclass(frozen=True)
 class Problem:
     line: int | None
     message: str
+    warning: bool = False
 
     def render(self, path: Path) -> str:
-        return f"{path}:{self.line}: {self.message}" if self.line else f"{path}: {self.message}"
+        where = f"{path}:{self.line}" if self.line else f"{path}"
+        return f"{where}: {'warning: ' if self.warning else ''}{self.message}"
 
 
 class ConfigFile:
@@ -68,80 +70,95 @@ class ConfigFile:
                 return number
         return None
 
-    def at(self, key: str, table: str | None, message: str) -> str:
-        return Problem(self.line_of(key, table), message).render(self.path)
+    def at(self, key: str, table: str | None, message: str, warning: bool = False) -> str:
+        line = self.line_of(key, table) or (_header_line(self.text, table) if table else None)
+        return Problem(line, message, warning).render(self.path)
+
+    def read(self, cls: type, table: str, base: Path | None = None
+             ) -> tuple[dict[str, Any], list[str], list[str]]:
+        """A table's field values, its problems and its warnings, each with its line."""
+        values = self.table(table)
+        if cls is RunnerConfig and table.startswith("sites."):
+            # A site's pool settings are `cgirt host`'s; `cgirt serve --name` runs without.
+            values = {k: v for k, v in values.items() if k not in POOL_KEYS}
+        fields, issues = parse_values(cls, values, base=base)
+        return (fields, [self._render(i, table) for i in issues if not i.warning],
+                [self._render(i, table) for i in issues if i.warning])
+
+    def _render(self, issue: Issue, table: str) -> str:
+        return self.at(issue.key, table, issue.message, issue.warning)
+
+    def _site_at(self, name: str, message: str) -> str:
+        line = self.line_of(name, None) or _header_line(self.text, f"sites.{name}")
+        return Problem(line, message).render(self.path)
 
     def runner_values(self, name: str | None) -> dict[str, Any]:
-        """[runner] with [sites.NAME] on top."""
+        """[runner] with [sites.NAME] on top, as written."""
         values = dict(self.table("runner"))
         if name is not None:
             sites = self.table("sites")
             if name not in sites:
                 known = ", ".join(sites) or "none"
                 raise ConfigError(f"{self.path}: no [sites.{name}] table (sites: {known})")
-            # Pool settings are `cgirt host`'s alone; `cgirt serve --name` runs the site without.
             values.update({k: v for k, v in self.table(f"sites.{name}").items() if k not in POOL_KEYS})
         return values
 
-    def runner_config(self, name: str | None, overrides: dict[str, Any]) -> RunnerConfig:
-        table = f"sites.{name}" if name else "runner"
+    def runner_config(self, name: str | None, flags: Mapping[str, Any],
+                      warn: Callable[[str], None]) -> RunnerConfig:
+        """[runner], then [sites.NAME], then the flags' field values; the first problem raises,
+        warnings (each a whole line with the file and line) go to `warn`."""
+        self.runner_values(name)  # an unknown site is the first thing to say
+        layers = []
+        for table in ["runner"] + ([f"sites.{name}"] if name else []):
+            fields, problems, warnings = self.read(RunnerConfig, table)
+            for warning in warnings:
+                warn(warning)
+            if problems:
+                raise ConfigError(problems[0])
+            layers.append(fields)
         try:
-            return RunnerConfig.from_sources(self.runner_values(name), overrides)
+            config: RunnerConfig = build(RunnerConfig, *layers, flags)
         except ConfigError as exc:
-            key = _key_named(str(exc), self.runner_values(name))
-            where = table if key in self.table(table) else "runner"
-            raise ConfigError(self.at(key, where, str(exc)) if key else f"{self.path}: {exc}") from None
+            raise ConfigError(f"{self.path}: {exc}") from None
+        return config
 
-    def problems(self, check_ftp: Callable[[dict[str, Any], Path], list[tuple[str, str]]] | None) -> list[str]:
-        """Every problem in the file, each with its line."""
+    def problems(self, check_ftp: Callable[[ConfigFile], tuple[list[str], list[str]]] | None
+                 ) -> tuple[list[str], list[str]]:
+        """Every problem in the file and every warning, each with its line."""
         found: list[str] = []
-        fields = {f.name: f for f in dataclasses.fields(RunnerConfig)}
-        pool_fields = {f.name: f for f in dataclasses.fields(PoolSettings)}
+        warned: list[str] = []
+        layers: dict[str, dict[str, Any]] = {}
         for table in ["runner", *(f"sites.{n}" for n in self.site_names())]:
-            for key, value in self.table(table).items():
-                f = fields.get(key.replace("-", "_"))
-                if f is None and table != "runner" and key in POOL_KEYS:
-                    f = pool_fields[key]
-                if f is None:
-                    found.append(self.at(key, table, f"unknown runner setting {key!r}"))
-                    continue
-                try:
-                    f.metadata["check"](key, value)
-                except ConfigError as exc:
-                    found.append(self.at(key, table, str(exc)))
+            fields, problems, warnings = self.read(RunnerConfig, table)
+            layers[table] = fields
+            found += problems
+            warned += warnings
         for name in self.site_names():
+            table = f"sites.{name}"
             values = self.runner_values(name)
-            for required in ("site", "listen"):
-                if required not in values:
-                    found.append(Problem(self.line_of(name, None) or _header_line(self.text, f"sites.{name}"),
-                                         f"[sites.{name}] needs {required!r}").render(self.path))
+            missing = [key for key in ("site", "listen") if key not in values]
+            for key in missing:
+                found.append(self._site_at(name, f"[{table}] needs {key!r}"))
             site = values.get("site")
             if isinstance(site, str) and not Path(site).is_dir():
-                found.append(self.at("site", f"sites.{name}", f"site directory {site} does not exist"))
-        if "host" in self.data:
-            from .host.config import drop_in_files, drop_in_problems, host_problems
+                found.append(self.at("site", table, f"site directory {site} does not exist"))
+            try:  # the checks across settings, on what this site's runner would get
+                build(RunnerConfig, layers["runner"], layers[table])
+            except ConfigError as exc:
+                found.append(self._site_at(name, f"[{table}]: {exc}"))
+        from .host.config import drop_in_files, drop_in_problems, host_problems, host_settings
 
-            found.extend(host_problems(self))
+        found += host_problems(self)
+        for path in drop_in_files(self, host_settings(self)):
             try:
-                settings = HostSettings.from_values(self.table("host"))
-            except ConfigError:
-                settings = HostSettings()
-            for path in drop_in_files(self, settings):
-                try:
-                    found.extend(drop_in_problems(ConfigFile(path)))
-                except ConfigError as exc:
-                    found.append(str(exc))
+                found += drop_in_problems(ConfigFile(path))
+            except ConfigError as exc:
+                found.append(str(exc))
         if "ftp" in self.data and check_ftp is not None:
-            for key, message in check_ftp(self.table("ftp"), self.path.parent):
-                found.append(self.at(key, "ftp", message))
-        return found
-
-
-def _key_named(message: str, values: dict[str, Any]) -> str | None:
-    for key in values:
-        if message.startswith(key) or repr(key) in message:
-            return key
-    return None
+            problems, warnings = check_ftp(self)
+            found += problems
+            warned += warnings
+        return found, warned
 
 
 def _header_line(text: str, table: str) -> int | None:

@@ -1,18 +1,50 @@
-"""Typed errors of the runner. Each carries the HTTP status it becomes, in app.py only."""
+"""The project's typed errors, and the exit-status table every command shares.
+
+`CgirtError` is the root of every error cgirt raises on purpose, the FTP gateway's included.
+Request errors carry the HTTP status they become (in runner/app.py only); the command-line
+programs turn every other error into an exit status with `exit_status_for`, so the same
+situation gets the same status from `cgirt serve`, `cgirt ftp`, `cgirt user`, `cgirt config`
+and `python -m cgirt.devserver`.
+"""
 
 from __future__ import annotations
 
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    """What a cgirt program's exit status means (README.md shows this table)."""
+
+    OK = 0  # stopped cleanly, or did what it was asked
+    FAILURE = 1  # an unexpected failure (a bug: the traceback is printed)
+    USAGE = 2  # bad arguments, configuration or users file: one line names the problem
+    BOOT_FAILED = 3  # the runner's workers failed at boot: halted instead of respawning
+    CANNOT_START = 4  # site missing, address or socket in use, fd 0 not a listening socket
+
 
 class CgirtError(Exception):
-    """Base of the runner's own errors."""
+    """Root of every error cgirt raises on purpose."""
+
+    exit_status = ExitStatus.FAILURE
 
 
 class ConfigError(CgirtError):
-    """A setting is missing or invalid; the message names it."""
+    """A setting (a flag or a line of a file) is missing or invalid; the message names it."""
+
+    exit_status = ExitStatus.USAGE
 
 
 class StartupError(CgirtError):
-    """The runner cannot start (socket in use, unknown site); the message says why."""
+    """A program cannot start (address or socket in use, site missing); the message says why."""
+
+    exit_status = ExitStatus.CANNOT_START
+
+
+def exit_status_for(error: BaseException) -> ExitStatus:
+    """The one mapping from an error to a program's exit status."""
+    if isinstance(error, CgirtError):
+        return error.exit_status
+    return ExitStatus.FAILURE
 
 
 class HttpError(CgirtError):
@@ -37,6 +69,10 @@ class Forbidden(HttpError):
 
 class ScriptNotFound(HttpError):
     status, reason = 404, "Not Found"
+
+
+class PayloadTooLarge(HttpError):
+    status, reason = 413, "Payload Too Large"
 
 
 class ScriptFailed(HttpError):

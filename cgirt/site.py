@@ -3,12 +3,16 @@
 A site is a directory owned by one site owner::
 
     SITE/cgi-bin/          scripts (the default cgi root; subdirectories included)
-    SITE/htdocs/           static files, DOCUMENT_ROOT
+    SITE/htdocs/           static files, DOCUMENT_ROOT (optional: none without it)
     SITE/.cgirt/           runtime state, never served and never visible over FTP
         generation         an integer, bumped by every publish, delete or rename
         runner.pid         pid of the runner master serving this site (SITE RELOAD)
         staging/           uploads in transit (same filesystem, so os.replace is atomic)
         logs/error.log     scripts' stderr and tracebacks, one line per record
+        logs/slow.log      the Python stack of requests past slowlog_timeout or timed out
+        status.sock        the runner's status (admin only: mode 0600 by default)
+        logs/access.log    a line per request: Combined Log Format and the runner's extras
+        logs/NAME.log.1    rotated logs, newest first (log_max_size, log_backups)
         logs/deploy.log    the gateway's validation and publish results
 
 The runner does not depend on the gateway for correctness (every request compares stat
@@ -76,6 +80,20 @@ def logs_dir(site: Path) -> Path:
 
 def error_log_path(site: Path) -> Path:
     return logs_dir(site) / "error.log"
+
+
+def slow_log_path(site: Path) -> Path:
+    return logs_dir(site) / "slow.log"
+
+
+def status_socket_path(site: Path) -> Path:
+    return site / STATE_DIR / "status.sock"
+def access_log_path(site: Path) -> Path:
+    return logs_dir(site) / "access.log"
+
+
+SITE_LOGS = ("error.log", "access.log", "slow.log", "deploy.log")
+"""Every log of a site, rotated by the runner's master; the FTP gateway shows them."""
 
 
 def deploy_log_path(site: Path) -> Path:

@@ -3,16 +3,23 @@
 Each part runs as its own process, started with the same commands an admin would use
 (`cgirt serve`, `cgirt ftp`, `python -m cgirt.devserver`), so `cgirt up` exercises exactly
 the production code. This module starts and stops them; it prints nothing (the CLI does).
+
+Any directory with a `cgi-bin/` is a site (no `htdocs/`: no static files). One `cgirt up`
+per site: it holds a lock on `SITE/.cgirt/up.lock` while it runs, and a second one is
+refused before it touches anything of the first (sockets, pid file, logs, processes).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import re
 import secrets
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,6 +33,12 @@ from .errors import StartupError
 STARTUP_SECONDS = 30.0
 STOP_SECONDS = 15.0
 OWNER = "owner"
+# Each part's output, in the logs directory; errors name the one to read.
+LOG_FILES = {"runner": "runner.log", "ftp": "ftp.log", "http": "http.log"}
+
+
+class AlreadyServed(StartupError):
+    """Another `cgirt up`, or a runner, serves this site already."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,7 @@ class Started:
     site_created: bool
     account: tuple[str, str] | None  # (name, password), only when just created
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    lock_fd: int = -1  # held open while `cgirt up` runs: the site is ours
 
 
 def skeleton_dir() -> Path:
@@ -62,15 +76,77 @@ def skeleton_dir() -> Path:
 
 def prepare_site(site: Path) -> bool:
     """Create the site from the skeleton if it does not exist yet. True if created."""
-    if site.exists():
-        if not (site / site_layout.CGI_ROOT).is_dir():
-            raise StartupError(f"{site} exists but has no {site_layout.CGI_ROOT}/ directory")
-        return False
-    shutil.copytree(skeleton_dir(), site, ignore=shutil.ignore_patterns("__pycache__"))
-    for script in (site / site_layout.CGI_ROOT).iterdir():
+    created = False
+    if not site.exists():
+        created = _copy_skeleton(site)
+    if not (site / site_layout.CGI_ROOT).is_dir():
+        raise StartupError(f"{site} exists but has no {site_layout.CGI_ROOT}/ directory")
+    return created
+
+
+def _copy_skeleton(site: Path) -> bool:
+    """Built beside the site and renamed into place: two `cgirt up` racing to create the
+    same site never see half a copy, and one of them just finds it there."""
+    site.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(f"{site}.{os.getpid()}.new")
+    shutil.copytree(skeleton_dir(), building, ignore=shutil.ignore_patterns("__pycache__"))
+    for script in (building / site_layout.CGI_ROOT).iterdir():
         if script.suffix == ".py":
             script.chmod(0o755)
+    try:
+        os.rename(building, site)
+    except OSError as exc:
+        shutil.rmtree(building, ignore_errors=True)
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            return False
+        raise
     return True
+
+
+def lock_path(site: Path) -> Path:
+    return site_layout.state_dir(site) / "up.lock"
+
+
+def claim_site(site: Path) -> int:
+    """Lock the site for this `cgirt up`, or say who serves it; the fd holds the lock.
+
+    An flock, not a pid file: the kernel drops it when its holder dies, however it dies,
+    so a crashed `cgirt up` never locks its site out.
+    """
+    fd = os.open(lock_path(site), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_holder(fd)
+        os.close(fd)
+        raise AlreadyServed(f"the site {site} is already being served by `cgirt up` "
+                            f"(pid {holder}); stop that one first (Ctrl-C where it runs, "
+                            f"or kill {holder})") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    # A runner left by a `cgirt up` that was killed -9 still serves the site and owns its
+    # socket and pid file; a second runner would only fail on them, later and less clearly.
+    from ftp_gateway.site_commands import runner_pid
+
+    runner = runner_pid(site)
+    if runner is not None:
+        os.close(fd)
+        raise AlreadyServed(f"the site {site} is already being served by a cgirt runner "
+                            f"(pid {runner}); stop it first (kill {runner})")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _read_holder(fd: int) -> str:
+    """The pid the holder wrote: it writes right after locking, so wait for it briefly."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if text or time.monotonic() > deadline:
+            return text or "unknown"
+        time.sleep(0.01)  # the holder is between its flock and its write
 
 
 def users_file(site: Path) -> Path:
@@ -98,38 +174,52 @@ def start(config: UpConfig, logs: Path) -> Started:
     site = config.site.resolve()
     created = prepare_site(site)
     site_layout.ensure_state(site)
-    account = ensure_account(site) if config.ftp else None
-    logs.mkdir(parents=True, exist_ok=True)
-    socket_path = site_layout.state_dir(site) / "runner.sock"
+    lock_fd = claim_site(site)  # before anything of a running `cgirt up` is touched
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
+        account = ensure_account(site) if config.ftp else None
+        logs.mkdir(parents=True, exist_ok=True)
+        socket_path = site_layout.state_dir(site) / "runner.sock"
         runner_args = ["serve", "--site", str(site), "--listen", f"unix:{socket_path}",
                        "--workers", str(config.workers)]
         if config.runner_config:
             runner_args += ["--config", str(config.runner_config)]
-        procs["runner"] = _spawn(_cgirt(*runner_args), logs / "runner.log")
-        _wait(lambda: socket_path.exists(), procs, "the runner")
+        procs["runner"] = _spawn(_cgirt(*runner_args), logs / LOG_FILES["runner"])
+        _wait(lambda: _accepts(socket_path), procs, "the runner", logs)
         ftp_url = None
         if config.ftp:
             port_file = site_layout.state_dir(site) / "ftp.port"
             port_file.unlink(missing_ok=True)
             procs["ftp"] = _spawn(_cgirt("ftp", "--users", str(users_file(site)), "--listen",
-                                         config.ftp, "--port-file", str(port_file)), logs / "ftp.log")
-            _wait(lambda: port_file.exists() and port_file.read_text().strip(), procs, "the FTP gateway")
+                                         config.ftp, "--port-file", str(port_file)),
+                                 logs / LOG_FILES["ftp"])
+            _wait(lambda: port_file.exists() and port_file.read_text().strip(), procs,
+                  "the FTP gateway", logs)
             host, port = port_file.read_text().split()
             ftp_url = f"ftp://{host}:{port}/"
         http_out = logs / "http.out"
         http_out.unlink(missing_ok=True)  # it names the URL: never read a previous run's
         procs["http"] = _spawn([sys.executable, "-m", "cgirt.devserver", "--site", str(site),
                                 "--listen", config.http, "--backend", f"unix:{socket_path}"],
-                               logs / "http.log", stdout=http_out)
+                               logs / LOG_FILES["http"], stdout=http_out)
         match = _wait(lambda: re.search(r"http://\S+", http_out.read_text()) if http_out.exists() else None,
-                      procs, "the HTTP front end")
+                      procs, "the HTTP front end", logs)
         assert isinstance(match, re.Match)
-        return Started(match.group(0), ftp_url, created, account, procs)
+        return Started(match.group(0), ftp_url, created, account, procs, lock_fd)
     except BaseException:
         stop(procs)
+        os.close(lock_fd)
         raise
+
+
+def _accepts(path: Path) -> bool:
+    """Connectable, not merely there: a socket file left by a killed run is no sign."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def _spawn(argv: list[str], log: Path, stdout: Path | None = None) -> subprocess.Popen[bytes]:
@@ -139,7 +229,8 @@ def _spawn(argv: list[str], log: Path, stdout: Path | None = None) -> subprocess
                                 start_new_session=True)
 
 
-def _wait(ready: object, procs: dict[str, subprocess.Popen[bytes]], what: str) -> object:
+def _wait(ready: object, procs: dict[str, subprocess.Popen[bytes]], what: str,
+          logs: Path) -> object:
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         value = ready()  # type: ignore[operator]
@@ -148,9 +239,10 @@ def _wait(ready: object, procs: dict[str, subprocess.Popen[bytes]], what: str) -
         for name, proc in procs.items():
             if proc.poll() is not None:
                 raise StartupError(f"{what} did not start: the {name} process exited "
-                                   f"(status {proc.returncode}); see its log")
+                                   f"(status {proc.returncode}); see {logs / LOG_FILES[name]}")
         time.sleep(0.02)  # polling a child's readiness, bounded by the deadline
-    raise StartupError(f"{what} did not start within {STARTUP_SECONDS:.0f} s")
+    latest = logs / LOG_FILES[list(procs)[-1]]
+    raise StartupError(f"{what} did not start within {STARTUP_SECONDS:.0f} s; see {latest}")
 
 
 def wait_until_stopped(procs: dict[str, subprocess.Popen[bytes]]) -> str | None:

@@ -15,8 +15,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .config import GatewayConfig, parse_listen, parse_port_range, table_values
-from .errors import ConfigError, GatewayError, UsersFileError
+from cgirt.config import add_flags, flag_values, parse_values, raise_first
+from cgirt.errors import CgirtError, ExitStatus, exit_status_for
+from cgirt.logfiles import StampFormatter
+
+from .config import GatewayConfig, config_from
+from .errors import CannotListen, ConfigError, UsersFileError
 from .users import DEFAULT_PERM, User, check_name, editing, hash_password, read_users
 
 PROG = "cgirt"
@@ -33,89 +37,69 @@ def register(subparsers: Any) -> None:
 def _register_ftp(subparsers: Any) -> None:
     p = subparsers.add_parser("ftp", help="run the FTP/FTPS deployment gateway")
     p.add_argument("--config", type=Path, help="TOML file; its [ftp] table (flags override it)")
-    p.add_argument("--users", type=Path, help="users file")
-    p.add_argument("--listen", help="HOST:PORT (port 0: any; default 127.0.0.1:2121)")
-    p.add_argument("--port-file", type=Path, help="write 'HOST PORT' here once listening")
-    p.add_argument("--tls", action="store_true", default=None, help="offer explicit FTPS (AUTH TLS)")
-    p.add_argument("--require-tls", action="store_true", default=None,
-                   help="refuse logins and transfers without TLS (implies --tls)")
-    p.add_argument("--tls-cert", type=Path, help="PEM certificate (chain); implies --tls")
-    p.add_argument("--tls-key", type=Path, help="PEM key (default: in --tls-cert)")
-    p.add_argument("--tls-dir", type=Path,
-                   help="where the self-signed certificate is kept (default: users file dir)")
-    p.add_argument("--passive-ports", help="passive port range LOW-HIGH")
-    p.add_argument("--masquerade", help="IPv4 address to announce in PASV replies")
-    p.add_argument("--max-connections", type=int, help="in total (default 256)")
-    p.add_argument("--max-connections-per-ip", type=int, help="per address (default 10)")
-    p.add_argument("--idle-timeout", type=float, help="seconds (default 300)")
-    p.add_argument("--data-timeout", type=float, help="seconds (default 120)")
-    p.add_argument("--ban-failures", type=int, help="N failed logins ... (default 5)")
-    p.add_argument("--ban-window", type=float, help="... within S seconds (default 600)")
-    p.add_argument("--ban-duration", type=float, help="ban for S seconds (default 900)")
-    p.add_argument("--auth-failed-delay", type=float, help="seconds (default 1)")
-    p.add_argument("--quota-bytes", type=int, help="per site; 0: unlimited")
-    p.add_argument("--quota-files", type=int, help="per site; 0: unlimited")
-    p.add_argument("--max-file-size", type=int, help="bytes; 0: unlimited")
-    p.add_argument("--completion-grace", type=float,
-                   help="seconds to watch for a dying client before publishing (default 0.1)")
+    add_flags(p, GatewayConfig)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     p.set_defaults(func=run_ftp)
 
 
-# Command-line option → GatewayConfig field, for the options given on the command line.
-_FLAG_FIELDS = {
-    "users": "users_file", "port_file": "port_file", "tls": "tls", "require_tls": "require_tls",
-    "tls_cert": "tls_cert", "tls_key": "tls_key", "tls_dir": "tls_dir",
-    "masquerade": "masquerade_address", "max_connections": "max_connections",
-    "max_connections_per_ip": "max_connections_per_ip", "idle_timeout": "idle_timeout",
-    "data_timeout": "data_timeout", "ban_failures": "ban_failures", "ban_window": "ban_window",
-    "ban_duration": "ban_duration", "auth_failed_delay": "auth_failed_delay",
-    "quota_bytes": "quota_bytes", "quota_files": "quota_files", "max_file_size": "max_file_size",
-    "completion_grace": "completion_grace",
-}
-
-
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
-    values: dict[str, Any] = {}
+    """[ftp] of --config, then the flags; deprecated spellings are warned about."""
+    from cgirt.cli import tell, warn
+
+    from_file: dict[str, Any] = {}
     if args.config is not None:
         from cgirt.configfile import ConfigFile
 
-        values.update(table_values(ConfigFile(args.config).table("ftp"), args.config.parent))
-    for flag, name in _FLAG_FIELDS.items():
-        if getattr(args, flag) is not None:
-            values[name] = getattr(args, flag)
-    if args.listen is not None or "host" not in values:
-        values["host"], values["port"] = parse_listen(args.listen or "127.0.0.1:2121")
-    if args.passive_ports:
-        values["passive_ports"] = parse_port_range(args.passive_ports)
-    if "users_file" not in values:
-        raise ConfigError("no users file: give --users FILE or users in the [ftp] table")
-    return GatewayConfig(**values)
+        fields, problems, warnings = ConfigFile(args.config).read(GatewayConfig, "ftp",
+                                                                  args.config.parent)
+        for warning in warnings:
+            tell(warning)
+        if problems:
+            raise ConfigError(problems[0])
+        from_file = fields
+    flags, issues = parse_values(GatewayConfig, flag_values(args, GatewayConfig), from_flags=True)
+    raise_first(issues, warn)
+    return config_from({**from_file, **flags})
 
 
 def run_ftp(args: argparse.Namespace) -> int:
+    """Signals: TERM and INT stop, HUP reloads the users file and the TLS certificate,
+    USR1 reopens the log file; the handlers only record, the serve loop acts."""
+    from .logfile import ReopenableFileHandler
     from .server import serve  # pyftpdlib is imported only when the gateway runs
 
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stop = threading.Event()
+    stop, reload_requested, reopen_requested = (threading.Event() for _ in range(3))
+    requests = {signal.SIGTERM: stop, signal.SIGINT: stop, signal.SIGHUP: reload_requested,
+                signal.SIGUSR1: reopen_requested}
 
     def record(signum: int, frame: Any) -> None:
-        stop.set()  # the serve loop notices within one poll interval
+        requests[signal.Signals(signum)].set()  # the serve loop acts within one poll interval
 
-    signal.signal(signal.SIGTERM, record)
-    signal.signal(signal.SIGINT, record)
+    for signum in requests:
+        signal.signal(signum, record)
 
     def announce(host: str, port: int) -> None:
         print(f"cgirt ftp listening on {host}:{port}", flush=True)
 
     try:
-        serve(config_from_args(args), stop, announce)
-    except GatewayError as err:
-        return _fail(f"ftp: {err}")
-    except OSError as err:
-        return _fail(f"ftp: cannot listen on {args.listen}: {err.strerror}")
-    return 0
+        config = config_from_args(args)
+        try:
+            log_file = ReopenableFileHandler(config.log_file) if config.log_file else None
+        except OSError as err:
+            raise ConfigError(f"cannot open the log file {config.log_file}: {err.strerror}") from None
+        handler: logging.Handler = log_file or logging.StreamHandler(sys.stderr)
+        handler.setFormatter(StampFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logging.basicConfig(level=args.log_level, handlers=[handler])
+        try:
+            serve(config, stop, announce, reload_requested=reload_requested,
+                  reopen_requested=reopen_requested,
+                  reopen_logs=log_file.reopen if log_file else lambda: None)
+        except OSError as err:
+            raise CannotListen(f"cannot listen on {config.host}:{config.port}: "
+                               f"{err.strerror or err}") from None
+    except CgirtError as err:
+        return _fail(f"ftp: {err}", err)
+    return ExitStatus.OK
 
 
 # --- cgirt user -----------------------------------------------------------------------
@@ -144,7 +128,44 @@ def _register_user(subparsers: Any) -> None:
     listing.set_defaults(func=user_list)
 
     for parser in (add, passwd, delete, listing):
-        parser.add_argument("--users", required=True, type=Path, help="users file")
+        parser.add_argument("--users", type=Path,
+                            help="users file (default: the one of --config, or of the --site "
+                                 "that `cgirt up` runs)")
+        parser.add_argument("--config", type=Path, help="TOML file whose [ftp] table names users")
+        if parser is not add:
+            parser.add_argument("--site", type=Path,
+                                help="find the users file `cgirt up` keeps for this site")
+
+
+def users_path(args: argparse.Namespace) -> Path:
+    """The users file: --users, else the one --config names, else the one `cgirt up` keeps
+    for --site. Never a guess: a file that cannot be found is an error naming the options."""
+    if args.users is not None:
+        return Path(args.users)
+    if args.config is not None:
+        from cgirt.configfile import ConfigFile
+
+        file = ConfigFile(args.config)
+        table = file.table("ftp")
+        if "users" not in table:
+            raise ConfigError(f"{args.config}: its [ftp] table names no users file; "
+                              "give --users FILE")
+        # Read as the gateway reads it: relative to the file's directory.
+        fields, issues = parse_values(GatewayConfig, {"users": table["users"]},
+                                      base=args.config.parent)
+        for issue in issues:
+            raise ConfigError(file.at("users", "ftp", issue.message))
+        return Path(fields["users_file"])
+    if args.site is not None:
+        from cgirt.up import users_file
+
+        kept = users_file(args.site.resolve())
+        if kept.is_file():
+            return kept
+        raise ConfigError(f"no users file for {args.site}: `cgirt up` keeps none there ({kept}); "
+                          "give --users FILE, or --config FILE with users in its [ftp] table")
+    raise ConfigError("which users file? give --users FILE, --config FILE (its [ftp] users), "
+                      "or --site DIR of a site that `cgirt up` runs")
 
 
 def user_add(args: argparse.Namespace) -> int:
@@ -154,52 +175,54 @@ def user_add(args: argparse.Namespace) -> int:
         if not site.is_dir():
             raise UsersFileError(f"site directory not found: {args.site}")
         _check_perm(args.perm)
+        path = users_path(args)
         password = read_new_password()
-        with editing(args.users) as users:
+        with editing(path) as users:
             if args.name in users:
                 raise UsersFileError(f"user {args.name!r} already exists")
             users[args.name] = User(args.name, site, hash_password(password), args.perm)
-    except GatewayError as err:
-        return _fail(f"user add: {err}")
+    except CgirtError as err:
+        return _fail(f"user add: {err}", err)
     print(f"user {args.name} added (site {site})")
-    return 0
+    return ExitStatus.OK
 
 
 def user_passwd(args: argparse.Namespace) -> int:
     try:
-        if args.name not in read_users(args.users):
+        path = users_path(args)
+        if args.name not in read_users(path):
             raise UsersFileError(f"no such user: {args.name}")
         new_hash = hash_password(read_new_password())
-        with editing(args.users) as users:
+        with editing(path) as users:
             if args.name not in users:
                 raise UsersFileError(f"no such user: {args.name}")
             old = users[args.name]
             users[args.name] = User(old.name, old.site, new_hash, old.perm)
-    except GatewayError as err:
-        return _fail(f"user passwd: {err}")
+    except CgirtError as err:
+        return _fail(f"user passwd: {err}", err)
     print(f"password of {args.name} changed")
-    return 0
+    return ExitStatus.OK
 
 
 def user_del(args: argparse.Namespace) -> int:
     try:
-        with editing(args.users) as users:
+        with editing(users_path(args)) as users:
             if users.pop(args.name, None) is None:
                 raise UsersFileError(f"no such user: {args.name}")
-    except GatewayError as err:
-        return _fail(f"user del: {err}")
+    except CgirtError as err:
+        return _fail(f"user del: {err}", err)
     print(f"user {args.name} deleted")
-    return 0
+    return ExitStatus.OK
 
 
 def user_list(args: argparse.Namespace) -> int:
     try:
-        users = read_users(args.users)
-    except GatewayError as err:
-        return _fail(f"user list: {err}")
+        users = read_users(users_path(args))
+    except CgirtError as err:
+        return _fail(f"user list: {err}", err)
     for name, user in sorted(users.items()):
         print(f"{name}\t{user.site}\t{user.perm}")
-    return 0
+    return ExitStatus.OK
 
 
 def read_new_password() -> str:
@@ -221,6 +244,6 @@ def _check_perm(perm: str) -> None:
         raise UsersFileError(f"unknown permission letters: {''.join(sorted(unknown))}")
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, error: CgirtError) -> int:
     print(f"{PROG} {message}", file=sys.stderr)
-    return 2
+    return exit_status_for(error)

@@ -1,7 +1,9 @@
-"""The gateway's settings: one frozen object, each setting's default, help and check here.
+"""The gateway's settings: one frozen object, each setting declared once (cgirt.config).
 
-Durations are in seconds (floats allowed, so tests can use short ones); sizes in bytes;
-0 means "unlimited" for the limits.
+The flags of `cgirt ftp` and the keys of the admin file's [ftp] table both come from these
+declarations. Sizes and durations are spelled as everywhere in cgirt ("1G", "30s"; a bare
+number is bytes or seconds; floats allowed, so tests can use short durations); 0 means
+"unlimited" for the limits.
 """
 
 from __future__ import annotations
@@ -10,70 +12,107 @@ import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from cgirt.config import (DURATION, SIZE, Renamed, boolean, build, duration, parse_values, path,
+                          setting, size, text, whole)
 
 from .errors import ConfigError
 
+if TYPE_CHECKING:
+    from cgirt.configfile import ConfigFile
+
 DEFAULT_BANNER = "cgirt FTP gateway ready."
+DEFAULT_LISTEN = "127.0.0.1:2121"
 
 
-def _help(text: str) -> dict[str, Any]:
-    return {"help": text}
+def parse_port_range(spec: str) -> tuple[int, int]:
+    """'60000-60100' -> (60000, 60100)."""
+    try:
+        low, high = (int(part) for part in spec.split("-", 1))
+    except ValueError:
+        raise ConfigError(f"passive ports must look like LOW-HIGH, got {spec!r}") from None
+    return low, high
+
+
+def parse_listen(address: str) -> tuple[str, int]:
+    """'HOST:PORT' (or '[v6]:PORT') -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--listen must be HOST:PORT, got {address!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _listen(name: str, v: Any) -> tuple[str, int]:
+    host, port = parse_listen(text(name, v))
+    if port > 65535:
+        raise ConfigError(f"{name}: port out of range: {port}")
+    return host, port
+
+
+def _passive_ports(name: str, v: Any) -> tuple[int, int]:
+    return parse_port_range(text(name, v))
 
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    users_file: Path = field(metadata=_help("JSON users file (see `user add`)"))
-    host: str = field(default="127.0.0.1", metadata=_help("address to listen on"))
-    port: int = field(default=2121, metadata=_help("port to listen on; 0 picks a free one"))
-    port_file: Path | None = field(
-        default=None, metadata=_help("write 'HOST PORT' here once listening")
-    )
-    banner: str = field(default=DEFAULT_BANNER, metadata=_help("220 greeting (no version)"))
+    users_file: Path = setting(path, "JSON users file (see `cgirt user add`)", key="users",
+                               path=True, metavar="FILE")
+    host: str = setting(_listen, "HOST:PORT to listen on; port 0 picks a free one",
+                        "127.0.0.1", key="listen",
+                        metavar="HOST:PORT", shown=DEFAULT_LISTEN,
+                        fields=lambda v: {"host": v[0], "port": v[1]})
+    port: int = field(default=2121)  # set by `listen`
+    port_file: Path | None = setting(path, "write 'HOST PORT' here once listening", None,
+                                     toml=False, metavar="FILE")
+    banner: str = setting(text, "220 greeting (no version)", DEFAULT_BANNER)
 
-    tls: bool = field(default=False, metadata=_help("offer explicit FTPS (AUTH TLS)"))
-    require_tls: bool = field(
-        default=False, metadata=_help("refuse login and data without TLS (implies tls)")
-    )
-    tls_cert: Path | None = field(
-        default=None, metadata=_help("PEM certificate chain; self-signed if unset")
-    )
-    tls_key: Path | None = field(default=None, metadata=_help("PEM key (default: tls_cert)"))
-    tls_dir: Path | None = field(
-        default=None,
-        metadata=_help("where the self-signed certificate is kept (default: users file dir)"),
-    )
+    tls: bool = setting(boolean, "offer explicit FTPS (AUTH TLS)", False, switch=True)
+    require_tls: bool = setting(boolean, "refuse logins and transfers without TLS (implies tls)",
+                                False, switch=True)
+    tls_cert: Path | None = setting(path, "PEM certificate chain, implies tls; self-signed "
+                                    "if unset", None, path=True, metavar="FILE")
+    tls_key: Path | None = setting(path, "PEM key", None, path=True, metavar="FILE",
+                                   shown="in tls_cert")
+    tls_dir: Path | None = setting(
+        path, "where the self-signed certificate is kept", None, path=True, metavar="DIR",
+        shown="the users file's directory")
 
-    passive_ports: tuple[int, int] | None = field(
-        default=None, metadata=_help("passive port range LOW-HIGH")
-    )
-    masquerade_address: str | None = field(
-        default=None, metadata=_help("IPv4 address announced in PASV replies (NAT)")
-    )
+    passive_ports: tuple[int, int] | None = setting(
+        _passive_ports, "passive port range LOW-HIGH", None, metavar="LOW-HIGH")
+    masquerade_address: str | None = setting(
+        text, "IPv4 address announced in PASV replies (behind NAT)", None, key="masquerade",
+        metavar="ADDRESS")
 
-    max_connections: int = field(default=256, metadata=_help("connections in total"))
-    max_connections_per_ip: int = field(default=10, metadata=_help("connections per IP"))
-    idle_timeout: float = field(default=300.0, metadata=_help("control idle timeout (s)"))
-    data_timeout: float = field(default=120.0, metadata=_help("stalled transfer timeout (s)"))
+    max_connections: int = setting(whole(0), "connections in total", 256, flag_type=int,
+                                   metavar="N")
+    max_connections_per_ip: int = setting(whole(0), "connections per address", 10,
+                                          flag_type=int, metavar="N")
+    idle_timeout: float = setting(duration, "a control connection idle this long is closed",
+                                  300.0, metavar=DURATION)
+    data_timeout: float = setting(duration, "a transfer stalled this long is aborted", 120.0,
+                                  metavar=DURATION)
 
-    ban_failures: int = field(default=5, metadata=_help("failed logins that trigger a ban"))
-    ban_window: float = field(default=600.0, metadata=_help("...within this many seconds"))
-    ban_duration: float = field(default=900.0, metadata=_help("ban length (s)"))
-    auth_failed_delay: float = field(
-        default=1.0, metadata=_help("delay before answering a failed login (s)")
-    )
+    ban_failures: int = setting(whole(0), "failed logins from one address that trigger a ban", 5,
+                                flag_type=int, metavar="N")
+    ban_window: float = setting(duration, "...within this long", 600.0, metavar=DURATION)
+    ban_duration: float = setting(duration, "how long a ban lasts", 900.0, metavar=DURATION)
+    auth_failed_delay: float = setting(duration, "delay before answering a failed login", 1.0,
+                                       metavar=DURATION)
 
-    quota_bytes: int = field(default=0, metadata=_help("per-site quota in bytes (0: none)"))
-    quota_files: int = field(default=0, metadata=_help("per-site quota in files (0: none)"))
-    max_file_size: int = field(default=0, metadata=_help("largest upload in bytes (0: none)"))
+    quota_bytes: int = setting(size, "per-site quota of disk space (0: none)", 0,
+                               key="quota_size", metavar=SIZE,
+                               renamed=(Renamed("quota_bytes"),))
+    quota_files: int = setting(whole(0), "per-site quota of files (0: none)", 0, flag_type=int,
+                               metavar="N")
+    max_file_size: int = setting(size, "largest upload (0: none)", 0, metavar=SIZE)
 
-    completion_grace: float = field(
-        default=0.1,
-        metadata=_help(
-            "after an upload's data connection closes, how long to watch the control "
-            "connection for a dying client before publishing (s)"
-        ),
-    )
+    log_file: Path | None = setting(path, "log here instead of stderr; SIGUSR1 reopens it", None,
+                                    path=True, metavar="FILE")
+
+    completion_grace: float = setting(
+        duration, "after an upload's data connection closes, how long to watch the control "
+        "connection for a dying client before publishing", 0.1, metavar=DURATION)
 
     def __post_init__(self) -> None:
         self._check_ranges()
@@ -84,9 +123,9 @@ class GatewayConfig:
             raise ConfigError("tls_key given without tls_cert")
         if self.tls_cert is not None and not self.tls:
             object.__setattr__(self, "tls", True)
-        for path in (self.tls_cert, self.tls_key):
-            if path is not None and not path.is_file():
-                raise ConfigError(f"TLS file not found: {path}")
+        for pem in (self.tls_cert, self.tls_key):
+            if pem is not None and not pem.is_file():
+                raise ConfigError(f"TLS file not found: {pem}")
 
     def _check_ranges(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -125,106 +164,34 @@ class GatewayConfig:
         return dataclasses.replace(self, **changes)
 
 
-def parse_port_range(text: str) -> tuple[int, int]:
-    """'60000-60100' -> (60000, 60100)."""
-    try:
-        low, high = (int(part) for part in text.split("-", 1))
-    except ValueError:
-        raise ConfigError(f"passive ports must look like LOW-HIGH, got {text!r}") from None
-    return low, high
+def config_from(values: dict[str, Any]) -> GatewayConfig:
+    """The gateway's config from field values; the users file must be among them."""
+    if "users_file" not in values:
+        raise ConfigError("no users file: give --users FILE or users in the [ftp] table")
+    config: GatewayConfig = build(GatewayConfig, values)
+    return config
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """'HOST:PORT' (or '[v6]:PORT') -> (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"--listen must be HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-# -- the [ftp] table of the admin's TOML file ------------------------------------------
-
-
-def _int(key: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(f"{key} must be a whole number, not {v!r}")
-    return v
-
-
-def _float(key: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(f"{key} must be a number of seconds, not {v!r}")
-    return float(v)
-
-
-def _bool(key: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ConfigError(f"{key} must be true or false, not {v!r}")
-    return v
-
-
-def _text(key: str, v: Any) -> str:
-    if not isinstance(v, str):
-        raise ConfigError(f"{key} must be text, not {v!r}")
-    return v
-
-
-_TABLE_KEYS: dict[str, tuple[str, Any]] = {
-    # key in [ftp] → (GatewayConfig field, converter)
-    "users": ("users_file", _text), "banner": ("banner", _text),
-    "tls": ("tls", _bool), "require_tls": ("require_tls", _bool),
-    "tls_cert": ("tls_cert", _text), "tls_key": ("tls_key", _text), "tls_dir": ("tls_dir", _text),
-    "masquerade": ("masquerade_address", _text),
-    "max_connections": ("max_connections", _int),
-    "max_connections_per_ip": ("max_connections_per_ip", _int),
-    "idle_timeout": ("idle_timeout", _float), "data_timeout": ("data_timeout", _float),
-    "ban_failures": ("ban_failures", _int), "ban_window": ("ban_window", _float),
-    "ban_duration": ("ban_duration", _float), "auth_failed_delay": ("auth_failed_delay", _float),
-    "quota_bytes": ("quota_bytes", _int), "quota_files": ("quota_files", _int),
-    "max_file_size": ("max_file_size", _int), "completion_grace": ("completion_grace", _float),
-}
-_PATHS = {"users_file", "tls_cert", "tls_key", "tls_dir"}
-
-
-def _table_value(key: str, value: Any, base: Path) -> dict[str, Any]:
-    if key == "listen":
-        host, port = parse_listen(_text(key, value))
-        return {"host": host, "port": port}
-    if key == "passive_ports":
-        return {"passive_ports": parse_port_range(_text(key, value))}
-    if key not in _TABLE_KEYS:
-        raise ConfigError(f"unknown ftp setting {key!r}")
-    name, convert = _TABLE_KEYS[key]
-    converted = convert(key, value)
-    if name in _PATHS:
-        converted = base / converted  # relative paths are relative to the file
-    return {name: converted}
-
-
-def table_values(table: dict[str, Any], base: Path) -> dict[str, Any]:
-    """GatewayConfig keyword arguments from an [ftp] table (first problem raises)."""
-    values: dict[str, Any] = {}
+def check_file(file: ConfigFile) -> tuple[list[str], list[str]]:
+    """Every problem and warning of the file's [ftp] table, each with its line."""
+    base = file.path.parent
+    fields, problems, warnings = file.read(GatewayConfig, "ftp", base)
+    table = file.table("ftp")
     for key, value in table.items():
-        values.update(_table_value(key, value, base))
-    return values
-
-
-def check_table(table: dict[str, Any], base: Path) -> list[tuple[str, str]]:
-    """Every problem of an [ftp] table, as (key, message)."""
-    problems: list[tuple[str, str]] = []
-    good: dict[str, Any] = {}
-    for key, value in table.items():
+        # A value whose type is right may still be refused by the object's own checks (a
+        # TLS file that is missing, a port range below 1024): report it at its own line.
+        single, issues = parse_values(GatewayConfig, {key: value}, base=base)
+        if any(not issue.warning for issue in issues):
+            continue  # already reported
         try:
-            single = _table_value(key, value, base)
             GatewayConfig(**{"users_file": base / "users.json", **single})
-            good.update(single)
         except ConfigError as exc:
-            problems.append((key, str(exc)))
+            problems.append(file.at(key, "ftp", str(exc)))
     if "users" not in table:
-        problems.append(("ftp", "[ftp] needs users = the users file"))
+        problems.append(file.at("users", "ftp", "[ftp] needs users = the users file"))
     elif not problems:
         try:
-            GatewayConfig(**good)
+            config_from(fields)
         except ConfigError as exc:
-            problems.append(("ftp", str(exc)))
-    return problems
+            problems.append(file.at("users", "ftp", str(exc)))
+    return problems, warnings

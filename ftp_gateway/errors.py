@@ -7,20 +7,28 @@ file) carry no FTP code: the CLI prints them.
 
 from __future__ import annotations
 
+from cgirt import errors as cgirt_errors
 
-class GatewayError(Exception):
+
+class GatewayError(cgirt_errors.CgirtError):
     """Base of every error the gateway raises on purpose."""
 
 
 # --- administrator-facing (CLI) errors ---------------------------------------------
 
 
-class ConfigError(GatewayError):
+class ConfigError(GatewayError, cgirt_errors.ConfigError):
     """An invalid setting; reported at start-up, before anything listens."""
 
 
 class UsersFileError(GatewayError):
     """The users file is unreadable, malformed, or the requested change is invalid."""
+
+    exit_status = cgirt_errors.ExitStatus.USAGE
+
+
+class CannotListen(GatewayError, cgirt_errors.StartupError):
+    """The gateway cannot listen (address in use, no permission for the port)."""
 
 
 # --- client-facing errors: each knows its reply code --------------------------------
@@ -78,6 +86,21 @@ class DiskFull(FtpRefusal):
     code = 452
 
 
+class UploadRejected(FtpRefusal):
+    """A complete upload that failed its checks (a syntax error): nothing was published.
+
+    A permanent failure as the final reply to STOR (RFC 959 allows 5xx after the 150),
+    so that curl, lftp and ftplib report an error and a deploy script stops; `details`
+    become the reply's continuation lines.
+    """
+
+    code = 550
+
+    def __init__(self, message: str, details: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.details = details
+
+
 class Banned(FtpRefusal):
     """The client address is banned after repeated failed logins."""
 
@@ -85,6 +108,9 @@ class Banned(FtpRefusal):
 
 
 def reply_for(err: FtpRefusal) -> str:
-    """The FTP reply for a refusal: one line, code first, no CR/LF smuggled in."""
-    text = " ".join(err.message.split())
-    return f"{err.code} {text}"
+    """The FTP reply for a refusal, code first, no CR/LF smuggled in: one line, or with
+    an `UploadRejected`'s details as `CODE-` continuation lines before the final one."""
+    details = err.details if isinstance(err, UploadRejected) else ()
+    lines = [f"{err.code}-{' '.join(d.split())}" for d in details]
+    lines.append(f"{err.code} {' '.join(err.message.split())}")
+    return "\r\n".join(lines)

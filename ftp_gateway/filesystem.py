@@ -4,8 +4,8 @@ pyftpdlib hands every method a "real" path made by `ftp2fs` (root + virtual path
 class decides what that path means before touching the disk:
 
 * `/.cgirt/...` (the runtime state) does not exist, for reading and for writing;
-* `/logs` is a virtual read-only folder showing `.cgirt/logs/error.log` and
-  `deploy.log` (a real `logs` entry at the site root is shadowed);
+* `/logs` is a virtual read-only folder showing `.cgirt/logs/error.log`,
+  `deploy.log` and `slow.log` (a real `logs` entry at the site root is shadowed);
 * anything else is the site itself, provided its resolved path (symlinks followed)
   stays inside the site and outside the state directory;
 * uploads never write the final path: `open(..., 'wb')` returns a `StagedUpload`.
@@ -19,20 +19,22 @@ from __future__ import annotations
 import enum
 import errno
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from pyftpdlib.filesystems import AbstractedFS
 
-from cgirt.site import STATE_DIR, fsync_dir, logs_dir, own_like_site
+from cgirt.site import SITE_LOGS, STATE_DIR, fsync_dir, logs_dir, own_like_site
 
 from . import quota
 from .errors import CommandRefused, PathRefused, ReadOnlyPath
 from .publish import StagedUpload, record_change
 
 LOGS = "logs"
-LOG_NAMES = ("deploy.log", "error.log")
-READ_ONLY = "logs/ is read-only: it shows the site's error.log and deploy.log."
+# The site's logs and their rotated copies (error.log.1, or error.log.2.gz from logrotate).
+_LOG_NAME = re.compile(r"(?:%s)(?:\.\d{1,4}(?:\.gz)?)?" % "|".join(re.escape(n) for n in SITE_LOGS))
+READ_ONLY = "logs/ is read-only: it shows the site's logs (error, access, slow, deploy)."
 
 
 class Zone(enum.Enum):
@@ -76,7 +78,7 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
     def _logs_zone(self, rest: list[str], path: str) -> tuple[Zone, str]:
         if not rest:
             return Zone.LOGS_DIR, str(logs_dir(self.site))
-        if len(rest) == 1 and rest[0] in LOG_NAMES:
+        if len(rest) == 1 and _LOG_NAME.fullmatch(rest[0]):
             return Zone.LOG_FILE, str(logs_dir(self.site) / rest[0])
         return Zone.HIDDEN, path
 
@@ -125,7 +127,8 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
         if zone is Zone.HIDDEN:
             raise _missing(self.fs2ftp(path))
         if zone is Zone.LOGS_DIR:
-            return [n for n in LOG_NAMES if os.path.isfile(os.path.join(disk, n))]
+            return sorted(n for n in os.listdir(disk) if _LOG_NAME.fullmatch(n)
+                          and os.path.isfile(os.path.join(disk, n)))
         if zone is Zone.LOG_FILE:
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
         names = [n for n in os.listdir(disk) if self._listable(path, n)]

@@ -15,7 +15,8 @@ control connection to report a hang-up (poll POLLRDHUP, woken at once by the FIN
 blocks only this session's thread). A live client sends nothing there: it waits for
 the 226.
 
-Refusals raised as typed errors (errors.py) become replies in `process_command` (control
+A rejected upload (a script that does not compile) ends in a 550 reply, not a 226: the
+client reports a failure. Refusals raised as typed errors (errors.py) become replies in `process_command` (control
 side) and `handle_error` (data side), both through `errors.reply_for`.
 """
 
@@ -33,7 +34,8 @@ from cgirt.site import ensure_state
 
 from .bans import BanList
 from .config import GatewayConfig
-from .errors import Banned, CommandRefused, FtpRefusal, ResumeRefused, reply_for
+from .errors import (Banned, CommandRefused, FtpRefusal, ResumeRefused, UploadRejected,
+                     reply_for)
 from .publish import Outcome, StagedUpload, complete_upload, deploy_log, sweep_stale_staging
 from .site_commands import check_scripts, reload_runner
 from .users import UsersStore
@@ -128,12 +130,10 @@ def publish_reply(virtual: str, outcome: Outcome) -> str:
     if outcome.published:
         return f"226 Transfer complete; {virtual} published (generation {outcome.generation})."
     assert outcome.finding is not None
-    lines = [
-        f"226-{virtual} was NOT published; the previous version stays live.",
-        f"226-{outcome.finding.describe()}",
-        "226 Transfer complete, upload rejected (details in logs/deploy.log).",
-    ]
-    return "\r\n".join(" ".join(line.split()) for line in lines)
+    return reply_for(UploadRejected(
+        "Upload rejected (details in logs/deploy.log).",
+        (f"{virtual} was NOT published; the previous version stays live.",
+         outcome.finding.describe())))
 
 
 class PublishingDTPHandler(PublishingDTPMixin, DTPHandler):  # type: ignore[misc]

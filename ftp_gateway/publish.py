@@ -1,5 +1,7 @@
-"""Staged uploads and the publish contract (DESIGN.md): stage, validate, fsync,
-os.replace, fsync the directory, bump the generation; and the site's deploy.log.
+"""Staged uploads, their atomic publish, and the site's deploy.log.
+
+The publish contract: stage, validate, fsync, os.replace, fsync the directory, bump the
+generation (cgirt/site.py), and only then reply 226.
 
 `StagedUpload` is the file object pyftpdlib's data channel writes into. It never touches
 the final path: only `complete_upload` does, and only after the handler has decided the
@@ -27,6 +29,8 @@ from cgirt.site import (
     own_like_site,
     staging_dir,
 )
+
+from cgirt.logfiles import iso_stamp
 
 from .errors import DiskFull, FileTooLarge, QuotaExceeded
 from .validate import Finding, check_file
@@ -188,8 +192,7 @@ _log_lock = threading.Lock()
 def deploy_log(site: Path, user: str, message: str) -> None:
     """One line per event, appended with a single write so lines never interleave."""
     ensure_state(site)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    line = " ".join(f"{stamp} {user} {message}".split()) + "\n"
+    line = " ".join(f"{iso_stamp()} {user} {message}".split()) + "\n"
     with _log_lock:
         try:
             fd = os.open(deploy_log_path(site), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -21,6 +21,7 @@ from pyftpdlib.servers import ThreadedFTPServer
 from .auth import SiteAuthorizer
 from .bans import BanList
 from .config import GatewayConfig
+from .errors import GatewayError, UsersFileError
 from .filesystem import SiteFS
 from .handler import (
     GATEWAY_COMMANDS,
@@ -36,9 +37,15 @@ log = logging.getLogger("cgirt.ftp")
 
 
 def build_handler(config: GatewayConfig) -> type[FTPHandler]:
+    users = UsersStore(config.users_file)
+    # Read now: a broken file is an error at start, and a good one is the table that a
+    # later broken edit (or a SIGHUP on one) falls back to.
+    error = users.reload()
+    if error:
+        raise UsersFileError(error)
     gateway = Gateway(
         config=config,
-        users=UsersStore(config.users_file),
+        users=users,
         bans=BanList(config.ban_failures, config.ban_window, config.ban_duration),
     )
     base, dtp_base, commands = _bases(config)
@@ -114,12 +121,39 @@ def write_port_file(path: Path, host: str, port: int) -> None:
     os.replace(tmp, path)
 
 
+def reload(handler: Any, config: GatewayConfig) -> None:
+    """SIGHUP: the users file and the TLS certificate read again, for sessions that start
+    from now on. A file that cannot be used is logged and the one in use is kept: a typo
+    must not take the gateway down."""
+    error = handler.gateway.users.reload()
+    if error:
+        log.error("reload: users file not reloaded, the previous users stay: %s", error)
+    else:
+        log.info("reload: users file %s read again", config.users_file)
+    if config.tls:
+        from .tls import ssl_context
+
+        try:
+            handler.ssl_context = ssl_context(config)
+        except (GatewayError, OSError) as err:
+            log.error("reload: TLS certificate not reloaded, the previous one stays: %s", err)
+        else:
+            log.info("reload: TLS certificate read again")
+
+
 def serve(
     config: GatewayConfig,
     stop: threading.Event,
     on_ready: Callable[[str, int], None] = lambda host, port: None,
+    *,
+    reload_requested: threading.Event | None = None,
+    reopen_requested: threading.Event | None = None,
+    reopen_logs: Callable[[], None] = lambda: None,
 ) -> None:
-    """Listen, announce the bound address, and serve until `stop` is set."""
+    """Listen, announce the bound address, and serve until `stop` is set.
+
+    The events are set by signal handlers, which only record; the loop acts on them
+    between two polls (at most half a second later)."""
     server = build_server(config)
     try:
         host, port = bound_address(server)
@@ -129,5 +163,17 @@ def serve(
         log.info("cgirt FTP gateway listening on %s:%d", host, port)
         while not stop.is_set():
             server.serve_forever(timeout=0.5, blocking=False, handle_exit=False)
+            if reopen_requested is not None and reopen_requested.is_set():
+                reopen_requested.clear()
+                try:
+                    reopen_logs()
+                except OSError as err:  # the old file stays in use: no line is lost
+                    log.error("cannot reopen the log file (%s); still writing the old one",
+                              err.strerror)
+                else:
+                    log.info("log file reopened")
+            if reload_requested is not None and reload_requested.is_set():
+                reload_requested.clear()
+                reload(server.handler, config)
     finally:
         server.close_all()

@@ -1,5 +1,6 @@
-"""TLS for explicit FTPS: the certificate (configured, or self-signed on first run) and
-a pyOpenSSL context that speaks TLS 1.2 or newer only."""
+"""TLS for explicit FTPS: the certificate and a pyOpenSSL context for TLS 1.2 or newer only.
+
+The certificate is the configured one, or one made self-signed on the first run."""
 
 from __future__ import annotations
 

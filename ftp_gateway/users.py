@@ -177,6 +177,13 @@ class UsersStore:
         self._users: dict[str, User] = {}
         self.last_error: str | None = None
 
+    def reload(self) -> str | None:
+        """Read the file now, whatever its stat signature says; the error, if it failed
+        (the last good table stays)."""
+        with self._lock:
+            self._reload(self._stat_signature())
+            return self.last_error
+
     def get(self, name: str) -> User | None:
         return self.snapshot().get(name)
 

@@ -25,15 +25,14 @@ import argparse
 import logging
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from .. import site
-from .config import DevFrontConfig, DevFrontError
+from ..config import add_flags, config_from_flags
+from ..errors import CgirtError, ExitStatus
+from .config import DevFrontConfig, DevFrontError, parse_listen
 from .handler import FrontServer
-from ..fastcgi.client import parse_address
 
 __all__ = ["DevFront", "DevFrontConfig", "DevFrontError", "main", "parse_listen", "run"]
 
@@ -47,11 +46,17 @@ class DevFront:
 
     def __init__(self, config: DevFrontConfig) -> None:
         self.config = config
+        if not config.site.is_dir():
+            raise DevFrontError(f"{config.site} is not a directory (the site)")
         root = config.site / site.DOCUMENT_ROOT
-        if not root.is_dir():
+        # A site without htdocs/ has no static files (each is a 404), as behind nginx
+        # with a root that does not exist; one can be uploaded later.
+        if root.exists() and not root.is_dir():
             raise DevFrontError(f"{root} is not a directory (the site's static files)")
         try:
-            self._server = FrontServer(config, os.path.realpath(root))
+            # DOCUMENT_ROOT names the root as given, as nginx's `root` does; the resolved
+            # path is what static files are checked against.
+            self._server = FrontServer(config, os.path.realpath(root), os.path.abspath(root))
         except OSError as exc:
             raise DevFrontError(f"cannot listen on {config.host}:{config.port}: "
                                 f"{exc.strerror or exc}") from exc
@@ -112,33 +117,23 @@ def run(config: DevFrontConfig, on_ready: Callable[[DevFront], None] | None = No
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"listen on HOST:PORT, not {text!r}")
-    return host.removeprefix("[").removesuffix("]"), int(port)
+def build_parser() -> argparse.ArgumentParser:
+    from ..cli import Parser
+
+    parser = Parser(prog="python -m cgirt.devserver",
+                    description="cgirt's development HTTP front end")
+    add_flags(parser, DevFrontConfig)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cgirt.devserver",
-                                     description="cgirt's development HTTP front end")
-    parser.add_argument("--site", required=True, type=Path, help="the site directory")
-    parser.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (port 0: any)")
-    parser.add_argument("--backend", required=True, help="unix:/path or HOST:PORT")
-    parser.add_argument("--max-body", type=int, default=DevFrontConfig.max_body_bytes,
-                        help="largest request body in bytes")
-    parser.add_argument("--response-timeout", type=float,
-                        default=DevFrontConfig.response_timeout)
-    args = parser.parse_args(argv)
+    from ..cli import fail, warn
+
+    args = build_parser().parse_args(argv)
     try:
-        host, port = parse_listen(args.listen)
-        config = DevFrontConfig(site=args.site, backend=parse_address(args.backend),
-                                host=host, port=port, max_body_bytes=args.max_body,
-                                response_timeout=args.response_timeout)
+        config = config_from_flags(DevFrontConfig, args, warn)
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
         run(config, on_ready=lambda front: print(front.url, flush=True))
-    except (ValueError, DevFrontError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
+    except CgirtError as exc:
+        return fail(f"devserver: {exc}", exc)
+    return ExitStatus.OK

@@ -1,9 +1,13 @@
 """The two translations of a gateway: HTTP request → FastCGI params, CGI response → HTTP.
 
-Params follow nginx's stock ``fastcgi_params`` so the runner sees in development exactly
-what it sees in production. ``SCRIPT_NAME`` is the whole decoded request path and no
+Params are what nginx sends with the configuration INSTALL.md documents (its stock
+``fastcgi_params``, every request header as ``HTTP_*``), so a script sees in development
+exactly the environment it sees in production (tests/integration/test_devfront_parity.py
+compares the two). ``SCRIPT_NAME`` is the whole normalised request path and no
 ``SCRIPT_FILENAME`` is sent: the runner splits off ``PATH_INFO`` and maps the URL to a file
-itself, inside its own cgi roots (DESIGN.md, "Front ends").
+itself, inside its own cgi roots (a web server's SCRIPT_FILENAME is trusted only there), and
+gives the script the same SCRIPT_NAME, PATH_INFO, SCRIPT_FILENAME and PATH_TRANSLATED that
+nginx's split gives it.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from ..fastcgi.client import BackendProtocolError
 from .http1 import HOP_BY_HOP, TOKEN, Request
 
 SERVER_SOFTWARE = "cgirt-devfront"
-# Content-Type and Content-Length already reach the script as CONTENT_TYPE/CONTENT_LENGTH;
 # Proxy would become HTTP_PROXY, which CGI programs' HTTP libraries take for a proxy
-# setting (httpoxy, CVE-2016-5385); Transfer-Encoding describes framing the front end removed.
-NOT_FORWARDED = frozenset({"content-type", "content-length", "proxy", "transfer-encoding"})
+# setting (httpoxy, CVE-2016-5385); the nginx configuration blanks it, the runner drops
+# it. Every other header is passed, Content-Type, Content-Length and Transfer-Encoding
+# included, as nginx passes them.
+NOT_FORWARDED = frozenset({"proxy"})
 HEAD_END = re.compile(rb"\r?\n\r?\n")
 LINE_END = re.compile(rb"\r?\n")
 STATUS = re.compile(r"([1-5]\d\d)(?:[ \t]+(.*))?")
@@ -73,9 +78,11 @@ def cgi_params(request: Request, url_path: str, query: str, document_root: str,
         ("REQUEST_SCHEME", "http"),
         ("REMOTE_ADDR", endpoint.remote_addr),
         ("REMOTE_PORT", str(endpoint.remote_port)),
+        ("REMOTE_USER", ""),  # nginx's $remote_user: no authentication here
         ("SERVER_ADDR", endpoint.server_addr),
         ("SERVER_PORT", str(endpoint.server_port)),
         ("SERVER_NAME", endpoint.server_name),
+        ("REDIRECT_STATUS", "200"),  # in fastcgi_params for PHP; scripts see it behind nginx
     ]
     params += http_variables(request.headers)
     return [(_latin1(k), _latin1(v)) for k, v in params]

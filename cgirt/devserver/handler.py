@@ -103,7 +103,7 @@ class Handler(socketserver.StreamRequestHandler):
     def dispatch(self, request: Request) -> bool:
         raw_path, query = request.path_and_query()
         try:
-            url_path = staticfiles.decode_path(raw_path)
+            url_path = staticfiles.normalise(staticfiles.decode_path(raw_path))
         except staticfiles.StaticError as exc:
             raise RequestRejected(exc.status, str(exc)) from exc
         if url_path.startswith(CGI_PREFIX):
@@ -337,10 +337,10 @@ class FrontServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, config: DevFrontConfig, docroot: str) -> None:
+    def __init__(self, config: DevFrontConfig, docroot: str, docroot_param: str) -> None:
         self.config = config
         self.docroot = docroot
-        self.docroot_param = docroot
+        self.docroot_param = docroot_param
         self.closing = False
         self._handlers: set[Handler] = set()
         self._lock = threading.Lock()

@@ -59,6 +59,28 @@ def decode_path(raw: str) -> str:
     return path
 
 
+def normalise(path: str) -> str:
+    """A decoded URL path as nginx normalises it before choosing a location: runs of
+    slashes merged (`merge_slashes on`), "." and ".." segments resolved, a trailing slash
+    kept. Decoding first, as nginx does, makes %2F a slash and %2E%2E a "..". A path that
+    climbs above the root is a 400, as in nginx.
+    """
+    segments = path.split("/")[1:]
+    kept: list[str] = []
+    trailing = False
+    for segment in segments:
+        trailing = segment in ("", ".", "..")
+        if segment == "..":
+            if not kept:
+                raise BadPath("the path climbs above the root")
+            kept.pop()
+        elif not trailing:
+            kept.append(segment)
+    if not kept:
+        return "/"
+    return "/" + "/".join(kept) + ("/" if trailing else "")
+
+
 def has_dot_segment(path: str) -> bool:
     return any(part.startswith(".") for part in path.split("/") if part)
 

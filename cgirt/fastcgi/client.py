@@ -126,7 +126,11 @@ class BackendRequest:
         sock = connect(address, connect_timeout)
         sock.settimeout(io_timeout)
         request = cls(sock, address, on_stderr)
-        request._send(begin_record(REQUEST_ID))
+        try:
+            request._send(begin_record(REQUEST_ID))
+        except BaseException:
+            request.close()  # a backend that hung up at once: no socket left behind
+            raise
         return request
 
     def __enter__(self) -> BackendRequest:

@@ -36,7 +36,8 @@ class Control(Protocol):
     """What a connection asks of the process that serves it (a supervised worker, or a
     process that serves a single request)."""
 
-    def request_started(self) -> None: ...
+    def request_started(self, method: str = "", uri: str = "", script: str = "") -> None:
+        """What the request is, for the status page: method, URI and script."""
 
     def request_finished(self) -> None: ...
 
@@ -51,7 +52,7 @@ class SingleRequestControl:
 
     stopping = True
 
-    def request_started(self) -> None:
+    def request_started(self, method: str = "", uri: str = "", script: str = "") -> None:
         pass
 
     def request_finished(self) -> None:
@@ -89,13 +90,20 @@ class FastCGIRequest(fb.Request):  # type: ignore[misc]
         self.on_first_write: Callable[[], None] | None = None
         self._held: list[bytes] | None = None
         self._held_bytes = 0
+        # For the access log: the status and header block come whole in the first write
+        # (the response parser and the error pages send them so).
+        self.status = 0
+        self.head_bytes = 0
+        self.sent_bytes = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send response bytes (CGI-style headers, then body) as FCGI_STDOUT records."""
         if self.ended or not data:
             return
+        self.sent_bytes += len(data)
         if not self.stdout_started:
             self.stdout_started = True
+            self._note_head(bytes(data[:4096]))
             if self.on_first_write is not None:
                 self.on_first_write()
         records = stream_records(fb.FCGI_STDOUT, self.requestId, data)
@@ -106,6 +114,12 @@ class FastCGIRequest(fb.Request):  # type: ignore[misc]
         self._held_bytes += len(records)
         if self._held_bytes >= _HOLD_LIMIT:
             self._release()
+
+    def _note_head(self, start: bytes) -> None:
+        if start.startswith(b"Status: ") and start[8:11].isdigit():
+            self.status = int(start[8:11])
+        end = start.find(b"\r\n\r\n")
+        self.head_bytes = end + 4 if end >= 0 else len(start)
 
     def hold_output(self) -> None:
         if self._held is None:
@@ -278,7 +292,12 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
             req.params_done = True
             self.keep_conn = bool(req.flags & fb.FCGI_KEEP_CONN)
             self._in_request = True
-            self.control.request_started()
+            p = req.params
+            script = p.get("SCRIPT_FILENAME", "")
+            if not script.startswith("/"):  # Apache's proxy:fcgi://...: the URL's path says more
+                script = p.get("SCRIPT_NAME", "")
+            self.control.request_started(p.get("REQUEST_METHOD", ""), p.get("REQUEST_URI", ""),
+                                         script)
             req.run()
 
     def _on_other(self, rtype: int, request_id: int, content: bytes) -> None:

@@ -7,17 +7,23 @@ with every problem found, each with its file and line, as `cgirt config check` r
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import RunnerConfig
+from ..config import RunnerConfig, build, parse_values, settings_of
 from ..configfile import ConfigFile
 from ..errors import ConfigError
-from .settings import HOST_KEYS, POOL_KEYS, HostSettings, PoolSettings, check
+from .settings import HOST_KEYS, POOL_KEYS, HostSettings, PoolSettings
 
-RUNNER_KEYS = frozenset(f.name for f in dataclasses.fields(RunnerConfig))
+
+
+def _keys(cls: type) -> frozenset[str]:
+    """The TOML keys `cls` reads, old names included."""
+    return frozenset(k for s in settings_of(cls) for k in (s.key, *(o.key for o in s.renamed)))
+
+
+RUNNER_KEYS = _keys(RunnerConfig)
 
 
 class HostConfigError(ConfigError):
@@ -53,15 +59,12 @@ class HostPlan:
 
 def load(path: Path) -> HostPlan:
     main = ConfigFile(path)
-    problems = main.problems(None)  # with [host] and every drop-in's
+    problems, _ = main.problems(None)  # with [host] and every drop-in's
     host_values = main.table("host")
-    settings = HostSettings()
-    try:
-        settings = HostSettings.from_values(host_values)
-    except ConfigError:
-        pass  # reported by problems()
+    settings = host_settings(main)
     pool_defaults = {k: v for k, v in host_values.items() if k in POOL_KEYS}
     runner_defaults = main.table("runner")
+    defaults, _ = parse_values(RunnerConfig, runner_defaults)  # its problems: problems()
     tables: list[tuple[str, dict[str, Any], ConfigFile, str]] = [
         (name, main.table(f"sites.{name}"), main, f"sites.{name}") for name in main.site_names()]
     for drop_in in drop_in_files(main, settings):
@@ -85,8 +88,12 @@ def load(path: Path) -> HostPlan:
                                                   f"{listens[listen]!r}"))
         elif isinstance(listen, str):
             listens[listen] = name
+        fields, issues = parse_values(RunnerConfig, {k: v for k, v in table.items()
+                                                     if k not in POOL_KEYS})
         try:
-            runner = RunnerConfig.from_sources(runner_values)
+            if any(not i.warning for i in issues):
+                raise ConfigError(next(i.message for i in issues if not i.warning))
+            runner: RunnerConfig = build(RunnerConfig, defaults, fields)
             pool = PoolSettings.from_values({**pool_defaults, **table})
         except ConfigError as exc:
             if not any(p.startswith(str(f.path)) for p in problems):  # else said, with its line
@@ -95,7 +102,8 @@ def load(path: Path) -> HostPlan:
         sites[name] = SiteSpec(name, runner, pool, f.path)
     if problems:
         raise HostConfigError(problems)
-    return HostPlan(settings, sites, RunnerConfig.from_sources(runner_defaults).preload)
+    preload: tuple[str, ...] = build(RunnerConfig, defaults).preload
+    return HostPlan(settings, sites, preload)
 
 
 def drop_in_files(main: ConfigFile, settings: HostSettings) -> list[Path]:
@@ -107,23 +115,30 @@ def drop_in_files(main: ConfigFile, settings: HostSettings) -> list[Path]:
     return sorted(folder.glob("*.toml"))
 
 
+def host_settings(main: ConfigFile) -> HostSettings:
+    try:
+        return HostSettings.from_values(main.table("host"))
+    except ConfigError:
+        return HostSettings()  # its problems: host_problems()
+
+
 def host_problems(main: ConfigFile) -> list[str]:
     """What `cgirt config check` adds for `cgirt host`: the [host] table and the drop-ins."""
-    found: list[str] = []
     values = main.table("host")
-    for key, value in values.items():
-        if key in HOST_KEYS:
-            cls: type = HostSettings
-        elif key in POOL_KEYS:
-            cls = PoolSettings
-        else:
-            found.append(main.at(key, "host", f"unknown host setting {key!r}"))
-            continue
-        try:
-            check(cls, key, value)
-        except ConfigError as exc:
-            found.append(main.at(key, "host", str(exc)))
+    found = [main.at(key, "host", f"unknown host setting {key!r}") for key in values
+             if key not in HOST_KEYS | POOL_KEYS]
+    found += _issues(main, "host", HostSettings, values)
+    found += _issues(main, "host", PoolSettings, values)
+    for name in main.site_names():
+        found += _issues(main, f"sites.{name}", PoolSettings, main.table(f"sites.{name}"))
     return found
+
+
+def _issues(f: ConfigFile, table: str, cls: type, values: dict[str, Any]) -> list[str]:
+    """The problems of `cls`'s settings among `values`, each with its line."""
+    names = _keys(cls)
+    _, issues = parse_values(cls, {k: v for k, v in values.items() if k in names})
+    return [f.at(i.key, table, i.message) for i in issues if not i.warning]
 
 
 def drop_in_problems(f: ConfigFile) -> list[str]:
@@ -133,15 +148,11 @@ def drop_in_problems(f: ConfigFile) -> list[str]:
         if isinstance(value, dict):
             found.append(f.at(key, "", f"[{key}]: a drop-in holds one site's settings, no tables"))
             continue
-        try:
-            if key in POOL_KEYS:
-                check(PoolSettings, key, value)
-            elif key in RUNNER_KEYS:
-                check(RunnerConfig, key, value)
-            else:
-                found.append(f.at(key, "", f"unknown site setting {key!r}"))
-        except ConfigError as exc:
-            found.append(f.at(key, "", str(exc)))
+        if key not in POOL_KEYS and key not in RUNNER_KEYS:
+            found.append(f.at(key, "", f"unknown site setting {key!r}"))
+    values = {k: v for k, v in f.data.items() if not isinstance(v, dict)}
+    found += _issues(f, "", PoolSettings, values)
+    found += _issues(f, "", RunnerConfig, values)
     for required in ("site", "listen"):
         if required not in f.data:
             found.append(f"{f.path}: needs {required!r}")

@@ -25,7 +25,7 @@ from pathlib import Path
 from .. import site as site_layout
 from ..errors import ConfigError, StartupError
 from ..runner.server import _warn_if_readable_by_other_sites, bind, describe
-from ..runner.supervisor import SlotTable
+from ..runner.scoreboard import Scoreboard
 from .config import HostPlan, SiteSpec, load
 from .notify import notify
 from .pool import PoolView, decide
@@ -73,7 +73,7 @@ class HostMaster:
         self.config_path = config_path
         self.plan = plan
         self.capacity = plan.settings.max_workers_total  # slots: fixed until restart
-        self.slots = SlotTable(self.capacity)
+        self.slots = Scoreboard(self.capacity)
         self.activity = ActivityTable(self.capacity)
         self.zygote = Zygote(plan.preload, self.slots, self.activity)
         self.pools: dict[str, SitePool] = {}

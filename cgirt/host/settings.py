@@ -11,22 +11,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..config import _non_negative_int, _positive_float, _positive_int, _setting
+from ..config import DURATION, boolean, build, one_of, parse_values, positive_duration, setting, whole
 from ..errors import ConfigError
 
 PM_KINDS = ("static", "ondemand", "dynamic")
-
-
-def _pm(name: str, v: Any) -> str:
-    if v not in PM_KINDS:
-        raise ConfigError(f"{name} must be one of {', '.join(PM_KINDS)}, not {v!r}")
-    return str(v)
-
-
-def _flag(name: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ConfigError(f"{name} must be true or false, not {v!r}")
-    return v
 
 
 def _dir_text(name: str, v: Any) -> str:
@@ -39,45 +27,51 @@ def _dir_text(name: str, v: Any) -> str:
 class PoolSettings:
     """How a site's workers come and go (PHP-FPM's vocabulary)."""
 
-    pm: str = _setting("ondemand", _pm, "static (always `workers`), ondemand or dynamic")
-    max_workers: int = _setting(
-        0, _non_negative_int, "most workers the site may have at once (0: its `workers`)")
-    idle_timeout: float = _setting(
-        10.0, _positive_float, "ondemand, dynamic: seconds without a request before a worker exits")
-    min_spare: int = _setting(0, _non_negative_int, "dynamic: idle workers kept at least")
-    max_spare: int = _setting(1, _positive_int, "dynamic: idle workers kept at most")
-    allow_root_site: bool = _setting(
-        False, _flag, "serve a site directory owned by root (its workers then run as root)")
+    pm: str = setting(one_of(PM_KINDS), "static (always `workers`), ondemand or dynamic",
+                      "ondemand", flag=None)
+    max_workers: int = setting(whole(0), "most workers the site may have at once (0: its `workers`)",
+                               0, flag=None)
+    idle_timeout: float = setting(
+        positive_duration, "ondemand, dynamic: time without a request before a worker exits",
+        10.0, flag=None, metavar=DURATION)
+    min_spare: int = setting(whole(0), "dynamic: idle workers kept at least", 0, flag=None)
+    max_spare: int = setting(whole(1), "dynamic: idle workers kept at most", 1, flag=None)
+    allow_root_site: bool = setting(
+        boolean, "serve a site directory owned by root (its workers then run as root)", False,
+        flag=None)
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> "PoolSettings":
-        return cls(**_checked(cls, values))
+        config: PoolSettings = build(cls, _checked(cls, values))
+        return config
 
 
 @dataclass(frozen=True)
 class HostSettings:
     """The `[host]` table: what is shared by every site of the host."""
 
-    sites_dir: str = _setting(
-        "", _dir_text, "folder of drop-in sites, one NAME.toml per site (relative: to this file)")
-    max_workers_total: int = _setting(
-        64, _positive_int, "most workers of all sites together; no burst goes above it")
+    sites_dir: str = setting(
+        _dir_text, "folder of drop-in sites, one NAME.toml per site (relative: to this file)", "",
+        flag=None)
+    max_workers_total: int = setting(
+        whole(1), "most workers of all sites together; no burst goes above it", 64, flag=None)
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> "HostSettings":
-        return cls(**_checked(cls, values))
+        config: HostSettings = build(cls, _checked(cls, values))
+        return config
 
 
 POOL_KEYS = frozenset(f.name for f in dataclasses.fields(PoolSettings))
 HOST_KEYS = frozenset(f.name for f in dataclasses.fields(HostSettings))
 
 
-def check(cls: type, key: str, value: Any) -> Any:
-    """The checked value of one of `cls`'s settings (ConfigError naming it otherwise)."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    return fields[key].metadata["check"](key, value)
-
-
 def _checked(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of `cls` among `values` (other keys are someone else's); the first
+    problem raises."""
     names = {f.name for f in dataclasses.fields(cls)}
-    return {k: check(cls, k, v) for k, v in values.items() if k in names}
+    fields, issues = parse_values(cls, {k: v for k, v in values.items() if k in names})
+    for issue in issues:
+        if not issue.warning:
+            raise ConfigError(issue.message)
+    return fields

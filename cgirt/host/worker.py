@@ -2,7 +2,7 @@
 to the site owner (app.child_init) and serves with the runner's own worker loop.
 
 Shared with the master (anonymous memory mapped before the zygote was forked): the
-runner's request clocks (SlotTable: the master's deadline) and an activity table, this
+runner's request clocks (Scoreboard: the master's deadline) and an activity table, this
 module's own, with when each worker last finished a connection (the master's idle timeout)
 and whether it met a fork-mode request (later workers of the site start the template at
 boot, while still clean).
@@ -23,7 +23,8 @@ from ..fastcgi.server import FastCGIRequest, FastCGIServer, io_timeout
 from ..runner.app import CgiApp
 from ..runner.executors import Executor, Work
 from ..runner.forkmode import ForkExecutor, ForkServer, Serve
-from ..runner.supervisor import SlotTable, Supervisor, SupervisorSettings, WorkerControl, die_with_parent
+from ..runner.scoreboard import Scoreboard
+from ..runner.supervisor import Supervisor, SupervisorSettings, WorkerControl, die_with_parent
 
 _ACTIVITY = struct.Struct("dB")  # last connection finished (monotonic), met fork mode
 
@@ -123,7 +124,7 @@ class _NotingExecutor:
         self.inner.execute(req, work)
 
 
-def serve_site(order: SpawnOrder, listener: socket.socket, slots: SlotTable,
+def serve_site(order: SpawnOrder, listener: socket.socket, slots: Scoreboard,
                activity: ActivityTable) -> int:
     """In the zygote's fresh child: serve the site until told to stop. Returns the exit code
     (never returns into the zygote's loop: Supervisor._child exits)."""

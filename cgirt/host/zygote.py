@@ -26,7 +26,8 @@ import struct
 from dataclasses import dataclass
 
 from ..runner.app import preload
-from ..runner.supervisor import SlotTable, die_with_parent
+from ..runner.scoreboard import Scoreboard
+from ..runner.supervisor import die_with_parent
 from .worker import ActivityTable, SpawnOrder, serve_site
 
 log = logging.getLogger("cgirt.error")
@@ -58,7 +59,7 @@ _MAKE_SPARE = b"spare"
 class Zygote:
     """The master's handle on its zygote."""
 
-    def __init__(self, preload_modules: tuple[str, ...], slots: SlotTable,
+    def __init__(self, preload_modules: tuple[str, ...], slots: Scoreboard,
                  activity: ActivityTable) -> None:
         self.preload_modules = preload_modules
         self.slots = slots
@@ -134,7 +135,7 @@ class Zygote:
             self.pid = -1
 
 
-def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: SlotTable,
+def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboard,
                  activity: ActivityTable) -> None:
     code = 0
     try:
@@ -190,7 +191,7 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: SlotTable
         os._exit(code)
 
 
-def _fork_spare(sock: socket.socket, wake_r: int, wake_w: int, slots: SlotTable,
+def _fork_spare(sock: socket.socket, wake_r: int, wake_w: int, slots: Scoreboard,
                 activity: ActivityTable) -> None:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
@@ -205,7 +206,7 @@ def _fork_spare(sock: socket.socket, wake_r: int, wake_w: int, slots: SlotTable,
     ours.close()
 
 
-def _spare_main(sock: socket.socket, slots: SlotTable, activity: ActivityTable) -> None:
+def _spare_main(sock: socket.socket, slots: Scoreboard, activity: ActivityTable) -> None:
     code = 0
     try:
         die_with_parent()  # not inherited across fork
@@ -225,7 +226,7 @@ def _spare_main(sock: socket.socket, slots: SlotTable, activity: ActivityTable) 
         os._exit(code)
 
 
-def _worker(order: SpawnOrder, fd: int, slots: SlotTable, activity: ActivityTable) -> None:
+def _worker(order: SpawnOrder, fd: int, slots: Scoreboard, activity: ActivityTable) -> None:
     code = 1
     try:
         signal.set_wakeup_fd(-1)

@@ -12,6 +12,7 @@ import logging
 import os
 import resource
 import signal
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -23,21 +24,21 @@ from .classic import ExecExecutor
 from ..config import RunnerConfig
 from .dispatch import Dispatcher, Target
 from .environ import build_environ, coerce_c_locale, redirect_environ, search_words
-from ..errors import BadRequest, HttpError, RedirectLoop, RequestTimeout, ScriptFailed
+from ..errors import (BadRequest, HttpError, PayloadTooLarge, RedirectLoop, RequestTimeout,
+                      ScriptFailed)
 from .executors import Executor, Work
 from ..fastcgi.server import FastCGIRequest, io_timeout
 from .forkmode import ForkExecutor, ForkServer
 from ..log import ErrorLog
+from ..logfiles import LogFile, shared_counter
+from .accesslog import AccessLog
 from .modes import ModePolicy
 from .persistent import PersistentExecutor
 from .response import ResponseParser
+from .slowlog import SLOW_SIGNAL, SlowLog
 
 log = logging.getLogger("cgirt.error")
 MAX_REDIRECTS = 10
-
-
-class PayloadTooLarge(HttpError):
-    status, reason = 413, "Payload Too Large"
 
 
 class CgiApp:
@@ -50,7 +51,15 @@ class CgiApp:
         self.modes = ModePolicy(config.mode, config.allowed_modes)
         self.scripts = ScriptCache()
         self.modules = SiteModules(os.path.realpath(config.site))
-        self.errlog = ErrorLog(site_layout.error_log_path(config.site), config.site)
+        self.log_counter = shared_counter()
+        self.errlog = ErrorLog(site_layout.error_log_path(config.site), config.site,
+                               self.log_counter, config.log_max_size)
+        self.access = AccessLog(LogFile(site_layout.access_log_path(config.site),
+                                        self.log_counter, config.log_max_size)
+                                ) if config.access_log else None
+        self._mode = "-"
+        self.slowlog = SlowLog(site_layout.slow_log_path(config.site), config.site,
+                               self.log_counter, config.log_max_size)
         self.document_root = str(config.site / site_layout.DOCUMENT_ROOT)
         self.forks = ForkServer(config.timeout, config.kill_grace, io_timeout(config))
         self.persistent = PersistentExecutor(self.scripts, self.modules, self.errlog, self._finish)
@@ -63,22 +72,27 @@ class CgiApp:
         self._generation_path = str(site_layout.generation_path(config.site))
         self._generation: Any = None
         self._current: FastCGIRequest | None = None
+        self._started = 0.0
 
     def child_init(self) -> None:
-        if self.config.memory_limit_mb:
-            limit = self.config.memory_limit_mb * 1024 * 1024
+        if self.config.memory_limit:
+            limit = self.config.memory_limit
             used = _address_space_bytes()
             if used is not None and used >= limit:
                 # Python 3.13 can boot a little further on memory it already holds, then
                 # fails on the first request: make it a boot error, every time.
-                raise MemoryError(f"memory_limit_mb {self.config.memory_limit_mb} is below what "
-                                  f"a worker already uses ({used // (1024 * 1024)} MiB)")
+                raise MemoryError(f"memory_limit {limit // (1024 * 1024)}M is below what "
+                                  f"a worker already uses ({used // (1024 * 1024)}M)")
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         self.errlog.open()
+        self.slowlog.open()
+        if self.access is not None:
+            self.access.open()
         drop_to_site_owner(self.site)
         preload(self.config.preload, self.modules.site_root)
         install_site_loader(self.modules)
         signal.signal(signal.SIGALRM, self._on_deadline)
+        signal.signal(SLOW_SIGNAL, self._on_slow)  # before the fork template: its children too
         self.persistent.start()
         self.forks.start(self._serve_forked, self._prepare_fork)  # clean: no script has run yet
 
@@ -89,12 +103,27 @@ class CgiApp:
         # last request can never fire on this one; it is not disarmed afterwards (a system
         # call per request): with no current request, it only wakes the worker once.
         signal.setitimer(signal.ITIMER_REAL, self.config.timeout)
+        self._started = time.monotonic()
         self._current = req
+        started = time.time()
+        self._mode = "-"
+        access = self.access
+        request = self.errlog.request = AccessLog.request_line(req.params)
         try:
             self._check_generation()
             self.guarded(req, "-", lambda: self._dispatch(req))
         finally:
             self._current = None
+            if access is not None:
+                try:
+                    req.end()  # the client has its response before the line is written
+                except OSError:
+                    pass
+                access.write(req.params, started, time.time() - started, req.status,
+                             req.sent_bytes - req.head_bytes, req.sent_bytes, self._mode, request)
+            self.errlog.request = "-"
+            if self.errlog.file.stale or (access is not None and access.file.stale):
+                req.conn.control.recycle_after_request()  # a new worker opens the new files
 
     def _dispatch(self, req: FastCGIRequest) -> None:
         target = self.dispatcher.resolve(req.params)
@@ -117,7 +146,7 @@ class CgiApp:
         if not raw.isdigit():
             raise BadRequest(log=f"invalid CONTENT_LENGTH {raw!r}")
         length = int(raw)
-        if self.config.max_body_bytes and length > self.config.max_body_bytes:
+        if self.config.max_body and length > self.config.max_body:
             raise PayloadTooLarge(log=f"request body of {length} bytes is over the limit")
         return length
 
@@ -125,7 +154,7 @@ class CgiApp:
                body_length: int, extra_env: Mapping[str, str], depth: int) -> None:
         env = build_environ(params, target, self.document_root, self.config.script_path_env)
         env.update(extra_env)
-        mode = self.modes.mode_for(target.path, target.root.path)
+        mode = self._mode = self.modes.mode_for(target.path, target.root.path)
         if mode != "exec":
             coerce_c_locale(env)
         work = Work(target, env, search_words(env["QUERY_STRING"]), depth, body_length)
@@ -143,7 +172,9 @@ class CgiApp:
 
     def _serve_forked(self, req: FastCGIRequest, work: Work) -> None:
         """Fork mode, in the request's own child of the template."""
+        self._started = time.monotonic()
         self._current = req
+        self.errlog.request = AccessLog.request_line(req.params)
         self.guarded(req, work.target.path, lambda: self.persistent.execute(req, work))
 
     def _finish(self, req: FastCGIRequest, work: Work, parser: ResponseParser) -> None:
@@ -184,10 +215,21 @@ class CgiApp:
                 self.modules.refresh(force=True)
             self._generation = sig
 
+    def _on_slow(self, signum: int, frame: Any) -> None:
+        req = self._current
+        if req is None:
+            return  # it ended before the master's signal arrived
+        child = self.forks.running_child()
+        if child:
+            os.kill(child, signum)  # fork mode: the script runs in that child
+            return
+        self.slowlog.write("slow request", frame, req.params, time.monotonic() - self._started)
+
     def _on_deadline(self, signum: int, frame: Any) -> None:
         req = self._current
         if req is None:
             return
+        self.slowlog.write("timed out", frame, req.params, time.monotonic() - self._started)
         req.conn.control.recycle_after_request()
         if not req.ended and not req.stdout_started and not req.conn.sending:
             try:

@@ -32,7 +32,8 @@ from .executors import Executor, Work
 from .supervisor import die_with_parent
 
 _NOTHING, _STARTED, _ENDED = 0, 1, 2
-_SHARED = struct.Struct("iB")  # the child's pid, what it has sent
+# The child's pid, what it has sent, and for the access log: status, header and total bytes.
+_SHARED = struct.Struct("iBiqq")
 
 
 class ChildDied(HttpError):
@@ -79,6 +80,8 @@ class ForkServer:
         self.in_child = False  # True in a request's child: it is isolated already
         self._sock: socket.socket | None = None
         self._shared: mmap.mmap | None = None
+        self._template = 0
+        self._waiting = False
 
     def start(self, serve: Serve, prepare: Callable[[Work], None]) -> None:
         """In the worker, before any script runs: fork the template."""
@@ -91,6 +94,15 @@ class ForkServer:
             _template(theirs, serve, prepare, self.io_timeout, self._shared)  # never returns
         theirs.close()
         self._sock = ours
+        self._template = pid
+
+    def stop(self) -> None:
+        """End the template and reap it. A worker never needs this (the template dies with
+        it); a process that serves requests in-process and goes on (a test) does."""
+        if self._sock is not None:
+            self._sock.close()  # the template reads EOF and exits
+            self._sock = None
+            os.waitpid(self._template, 0)
 
     def run(self, req: FastCGIRequest, work: Work, error_page: ErrorPage) -> None:
         """In the worker: have a fresh child answer `req`, and wait for it."""
@@ -98,7 +110,7 @@ class ForkServer:
         remaining = signal.setitimer(signal.ITIMER_REAL, 0)[0] or self.timeout
         conn = req.conn
         job = Job(req.requestId, req.flags, dict(req.params), conn.take_buffered(), remaining, work)
-        _SHARED.pack_into(self._shared, 0, 0, _NOTHING)
+        _SHARED.pack_into(self._shared, 0, 0, _NOTHING, 0, 0, 0)
         payload = pickle.dumps(job)
         try:
             self._sock.sendmsg([struct.pack("!I", len(payload)) + payload],
@@ -108,8 +120,14 @@ class ForkServer:
             conn.control.recycle_after_request()  # a new worker brings a new template
             raise ChildDied(log=f"the fork-mode template is gone ({exc})") from None
         conn.keep_conn = False  # the child read records this process never saw
-        ended_by_itself = self._wait(remaining + self.kill_grace / 2)
-        _, sent = _SHARED.unpack_from(self._shared, 0)
+        self._waiting = True
+        try:
+            ended_by_itself = self._wait(remaining + self.kill_grace / 2)
+        finally:
+            self._waiting = False
+        _, sent, status, head_bytes, sent_bytes = _SHARED.unpack_from(self._shared, 0)
+        if sent != _NOTHING:
+            req.status, req.head_bytes, req.sent_bytes = status, head_bytes, sent_bytes
         if sent == _ENDED:
             req.ended = True
             conn.handed_off = True  # the child has closed the connection properly itself
@@ -117,6 +135,13 @@ class ForkServer:
         if sent == _NOTHING:
             error_page(req, ChildDied() if ended_by_itself else RequestTimeout())
         req.end()
+
+    def running_child(self) -> int:
+        """In the worker: the pid of the child answering the current request, or 0."""
+        if not self._waiting or self._shared is None:
+            return 0
+        pid: int = _SHARED.unpack_from(self._shared, 0)[0]
+        return pid
 
     def _wait(self, seconds: float) -> bool:
         """Wait for the child; kill it after `seconds`. True if it ended by itself."""
@@ -192,20 +217,21 @@ def _child(job: Job, fd: int, serve: Serve, io_timeout: float, shared: mmap.mmap
     try:
         die_with_parent()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        _SHARED.pack_into(shared, 0, os.getpid(), _NOTHING)
+        _SHARED.pack_into(shared, 0, os.getpid(), _NOTHING, 0, 0, 0)
         server = FastCGIServer(lambda req: None, max_conns=1, io_timeout=io_timeout)
         conn = FastCGIConnection.adopt(fd, server, SingleRequestControl(), job.buffered)
         req = conn.resume_request(job.request_id, job.flags, job.params)
 
         def started() -> None:
-            _SHARED.pack_into(shared, 0, os.getpid(), _STARTED)
+            _SHARED.pack_into(shared, 0, os.getpid(), _STARTED, req.status, req.head_bytes, 0)
 
         req.on_first_write = started
         signal.setitimer(signal.ITIMER_REAL, job.remaining)
         serve(req, job.work)
         signal.setitimer(signal.ITIMER_REAL, 0)
         req.end()
-        _SHARED.pack_into(shared, 0, os.getpid(), _ENDED)
+        _SHARED.pack_into(shared, 0, os.getpid(), _ENDED, req.status, req.head_bytes,
+                          req.sent_bytes)
         conn.close()
     except BaseException:  # noqa: B036 - the child must never return into the template
         logging.getLogger("cgirt.error").exception("fork-mode child failed")

@@ -226,6 +226,15 @@ class ProcessState:
     handlers: dict[int, Any] = field(default_factory=lambda: {s: _getsignal(s) for s in _WATCHED_SIGNALS})
     cgi_maxlen: int = 0
 
+    def __post_init__(self) -> None:
+        # The worker's C environment moves into an array of its own: glibc's putenv reallocs
+        # the array it allocated last, so if that is the one restored after a request (the
+        # worker's own, once anything called putenv, as os.environ and Python's locale
+        # coercion do), a script's os.environ change brings back freed memory or its own
+        # environment.
+        self._c_env = c_environment(self.environ)
+        _c_environ.value = self._c_env[1].buffer_info()[0]
+
     def apply(
         self, env: Mapping[str, str], stdio: tuple[Any, Any, Any], argv: list[str], cwd: str,
         atexit_calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]],

@@ -14,6 +14,9 @@ from .app import CgiApp
 from ..config import RunnerConfig
 from ..errors import StartupError
 from ..fastcgi.server import FastCGIServer, io_timeout
+from .slowlog import SLOW_SIGNAL
+from .statusserver import PoolMonitor, StatusServer, bind_status, remove_socket
+from ..logfiles import Rotator, owned_like
 from .supervisor import Supervisor, SupervisorSettings
 
 log = logging.getLogger("cgirt.error")
@@ -56,6 +59,9 @@ def _bind_unix(path: str, mode: int) -> socket.socket:
             raise StartupError(f"cannot listen on unix:{path}: socket in use by another process")
         except (ConnectionRefusedError, FileNotFoundError):
             os.unlink(path)  # stale socket from a process that is gone
+        except PermissionError:
+            raise StartupError(f"cannot listen on unix:{path}: a socket this user may not "
+                               "use is there (another user's process?)") from None
         finally:
             probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -76,13 +82,19 @@ def describe(sock: socket.socket) -> str:
     return f"unix:{name}"
 
 
-def serve(config: RunnerConfig) -> int:
-    """Run the runner until stopped; returns the supervisor's exit status."""
+def serve(config: RunnerConfig, name: str | None = None) -> int:
+    """Run the runner until stopped; returns the supervisor's exit status. `name` names
+    the pool in its status (default: the site directory's name)."""
     if not config.site.is_dir():
         raise StartupError(f"site directory {config.site} does not exist")
     site_layout.ensure_state(config.site)
     _warn_if_readable_by_other_sites(config)
     sock = bind(config.listen, config.socket_mode)
+    try:
+        status_sock, status_at = bind_status(config, bind)
+    except StartupError:
+        _cleanup(sock, config.listen, site_layout.runner_pid_path(config.site))
+        raise
     app = CgiApp(config)
     fcgi = FastCGIServer(app, max_conns=config.workers, io_timeout=io_timeout(config))
     settings = SupervisorSettings(
@@ -91,6 +103,8 @@ def serve(config: RunnerConfig) -> int:
         max_requests=config.max_requests,
         max_requests_jitter=config.max_requests_jitter,
         graceful_timeout=config.graceful_timeout,
+        slow_after=config.slowlog_timeout,
+        slow_signal=SLOW_SIGNAL,
     )
     pid_file = site_layout.runner_pid_path(config.site)
 
@@ -102,9 +116,18 @@ def serve(config: RunnerConfig) -> int:
                         pid_file, exc.strerror)
         log.info("cgirt: serving %s on %s with %d workers (%s mode)",
                  config.site, describe(sock), config.workers, config.mode)
+        if status_sock is not None:
+            log.info("cgirt: status on %s", describe(status_sock))
 
+    rotator = Rotator(site_layout.logs_dir(config.site), site_layout.SITE_LOGS, app.log_counter,
+                      config.log_max_size, config.log_backups, owned_like(config.site),
+                      always=("error.log", "access.log") if config.access_log else ("error.log",))
     supervisor = Supervisor(sock, fcgi.handle_connection, settings, child_init=app.child_init,
-                            on_ready=ready)
+                            on_ready=ready, on_reopen=rotator.reopen, on_tick=rotator.tick,
+                            wake_fds=(app.log_counter.poke_r,))
+    if status_sock is not None:
+        monitor = PoolMonitor(name or config.site.name, supervisor, sock)
+        supervisor.observer = StatusServer(status_sock, [monitor])
     try:
         status = supervisor.run()
         if supervisor.halt_reason:
@@ -112,6 +135,9 @@ def serve(config: RunnerConfig) -> int:
         return status
     finally:
         _cleanup(sock, config.listen, pid_file)
+        if status_sock is not None:
+            status_sock.close()
+            remove_socket(status_at or "")
 
 
 def _warn_if_readable_by_other_sites(config: RunnerConfig) -> None:

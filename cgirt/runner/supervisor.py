@@ -2,12 +2,17 @@
 
 It knows nothing of CGI or FastCGI. It is given an already-bound listening socket, a
 `child_init` run once in each new worker, and a `handle(conn, addr, control)` run for each
-accepted connection. Workers tell the master when a request starts and ends through a shared
-memory slot, so the master can enforce a deadline that no script can catch (SIGKILL), the way
-gunicorn's arbiter murders workers whose heartbeat went stale.
+accepted connection. Workers tell the master when a request starts and ends through their
+slot of a shared-memory scoreboard (scoreboard.py), so the master can enforce a deadline that
+no script can catch (SIGKILL), the way gunicorn's arbiter murders workers whose heartbeat went
+stale, and can tell an observer (the status server) what every worker is doing.
 
 Signals in the master are only recorded (queued and a byte written to a wake-up pipe); the
-main loop acts on them in `step()`.
+main loop acts on them in `step()`: HUP replaces the workers, TERM stops gracefully, INT and
+QUIT at once, USR1 calls `on_reopen` (the logs), TTIN and TTOU add or retire a worker. Any
+other signal whose default would end the process is logged and ignored (a stray USR2 must
+not kill the master and leave its socket behind), except the faults (SEGV, BUS, FPE, ILL,
+TRAP, ABRT, SYS): those report a real fault, and ignoring one would turn a crash into a hang.
 """
 
 from __future__ import annotations
@@ -15,24 +20,35 @@ from __future__ import annotations
 import ctypes
 import errno
 import logging
-import mmap
 import os
 import random
 import select
 import signal
 import socket
-import struct
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
+
+from ..errors import ExitStatus
+
+from .scoreboard import Scoreboard, SlotWriter
 
 log = logging.getLogger("cgirt.error")
 
-EXIT_OK = 0
-WORKER_BOOT_ERROR = 3
+EXIT_OK = ExitStatus.OK
+WORKER_BOOT_ERROR = ExitStatus.BOOT_FAILED
 """Exit status of a worker whose child_init failed, and then of the master, which halts."""
 
-_SLOT = struct.Struct("dq")  # request start (monotonic, 0 when idle), booted flag
+_FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP,
+           signal.SIGABRT, signal.SIGSYS}
+_LEFT_AS_THEY_ARE = {signal.SIGKILL, signal.SIGSTOP, signal.SIGTSTP, signal.SIGCONT,
+                     signal.SIGWINCH, signal.SIGURG, signal.SIGPIPE, signal.SIGCHLD}
+_ACTED_ON = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD,
+             signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU)
+HARMLESS_SIGNALS = tuple(sorted(
+    set(signal.valid_signals()) - _FAULTS - _LEFT_AS_THEY_ARE - set(_ACTED_ON)))
+"""Signals that end a process by default and mean nothing to cgirt: ignored (and logged)."""
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -46,29 +62,28 @@ class SupervisorSettings:
     quick_timeout: float = 1.0  # SIGINT/SIGQUIT: in-flight requests get this long
     tick: float = 0.1
     boot_failures_to_halt: int = 3
+    slow_after: float = 0.0  # a request older than this gets `slow_signal` once (0: never)
+    slow_signal: int = signal.SIGUSR2
 
 
-class SlotTable:
-    """Per-worker request clocks in anonymous shared memory (created before any fork)."""
+class Observer(Protocol):
+    """Something the master also attends to in its loop (the status server): its own
+    descriptors, a look at the pool every turn; workers close what it holds."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._mem = mmap.mmap(-1, _SLOT.size * size)
+    def fds(self) -> list[int]: ...
 
-    def set(self, index: int, started: float, booted: int) -> None:
-        _SLOT.pack_into(self._mem, index * _SLOT.size, started, booted)
+    def on_readable(self, fd: int) -> None: ...
 
-    def get(self, index: int) -> tuple[float, int]:
-        started, booted = _SLOT.unpack_from(self._mem, index * _SLOT.size)
-        return started, booted
+    def on_tick(self, now: float) -> None: ...
+
+    def close_in_worker(self) -> None: ...
 
 
 class WorkerControl:
     """The worker side: lives in the child, writes only its own slot."""
 
-    def __init__(self, slots: SlotTable, index: int, max_requests: int, wake_w: int) -> None:
-        self._slots = slots
-        self._index = index
+    def __init__(self, slots: Scoreboard, index: int, max_requests: int, wake_w: int) -> None:
+        self._slot: SlotWriter = slots.writer(index)
         self._max_requests = max_requests
         self._served = 0
         self._stopping = False
@@ -76,13 +91,13 @@ class WorkerControl:
         self._wake_w = wake_w
 
     def booted(self) -> None:
-        self._slots.set(self._index, 0.0, 1)
+        self._slot.booted()
 
-    def request_started(self) -> None:
-        self._slots.set(self._index, time.monotonic(), 1)
+    def request_started(self, method: str = "", uri: str = "", script: str = "") -> None:
+        self._slot.request_started(method, uri, script)
 
     def request_finished(self) -> None:
-        self._slots.set(self._index, 0.0, 1)
+        self._slot.request_finished()
         self._served += 1
         if self._max_requests and self._served >= self._max_requests:
             self._stopping = True
@@ -112,6 +127,8 @@ class _Worker:
     slot: int
     retiring_since: float | None = None  # set when we asked it to stop
     booted: bool = False
+    spawned: float = field(default_factory=time.time)
+    slow_flagged: float = 0.0  # the start of the request it was last sent slow_signal for
 
 
 @dataclass
@@ -121,18 +138,34 @@ class Supervisor:
     settings: SupervisorSettings
     child_init: Callable[[], None] = lambda: None
     on_ready: Callable[[], None] = lambda: None
+    observer: Observer | None = None
+    on_reopen: Callable[[], None] = lambda: None  # SIGUSR1, in the master's loop
+    on_tick: Callable[[float], None] = lambda now: None  # every turn of the master's loop
+    wake_fds: tuple[int, ...] = ()  # a byte on one of these wakes the master for a turn
     workers: dict[int, _Worker] = field(default_factory=dict)
     exit_status: int = EXIT_OK
     halt_reason: str = ""
+    # Starts a worker for a slot and returns its pid; None forks a real one. Tests give
+    # stand-in children here, to drive `step()` with injected time.
+    spawn: Callable[[int], int] | None = None
 
     def __post_init__(self) -> None:
+        self.target = self.settings.workers  # moved by SIGTTIN and SIGTTOU
+        self.max_workers = max(4 * self.settings.workers, self.settings.workers + 8)
         # Twice the slots: during a graceful reload old and new workers run side by side.
-        self._slots = SlotTable(self.settings.workers * 2)
+        self._slots = Scoreboard(self.max_workers * 2)
+        self.started_at = time.time()
+        self.retired_requests = 0  # requests started by workers that are gone
+        self.slow_requests = 0
         self._signals: list[int] = []
         self._running = True
         self._stop_deadline: float | None = None
         self._boot_failures = 0
         self._wake_r = self._wake_w = -1
+
+    @property
+    def scoreboard(self) -> Scoreboard:
+        return self._slots
 
     # -- master -----------------------------------------------------------------------
 
@@ -141,8 +174,7 @@ class Supervisor:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         old_wakeup = signal.set_wakeup_fd(self._wake_w)
-        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD)
-        previous = {s: signal.signal(s, self._record_signal) for s in handled}
+        previous = {s: signal.signal(s, self._record_signal) for s in _ACTED_ON + HARMLESS_SIGNALS}
         try:
             self.on_ready()
             while self._running:
@@ -159,18 +191,31 @@ class Supervisor:
         return self.exit_status
 
     def _record_signal(self, signum: int, frame: object) -> None:
+        self.queue_signal(signum)
+
+    def queue_signal(self, signum: int) -> None:
+        """What a signal to the master does: recorded, acted on by the next `step()`."""
         self._signals.append(signum)
+
+    @property
+    def running(self) -> bool:
+        return self._running
 
     def _sleep(self) -> None:
         try:
-            select.select([self._wake_r], [], [], self.settings.tick)
+            fds = [self._wake_r, *self.wake_fds, *(self.observer.fds() if self.observer else ())]
+            ready, _, _ = select.select(fds, [], [], self.settings.tick)
         except InterruptedError:
-            pass
-        try:
-            while os.read(self._wake_r, 4096):
+            ready = []
+        for fd in ready:
+            if fd != self._wake_r and fd not in self.wake_fds and self.observer:
+                self.observer.on_readable(fd)
+        for fd in (self._wake_r, *self.wake_fds):
+            try:
+                while os.read(fd, 4096):
+                    pass
+            except BlockingIOError:
                 pass
-        except BlockingIOError:
-            pass
 
     def step(self, now: float) -> None:
         """One turn of the master loop: signals, reaping, deadlines, spawning."""
@@ -179,14 +224,20 @@ class Supervisor:
         self._reap()
         if not self._running:
             return
+        try:
+            self.on_tick(now)
+        except OSError as exc:  # e.g. a log that cannot be rotated: say so, keep serving
+            log.error("cgirt: %s", exc)
         self._enforce_deadlines(now)
+        if self.observer:
+            self.observer.on_tick(now)
         if self._stop_deadline is not None:
             if not self.workers:
                 self._running = False
             return
         while self._boot_failures < self.settings.boot_failures_to_halt and (
             sum(1 for w in self.workers.values() if w.retiring_since is None)
-            < self.settings.workers
+            < self.target
         ):
             self._spawn()
 
@@ -204,6 +255,28 @@ class Supervisor:
                 self._stop_deadline = deadline
             for w in self.workers.values():
                 self._retire(w, now, force=True)
+        elif signum == signal.SIGUSR1:
+            try:
+                self.on_reopen()
+                log.info("SIGUSR1: log files reopened")
+            except OSError as exc:
+                log.error("cgirt: reopening the logs: %s", exc)
+        elif signum in (signal.SIGTTIN, signal.SIGTTOU) and self._stop_deadline is None:
+            self._resize(1 if signum == signal.SIGTTIN else -1, now)
+        elif signum in HARMLESS_SIGNALS:
+            log.info("signal %s ignored", _signal_name(signum))
+
+    def _resize(self, by: int, now: float) -> None:
+        wanted = self.target + by
+        if not 1 <= wanted <= self.max_workers:
+            log.warning("workers stay at %d (between 1 and %d)", self.target, self.max_workers)
+            return
+        self.target = wanted
+        log.info("%s: %d workers", "SIGTTIN" if by > 0 else "SIGTTOU", wanted)
+        if by < 0:
+            serving = [w for w in self.workers.values() if w.retiring_since is None]
+            if len(serving) > wanted:
+                self._retire(max(serving, key=lambda w: w.pid), now)
 
     def _retire(self, w: _Worker, now: float, force: bool = False) -> None:
         if w.retiring_since is None or force:
@@ -216,6 +289,11 @@ class Supervisor:
             if started and now - started > self.settings.request_kill_after:
                 log.error("worker %d: request exceeded its deadline; killing it", w.pid)
                 self._kill(w.pid, signal.SIGKILL)
+            elif (started and self.settings.slow_after and w.slow_flagged != started
+                    and now - started > self.settings.slow_after):
+                w.slow_flagged = started  # once per request
+                self.slow_requests += 1
+                self._kill(w.pid, self.settings.slow_signal)
             elif w.retiring_since is not None:
                 bound = self.settings.graceful_timeout
                 if self._stop_deadline is not None:
@@ -237,6 +315,7 @@ class Supervisor:
             if w is None:
                 continue
             booted = w.booted or self._slots.get(w.slot)[1] == 1
+            self.retired_requests += self._slots.read(w.slot).requests
             self._slots.set(w.slot, 0.0, 0)
             self._on_exit(w, status, booted)
 
@@ -261,10 +340,13 @@ class Supervisor:
         used = {w.slot for w in self.workers.values()}
         slot = next(i for i in range(self._slots.size) if i not in used)
         self._slots.set(slot, 0.0, 0)
-        master = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            self._child(slot, master)  # never returns
+        if self.spawn is not None:
+            pid = self.spawn(slot)
+        else:
+            master = os.getpid()
+            pid = os.fork()
+            if pid == 0:
+                self._child(slot, master)  # never returns
         self.workers[pid] = _Worker(pid=pid, slot=slot)
 
     def _kill(self, pid: int, sig: int) -> None:
@@ -302,6 +384,8 @@ class Supervisor:
             return EXIT_OK  # the master died before the kernel could be asked to tell us
         os.close(self._wake_r)
         os.close(self._wake_w)
+        if self.observer:
+            self.observer.close_in_worker()  # a script must not reach the admin's socket
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         random.seed()
@@ -309,7 +393,11 @@ class Supervisor:
         max_requests = self.settings.max_requests + jitter if self.settings.max_requests else 0
         control = WorkerControl(self._slots, slot, max_requests, wake_w)
         signal.set_wakeup_fd(-1)
-        for s in (signal.SIGHUP, signal.SIGCHLD):
+        # Scripts expect the dispositions a fresh CGI process has: the master's own handlers
+        # go (its signals are for it alone: the logrotate snippet and systemd's reload
+        # address the master's pid).
+        for s in (signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU,
+                  *HARMLESS_SIGNALS):
             signal.signal(s, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the master, which decides
         signal.signal(signal.SIGQUIT, lambda s, f: control.stop())
@@ -353,6 +441,13 @@ class Supervisor:
         except InterruptedError:
             return True
         return listener in ready or os.getppid() == master
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:  # real-time signals between SIGRTMIN and SIGRTMAX have no name
+        return str(signum)
 
 
 def die_with_parent() -> None:

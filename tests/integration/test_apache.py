@@ -56,6 +56,8 @@ class ApacheStacks:
             # Two runners share this site: one as root (proxy_fcgi), one as www-data (fcgid).
             www = pwd.getpwnam("www-data")
             (self.site / ".cgirt" / "logs" / "error.log").touch()
+            (self.site / ".cgirt" / "logs" / "slow.log").touch()
+            (self.site / ".cgirt" / "logs" / "access.log").touch()
             (self.site / ".cgirt" / "runner.pid").touch()
             for p in [self.site / ".cgirt", *(self.site / ".cgirt").rglob("*")]:
                 os.chown(p, www.pw_uid, www.pw_gid)

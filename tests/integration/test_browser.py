@@ -81,3 +81,39 @@ def test_browser_through_nginx(browser: Browser, tmp_path: Path) -> None:
             nginx.stop()
     finally:
         runner.stop()
+
+
+def test_status_page_redraws_itself(browser: Browser, tmp_path: Path) -> None:
+    """The runner's HTML status page, on a TCP status address Chromium can reach, follows
+    requests without being reloaded."""
+    from urllib.error import HTTPError
+
+    from tests.support.fcgi import cgi_params, request
+
+    def shown(css: str) -> str:
+        try:
+            return browser.text(css)
+        except HTTPError:
+            return ""  # not drawn yet
+
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "skeleton_site", site)
+    (tmp_path / "runner").mkdir()
+    runner = Runner(site, tmp_path / "runner", "--status-listen", "127.0.0.1:0")
+    try:
+        line = wait_for(lambda: re.search(r"status on (127\.0\.0\.1:\d+)", runner.proc.output()),
+                        20, "the status address")
+        page = f"http://{line.group(1)}/status?html"  # type: ignore[union-attr]
+        browser.get(page)
+        wait_for(lambda: shown("#accepted-conn") == "0", 20, "the page's first drawing")
+        assert browser.text("#pool") == "site" and browser.text("#total-processes") == "2"
+        wait_for(lambda: len(re.findall(r"\bIdle\b", shown(".processes"))) == 2, 20,
+                 "both workers booted, shown")
+        for _ in range(3):
+            assert request(runner.address, cgi_params("/cgi-bin/hello.py")).status == 200
+        wait_for(lambda: shown("#accepted-conn") == "3", 20, "the page to redraw itself")
+        assert browser.url == page  # redrawn in place, not reloaded
+        assert "/cgi-bin/hello.py" in browser.text(".processes")
+        browser.screenshot(tmp_path / "status.png")
+    finally:
+        runner.stop()

@@ -277,9 +277,10 @@ def test_head_gives_the_headers_of_get_without_a_body(front: DevFront) -> None:
     ("/.hidden", 403),
     ("/.git/config", 403),
     ("/sub/../.hidden", 403),
-    ("/../data/secret.txt", 403),
-    ("/%2e%2e/data/secret.txt", 403),
-    ("/sub/%2E%2E%2F%2E%2E%2Fdata/secret.txt", 403),
+    ("/../data/secret.txt", 400),
+    ("/%2e%2e/data/secret.txt", 400),
+    ("/sub/%2E%2E%2F%2E%2E%2Fdata/secret.txt", 400),
+    ("/sub/%2E%2E%2F.hidden", 403),
     ("/escape.txt", 403),
     ("/to-hidden.txt", 403),
     ("/a%00b", 400),
@@ -326,6 +327,7 @@ def test_get_is_forwarded_with_the_nginx_params(front: DevFront) -> None:
     assert env["CONTENT_LENGTH"] == env["CONTENT_TYPE"] == ""
     assert env["HTTP_X_CUSTOM"] == "yes" and env["HTTP_COOKIE"] == "c=1"
     assert env["HTTP_HOST"] == f"{host}:{port}"
+    assert env["REMOTE_USER"] == "" and env["REDIRECT_STATUS"] == "200"
     assert "SCRIPT_FILENAME" not in env and "HTTP_CONTENT_LENGTH" not in env
 
 
@@ -346,9 +348,12 @@ def test_underscore_header_cannot_spoof_a_dash_header(front: DevFront) -> None:
     assert "HTTP_X_FORWARDED_FOR" not in env
 
 
-def test_dot_segments_in_script_paths_are_refused(front: DevFront) -> None:
-    response, _ = get(front, "/cgi-bin/../htdocs/index.html")
-    assert response.status == 403
+def test_dot_segments_are_resolved_as_nginx_does(front: DevFront) -> None:
+    response, body = get(front, "/cgi-bin/../index.html")  # the static /index.html
+    assert response.status == 200 and body == b"<h1>index</h1>\n"
+    env = echo_env(front, "/cgi-bin/x/../echo//a/./b")["env"]
+    assert env["SCRIPT_NAME"] == env["DOCUMENT_URI"] == "/cgi-bin/echo/a/b"
+    assert get(front, "/cgi-bin/../../etc/passwd")[0].status == 400
 
 
 def test_post_body_is_forwarded(front: DevFront) -> None:
@@ -595,8 +600,31 @@ def test_http_1_0_gets_a_close_delimited_stream(front: DevFront) -> None:
 # -- lifecycle -------------------------------------------------------------------------
 
 
-def test_missing_htdocs_is_a_start_up_error(tmp_path: Path) -> None:
-    with pytest.raises(DevFrontError, match="htdocs"):
+def test_missing_htdocs_means_no_static_files(tmp_path: Path, backend: Backend) -> None:
+    with running(tmp_path, backend.address) as front:
+        assert get(front, "/")[0].status == 404
+        assert get(front, "/index.html")[0].status == 404
+        assert echo_env(front)["env"]["DOCUMENT_ROOT"] == str(tmp_path / "htdocs")
+        # Created later (an FTP upload), it is served without a restart.
+        (tmp_path / "htdocs").mkdir()
+        (tmp_path / "htdocs" / "index.html").write_text("<p>late</p>\n")
+        response, body = get(front, "/")
+        assert response.status == 200 and body == b"<p>late</p>\n"
+
+
+def test_document_root_names_the_site_as_given(site: Path, backend: Backend,
+                                               tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to(site)
+    with running(tmp_path / "link", backend.address) as front:
+        assert echo_env(front)["env"]["DOCUMENT_ROOT"] == str(tmp_path / "link" / "htdocs")
+        assert get(front, "/index.html")[0].status == 200
+
+
+def test_missing_site_or_htdocs_not_a_directory_is_a_start_up_error(tmp_path: Path) -> None:
+    with pytest.raises(DevFrontError, match="the site"):
+        DevFront(DevFrontConfig(site=tmp_path / "none", backend=UnixAddress("/nowhere"), port=0))
+    (tmp_path / "htdocs").write_text("a file\n")
+    with pytest.raises(DevFrontError, match="htdocs is not a directory"):
         DevFront(DevFrontConfig(site=tmp_path, backend=UnixAddress("/nowhere"), port=0))
 
 
@@ -685,5 +713,5 @@ def test_command_line_reports_bad_arguments_in_one_line(site: Path) -> None:
         [sys.executable, "-m", "cgirt.devserver", "--site", str(site),
          "--listen", "nowhere", "--backend", "unix:/x"],
         capture_output=True, env=env, timeout=30)
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad arguments: the same status from every cgirt program
     assert result.stderr.decode().count("\n") == 1 and b"HOST:PORT" in result.stderr

@@ -76,7 +76,7 @@ def test_worker_death_costs_only_that_request(front: Callable[..., Front], scrip
 
 
 def test_memory_bomb_under_a_limit(front: Callable[..., Front], site: Path) -> None:
-    f = front("--memory-limit-mb", "400", workers=2)
+    f = front("--memory-limit", "400M", workers=2)
     before = set(f.runner.worker_pids())
     assert f.get("/cgi-bin/memory_bomb.py")[0] == 500
     assert "MemoryError" in (site / ".cgirt/logs/error.log").read_text()
@@ -175,7 +175,7 @@ def test_boot_failure_halts_instead_of_respawning(site: Path, tmp_path: Path) ->
     import sys
     proc = subprocess.run(
         [sys.executable, "-m", "cgirt", "serve", "--site", str(site), "--listen",
-         f"unix:{tmp_path / 'r.sock'}", "--memory-limit-mb", "1"],
+         f"unix:{tmp_path / 'r.sock'}", "--memory-limit", "1M"],
         capture_output=True, text=True, timeout=30)
     assert proc.returncode == 3
     assert "fail" in proc.stderr and "boot" in proc.stderr

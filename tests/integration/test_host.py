@@ -207,7 +207,7 @@ def test_fork_mode_templates_only_where_and_when_fork_mode_is_used(
 def test_one_sites_crashes_boot_failures_and_timeouts_leave_the_others_alone(
         stack: Callable[..., Stack]) -> None:
     s = stack("idle_timeout = 30\nmax_workers_total = 12", good="max_workers = 2",
-              crashy="max_workers = 2", boots_badly="memory_limit_mb = 1",
+              crashy="max_workers = 2", boots_badly='memory_limit = "1M"',
               slow='timeout = 1\nkill_grace = 0.5')
     faults = [("crashy", "/cgi-bin/os_exit.py")] * 12 + [("slow", "/cgi-bin/loop_forever.py")] * 3
 

@@ -78,8 +78,10 @@ def test_runner_unit_with_the_example_config(site: Path, tmp_path: Path) -> None
 def test_ftp_unit_with_the_example_config(site: Path, tmp_path: Path) -> None:
     service = unit("cgirt-ftp.service")
     config = example_config(tmp_path, site)
-    add = cgirt("user", "add", "example", "--site", str(site), "--users", str(tmp_path / "users.json"),
+    # As INSTALL.md says: the users file is the one the [ftp] table names.
+    add = cgirt("user", "add", "example", "--site", str(site), "--config", str(config),
                 stdin="s3cret-pass\n")
+    assert (tmp_path / "users.json").is_file()
     assert add.returncode == 0, add.stderr
     port_file = tmp_path / "ftp.port"
     proc = Proc(command(service, config) + ["--port-file", str(port_file)], tmp_path / "ftp.log", cwd=REPO)
@@ -93,6 +95,14 @@ def test_ftp_unit_with_the_example_config(site: Path, tmp_path: Path) -> None:
         client.storbinary("STOR cgi-bin/new.py", io.BytesIO(b'print("Content-Type: text/plain")\nprint()\n'))
         client.quit()
         assert (site / "cgi-bin" / "new.py").exists()
+        # `systemctl reload`: users and certificate read again, the gateway goes on.
+        assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "TLS certificate read again" in proc.output(), 20, "the reload")
+        client = ftplib.FTP_TLS()
+        client.connect(host, int(port), timeout=30)
+        client.login("example", "s3cret-pass")
+        client.quit()
     finally:
         assert proc.stop(signal.SIGTERM, timeout=float(service["TimeoutStopSec"])) == 0
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ftplib
 import io
+import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.http import fetch
-from tests.support.procs import Proc, children_of, wait_for
+from tests.support.procs import Proc, children_of, group_members, wait_for
 from tests.support.servers import REPO
 
 pytestmark = pytest.mark.integration
@@ -53,8 +55,8 @@ def exercise(up: Up, user: str, password: str) -> None:
     ftp.storbinary("STOR cgi-bin/mine.py", io.BytesIO(
         b'print("Content-Type: text/plain")\nprint()\nprint("mine, live")\n'))
     assert fetch(up.http, "/cgi-bin/mine.py").body == b"mine, live\n"
-    reply = ftp.storbinary("STOR cgi-bin/mine.py", io.BytesIO(b"print('broken\n"))
-    assert reply.startswith("226-") and "SyntaxError" in reply
+    with pytest.raises(ftplib.error_perm, match="(?s)550-.*SyntaxError"):
+        ftp.storbinary("STOR cgi-bin/mine.py", io.BytesIO(b"print('broken\n"))
     assert fetch(up.http, "/cgi-bin/mine.py").body == b"mine, live\n"
     ftp.storbinary("STOR cgi-bin/oops.py", io.BytesIO(
         b'print("Content-Type: text/plain")\nprint()\nraise RuntimeError("read me over FTP")\n'))
@@ -86,6 +88,43 @@ def test_cgirt_up_first_and_second_run(tmp_path: Path) -> None:
         again.stop()
 
 
+def cgirt(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cgirt", *args], input=stdin, capture_output=True,
+                          text=True, timeout=60, cwd=REPO)
+
+
+def test_user_commands_find_the_users_file_of_up(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    elsewhere = tmp_path / "other"
+    (elsewhere / "cgi-bin").mkdir(parents=True)
+    # Before `cgirt up` keeps one, nothing is guessed: a clear error, and no file made.
+    refused = cgirt("user", "add", "alice", "--site", str(site.parent / "other"), stdin="pw\n")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "--users FILE" in refused.stderr and "--config FILE" in refused.stderr
+    assert not (elsewhere / ".cgirt" / "users.json").exists()
+    up = Up([sys.executable, "-m", "cgirt", "up", "--site", str(site), "--http", "127.0.0.1:0",
+             "--ftp", "127.0.0.1:0"], tmp_path / "up.log")
+    try:
+        added = cgirt("user", "add", "alice", "--site", str(site), stdin="alice-pw-1\n")
+        assert added.returncode == 0, added.stderr
+        listed = cgirt("user", "list", "--site", str(site))
+        assert listed.returncode == 0
+        assert {line.split("\t")[0] for line in listed.stdout.splitlines()} == {"owner", "alice"}
+        ftp = ftplib.FTP()
+        ftp.connect(*up.ftp, timeout=30)
+        ftp.login("alice", "alice-pw-1")  # the running gateway reads the file up gave it
+        assert "cgi-bin" in ftp.nlst()
+        ftp.quit()
+        assert cgirt("user", "del", "alice", "--site", str(site)).returncode == 0
+        ftp = ftplib.FTP()
+        ftp.connect(*up.ftp, timeout=30)
+        with pytest.raises(ftplib.error_perm, match="530"):
+            ftp.login("alice", "alice-pw-1")
+        ftp.close()
+    finally:
+        up.stop()
+
+
 def test_bad_arguments_to_up(tmp_path: Path) -> None:
     (tmp_path / "not-a-site").mkdir()
     proc = subprocess.run([sys.executable, "-m", "cgirt", "up", "--site", str(tmp_path / "not-a-site")],
@@ -107,3 +146,94 @@ def test_readme_quick_start_in_a_fresh_clone(tmp_path: Path) -> None:
         exercise(up, up.match["user"], up.match["password"])
     finally:
         up.stop()
+
+
+def up_argv(site: Path) -> list[str]:
+    return [sys.executable, "-m", "cgirt", "up", "--site", str(site), "--http", "127.0.0.1:0",
+            "--ftp", "127.0.0.1:0"]
+
+
+def test_a_site_with_only_cgi_bin_starts_and_serves(tmp_path: Path) -> None:
+    site = tmp_path / "bare"
+    (site / "cgi-bin").mkdir(parents=True)
+    script = site / "cgi-bin" / "root.py"
+    script.write_text('import os\nprint("Content-Type: text/plain")\nprint()\n'
+                      'print(os.environ["DOCUMENT_ROOT"])\n')
+    script.chmod(0o755)
+    up = Up(up_argv(site), tmp_path / "up.log")
+    try:
+        assert fetch(up.http, "/cgi-bin/root.py").body == f"{site}/htdocs\n".encode()
+        assert fetch(up.http, "/").status == 404  # no htdocs/: no static files
+        assert fetch(up.http, "/index.html").status == 404
+        assert not (site / "htdocs").exists()
+    finally:
+        up.stop()
+
+
+def test_a_second_up_on_the_same_site_is_refused_and_disturbs_nothing(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    first = Up(up_argv(site), tmp_path / "up1.log")
+    try:
+        state = site / ".cgirt"
+        parts = sorted(first.parts())
+        watched = {name: (state / name).read_bytes() for name in ("runner.pid", "ftp.port")}
+        watched["http.out"] = (state / "logs" / "http.out").read_bytes()
+        socket_inode = (state / "runner.sock").stat().st_ino
+        second = subprocess.run(up_argv(site), capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert second.returncode == 4, second
+        assert second.stderr.count("\n") == 1, second.stderr
+        assert "already being served by `cgirt up`" in second.stderr
+        assert f"(pid {first.proc.pid})" in second.stderr and str(site) in second.stderr
+        assert "cgirt is up" not in second.stdout
+        # The first: same processes, files and socket, and it still serves.
+        assert sorted(first.parts()) == parts
+        assert {name: (state / name).read_bytes() for name in ("runner.pid", "ftp.port")} \
+            == {k: v for k, v in watched.items() if k != "http.out"}
+        assert (state / "logs" / "http.out").read_bytes() == watched["http.out"]
+        assert (state / "runner.sock").stat().st_ino == socket_inode
+        assert fetch(first.http, "/cgi-bin/hello.py").status == 200
+        ftp = ftplib.FTP()
+        ftp.connect(*first.ftp, timeout=30)
+        ftp.login(first.match["user"], first.match["password"])
+        ftp.quit()
+    finally:
+        first.stop()
+    # Once the first has stopped, the site is free again.
+    again = Up(up_argv(site), tmp_path / "up2.log")
+    again.stop()
+
+
+def test_a_part_that_cannot_start_names_its_log(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = up_argv(site)
+        argv[argv.index("--http") + 1] = f"127.0.0.1:{port}"
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=REPO)
+    log = site / ".cgirt" / "logs" / "http.log"
+    assert proc.returncode == 4, proc
+    assert f"the http process exited (status 4); see {log}" in proc.stderr
+    assert "cannot listen" in log.read_text()
+
+
+def test_parts_left_by_a_killed_up_are_named_not_disturbed(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    first = Up(up_argv(site), tmp_path / "up1.log")
+    parts = first.parts()
+    runner = int((site / ".cgirt" / "runner.pid").read_text())
+    try:
+        first.proc.stop(signal.SIGKILL)  # its parts live on, in sessions of their own
+        second = subprocess.run(up_argv(site), capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert second.returncode == 4, second
+        assert f"already being served by a cgirt runner (pid {runner})" in second.stderr
+        assert fetch(first.http, "/cgi-bin/hello.py").status == 200
+        assert int((site / ".cgirt" / "runner.pid").read_text()) == runner
+    finally:
+        for pid in parts:  # each part leads its own process group
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_for(lambda: not any(group_members(pid) for pid in parts), 30, "the parts to end")

@@ -360,6 +360,8 @@ class Soak:
             try:
                 reply = client.storbinary(f"STOR cgi-bin/{script}",
                                           io.BytesIO(version_source(site, script, n, broken=True)))
+            except ftplib.error_perm as refused:  # a rejected upload ends in a 550
+                reply = str(refused)
             except (OSError, EOFError, ftplib.Error):
                 _close(client)
                 clients[site] = None

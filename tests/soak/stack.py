@@ -78,7 +78,7 @@ class Stack:
     root: Path
     workers: int = 2
     timeout: float = 2.0
-    memory_limit_mb: int = 256
+    memory_limit: str = "256M"
     sites: dict[str, Path] = field(default_factory=dict)
     runners: dict[str, Runner] = field(default_factory=dict)
     http: dict[str, str] = field(default_factory=dict)
@@ -104,7 +104,7 @@ class Stack:
             workdir.mkdir()
             self.runners[name] = Runner(
                 self.sites[name], workdir, "--timeout", str(self.timeout),
-                "--memory-limit-mb", str(self.memory_limit_mb), workers=self.workers)
+                "--memory-limit", self.memory_limit, workers=self.workers)
             self.http[name] = f"unix:{self.root / f'http-{name}.sock'}"
             blocks.append(nginx_server_block(self.sites[name], self.http[name],
                                              self.runners[name].address))

@@ -31,7 +31,7 @@ class Clock:
         self.started = self.finished = 0
         self.stopping = False
 
-    def request_started(self) -> None:
+    def request_started(self, method: str = "", uri: str = "", script: str = "") -> None:
         self.started += 1
 
     def request_finished(self) -> None:

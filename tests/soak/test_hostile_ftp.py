@@ -112,7 +112,7 @@ def test_overlong_command_lines_and_names(gateway: Gateway) -> None:
 
 
 def test_thousands_of_files(gateway_factory: Callable[..., Gateway]) -> None:
-    gw = gateway_factory("--quota-files", "10000", "--quota-bytes", "100000000")
+    gw = gateway_factory("--quota-files", "10000", "--quota-size", "100000000")
     many = gw.site / "htdocs" / "many"
     many.mkdir()
     for i in range(4000):
@@ -209,8 +209,8 @@ def test_parallel_brute_force_is_banned_before_the_right_password(
     lock = threading.Lock()
 
     def attempt(password: str) -> None:
+        client = ftplib.FTP(timeout=10)
         try:
-            client = ftplib.FTP(timeout=10)
             client.connect(gw.host, gw.port)
             client.login(gw.user, password)
             result = "IN"
@@ -219,6 +219,8 @@ def test_parallel_brute_force_is_banned_before_the_right_password(
             result = str(exc)[:3]
         except OSError:
             result = "closed"
+        finally:
+            client.close()  # refused: the socket is still ours to close
         with lock:
             outcomes.append(result)
 

@@ -15,7 +15,8 @@ from cgirt.fastcgi.records import (ABORT_REQUEST as ABORT, BEGIN_REQUEST as BEGI
                                    split_records)
 
 __all__ = ["ABORT", "BEGIN", "END", "PARAMS", "STDERR", "STDIN", "STDOUT", "pair", "record",
-           "Response", "connect", "request", "send_request", "read_response", "cgi_params"]
+           "Response", "connect", "request", "send_request", "read_response", "parse_response",
+           "cgi_params"]
 
 
 @dataclass
@@ -70,17 +71,33 @@ def read_response(s: socket.socket, read_limit: int | None = None) -> Response:
         if not chunk:
             return _finish(resp, out)
         records, buf = split_records(buf + chunk)
-        for rtype, _, content in records:
-            if rtype == STDOUT:
-                out += content
-                if read_limit is not None and len(out) >= read_limit:
-                    return _finish(resp, out)
-            elif rtype == STDERR:
-                resp.stderr += content
-            elif rtype == END:
-                resp.ended = True
-                resp.app_status = END_BODY.unpack_from(content)[0]
-                return _finish(resp, out)
+        if _absorb(resp, out, records, read_limit):
+            return _finish(resp, out)
+
+
+def parse_response(data: bytes) -> Response:
+    """The response in `data`, all the records a backend sent."""
+    resp = Response()
+    out = bytearray()
+    _absorb(resp, out, split_records(data)[0], None)
+    return _finish(resp, out)
+
+
+def _absorb(resp: Response, out: bytearray, records: list[tuple[int, int, bytes]],
+            read_limit: int | None) -> bool:
+    """Take in the records; True once the response is complete (or long enough)."""
+    for rtype, _, content in records:
+        if rtype == STDOUT:
+            out += content
+            if read_limit is not None and len(out) >= read_limit:
+                return True
+        elif rtype == STDERR:
+            resp.stderr += content
+        elif rtype == END:
+            resp.ended = True
+            resp.app_status = END_BODY.unpack_from(content)[0]
+            return True
+    return False
 
 
 def _finish(resp: Response, out: bytearray) -> Response:

@@ -69,9 +69,13 @@ class Gateway:
     def ftp(self, login: bool = True, user: str | None = None,
             password: str | None = None) -> ftplib.FTP:
         client = ftplib.FTP(timeout=30)
-        client.connect(self.host, self.port)
-        if login:
-            client.login(user or self.user, password if password is not None else self.password)
+        try:
+            client.connect(self.host, self.port)
+            if login:
+                client.login(user or self.user, password if password is not None else self.password)
+        except BaseException:
+            client.close()  # a refused connection (421, 530) is the test's answer, not a leak
+            raise
         return client
 
     def url(self, path: str = "") -> str:

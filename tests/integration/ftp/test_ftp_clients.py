@@ -1,4 +1,4 @@
-"""ftplib, curl and lftp each deploy a site; syntax errors come back as 226- lines."""
+"""ftplib, curl and lftp each deploy a site; syntax errors come back as a 550 reply."""
 
 from __future__ import annotations
 
@@ -65,12 +65,13 @@ def test_ftplib_syntax_error_keeps_old_version(gateway: Gateway) -> None:
     client = gateway.ftp()
     old = (gateway.site / "cgi-bin" / "hello.py").read_bytes()
     before = gateway.generation()
-    reply = store(client, "cgi-bin/hello.py", BAD)
+    with pytest.raises(ftplib.error_perm) as refused:
+        store(client, "cgi-bin/hello.py", BAD)
     client.quit()
-    lines = reply.splitlines()
-    assert lines[0].startswith("226-/cgi-bin/hello.py was NOT published")
-    assert any(line.startswith("226-/cgi-bin/hello.py, line 3: SyntaxError") for line in lines)
-    assert lines[-1].startswith("226 ")
+    lines = str(refused.value).splitlines()
+    assert lines[0].startswith("550-/cgi-bin/hello.py was NOT published")
+    assert any(line.startswith("550-/cgi-bin/hello.py, line 3: SyntaxError") for line in lines)
+    assert lines[-1].startswith("550 ")
     assert (gateway.site / "cgi-bin" / "hello.py").read_bytes() == old
     assert gateway.generation() == before
     assert "rejected /cgi-bin/hello.py: /cgi-bin/hello.py, line 3" in gateway.deploy_log()
@@ -78,12 +79,13 @@ def test_ftplib_syntax_error_keeps_old_version(gateway: Gateway) -> None:
 
 def test_shebang_script_without_extension_is_checked(gateway: Gateway) -> None:
     client = gateway.ftp()
-    reply = store(client, "cgi-bin/run", b"#!/usr/bin/python3\ndef (:\n")
+    with pytest.raises(ftplib.error_perm, match="550-/cgi-bin/run was NOT published"):
+        store(client, "cgi-bin/run", b"#!/usr/bin/python3\ndef (:\n")
     client.quit()
-    assert "226-" in reply and not (gateway.site / "cgi-bin" / "run").exists()
+    assert not (gateway.site / "cgi-bin" / "run").exists()
 
 
-def test_curl_uploads_creates_dirs_and_shows_226_lines(gateway: Gateway, tmp_path: Path) -> None:
+def test_curl_uploads_creates_dirs_and_shows_the_rejection(gateway: Gateway, tmp_path: Path) -> None:
     curl = require_tool("curl")
     good, bad = tmp_path / "good.py", tmp_path / "bad.py"
     good.write_bytes(GOOD)
@@ -94,7 +96,8 @@ def test_curl_uploads_creates_dirs_and_shows_226_lines(gateway: Gateway, tmp_pat
     assert live.read_bytes() == GOOD and stat.S_IMODE(live.stat().st_mode) == 0o755
     out = subprocess.run([curl, "-sS", "-v", "-T", str(bad), gateway.url("cgi-bin/new/dir/app.py")],
                          capture_output=True, text=True, timeout=60)
-    assert "< 226-/cgi-bin/new/dir/app.py was NOT published" in out.stderr
+    assert out.returncode != 0
+    assert "< 550-/cgi-bin/new/dir/app.py was NOT published" in out.stderr
     assert "line 3: SyntaxError" in out.stderr
     assert live.read_bytes() == GOOD
 
@@ -117,7 +120,8 @@ def test_lftp_shows_syntax_error_lines(gateway: Gateway, tmp_path: Path) -> None
               f"open -u {gateway.user},'{gateway.password}' -p {gateway.port} {gateway.host}; "
               f"put {bad} -o /cgi-bin/hello.py; bye")
     out = subprocess.run([lftp, "-d", "-c", script], capture_output=True, text=True, timeout=60)
-    assert "226-/cgi-bin/hello.py was NOT published" in out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "550-/cgi-bin/hello.py was NOT published" in out.stdout + out.stderr
     assert b"v1" in (gateway.site / "cgi-bin" / "hello.py").read_bytes()
 
 
@@ -167,3 +171,4 @@ def test_site_reload_signals_a_live_runner(gateway: Gateway, tmp_path: Path) -> 
         if runner.poll() is None:
             runner.kill()
             runner.wait()
+        runner.stdout.close()

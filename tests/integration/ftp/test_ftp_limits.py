@@ -18,7 +18,7 @@ def staging_is_empty(gateway: Gateway) -> bool:
 
 
 def test_quota_bytes_552_keeps_old_file(gateway_factory: Callable[..., Gateway]) -> None:
-    gateway = gateway_factory("--quota-bytes", "200000")
+    gateway = gateway_factory("--quota-size", "200000")
     target = gateway.site / "htdocs" / "data.bin"
     target.write_bytes(b"old" * 1000)
     client = gateway.ftp()
@@ -73,8 +73,9 @@ def test_ban_across_connections_and_expiry(gateway_factory: Callable[..., Gatewa
             client.login(gateway.user, "wrong")
         client.close()
     # Banned now, even with the right password, and told why.
-    with socket.create_connection((gateway.host, gateway.port), timeout=10) as sock:
-        reply = sock.makefile("rb").readline().decode()
+    with socket.create_connection((gateway.host, gateway.port), timeout=10) as sock, \
+            sock.makefile("rb") as replies:
+        reply = replies.readline().decode()
     assert reply.startswith("421 Too many failed logins")
 
     def login_works() -> bool:

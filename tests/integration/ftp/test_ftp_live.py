@@ -95,7 +95,7 @@ def test_curl_deploys_the_skeleton_over_tls_and_edits_go_live(live: Callable[...
     broken.write_bytes(b"print('unterminated\n")
     out = subprocess.run([curl, "-sS", "-v", "--ssl-reqd", "-k", "-T", str(broken),
                           stack.gateway.url("cgi-bin/hello.py")], capture_output=True, text=True, timeout=60)
-    assert "< 226-" in out.stderr and "SyntaxError" in out.stderr
+    assert out.returncode != 0 and "< 550-" in out.stderr and "SyntaxError" in out.stderr
     assert stack.get("/cgi-bin/hello.py") == (200, b"version 19\n")
     assert "hello.py" in (stack.site / ".cgirt" / "logs" / "deploy.log").read_text()
 

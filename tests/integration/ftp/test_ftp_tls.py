@@ -1,4 +1,4 @@
-"""Explicit FTPS: self-signed on first run, TLS 1.2+, publish still runs before 226."""
+"""Explicit FTPS: self-signed on first run, TLS 1.2+, publish still runs before the reply."""
 
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ def test_self_signed_certificate_generated_once(tls_gateway: Gateway) -> None:
 def test_ftplib_tls_publishes_and_reports_syntax_errors(tls_gateway: Gateway) -> None:
     client = tls_client(tls_gateway)
     assert "published" in client.storbinary("STOR cgi-bin/hello.py", io.BytesIO(GOOD))
-    reply = client.storbinary("STOR cgi-bin/hello.py", io.BytesIO(BAD))
+    with pytest.raises(ftplib.error_perm, match="550-/cgi-bin/hello.py was NOT published"):
+        client.storbinary("STOR cgi-bin/hello.py", io.BytesIO(BAD))
     client.quit()
-    assert "226-/cgi-bin/hello.py was NOT published" in reply
     assert (tls_gateway.site / "cgi-bin" / "hello.py").read_bytes() == GOOD
 
 
@@ -97,7 +97,8 @@ def test_curl_ssl_reqd(tls_gateway: Gateway, tmp_path: Path) -> None:
     out = subprocess.run([curl, "-sS", "-v", "--ssl-reqd", "-k", "-T", str(source),
                           tls_gateway.url("cgi-bin/tls/app.py")],
                          capture_output=True, text=True, timeout=60)
-    assert "226-/cgi-bin/tls/app.py was NOT published" in out.stderr
+    assert out.returncode != 0
+    assert "550-/cgi-bin/tls/app.py was NOT published" in out.stderr
     assert (tls_gateway.site / "cgi-bin" / "tls" / "app.py").read_bytes() == GOOD
 
 

@@ -39,7 +39,10 @@ def test_params_follow_nginx_fastcgi_params() -> None:
         b"SERVER_PROTOCOL": b"HTTP/1.1", b"REQUEST_SCHEME": b"http",
         b"REMOTE_ADDR": b"10.0.0.2", b"REMOTE_PORT": b"40000", b"SERVER_ADDR": b"10.0.0.1",
         b"SERVER_PORT": b"8080", b"SERVER_NAME": b"example.test",
-        b"HTTP_HOST": b"example.test",
+        b"REMOTE_USER": b"", b"REDIRECT_STATUS": b"200",
+        # Every header, as nginx passes them: Content-Type and -Length too.
+        b"HTTP_HOST": b"example.test", b"HTTP_CONTENT_TYPE": b"text/plain",
+        b"HTTP_CONTENT_LENGTH": b"3",
     }
 
 

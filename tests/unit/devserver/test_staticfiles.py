@@ -62,6 +62,21 @@ def test_decode_path(raw: str, decoded: str) -> None:
     assert sf.decode_path(raw) == decoded
 
 
+@pytest.mark.parametrize("path, normal", [
+    ("/", "/"), ("//", "/"), ("/a//b", "/a/b"), ("/a/./b", "/a/b"), ("/a/b/../c", "/a/c"),
+    ("/a/", "/a/"), ("/a/.", "/a/"), ("/a/b/..", "/a/"), ("/a/..", "/"), ("/a//", "/a/"),
+    ("/a/...", "/a/..."), ("/.x/y", "/.x/y"),
+])
+def test_normalise_as_nginx(path: str, normal: str) -> None:
+    assert sf.normalise(path) == normal
+
+
+@pytest.mark.parametrize("path", ["/..", "/../x", "/a/../../x", "/a/./../.."])
+def test_normalise_refuses_climbing_above_the_root(path: str) -> None:
+    with pytest.raises(sf.BadPath):
+        sf.normalise(path)
+
+
 def test_decode_path_refuses_nul() -> None:
     with pytest.raises(sf.BadPath):
         sf.decode_path("/a%00b")

@@ -55,9 +55,9 @@ def test_closed_channel_is_dead(pair: tuple[socket.socket, socket.socket]) -> No
     assert not control_alive(SimpleNamespace(_closed=True, connected=False, socket=server), 0)
 
 
-def test_rejection_reply_is_a_valid_multiline_226() -> None:
+def test_rejection_reply_is_a_valid_multiline_550() -> None:
     finding = Finding("/cgi-bin/a.py", 3, "SyntaxError: invalid\r\nsyntax")
     lines = publish_reply("/cgi-bin/a.py", Outcome(False, finding=finding)).split("\r\n")
-    assert [line[:4] for line in lines] == ["226-", "226-", "226 "]
-    assert lines[1] == "226-/cgi-bin/a.py, line 3: SyntaxError: invalid syntax"
+    assert [line[:4] for line in lines] == ["550-", "550-", "550 "]
+    assert lines[1] == "550-/cgi-bin/a.py, line 3: SyntaxError: invalid syntax"
     assert publish_reply("/x", Outcome(True, generation=7)).startswith("226 ")

@@ -61,6 +61,20 @@ def test_listings_hide_state_and_escaping_links(fs: SiteFS, site: Path) -> None:
     assert "inside" in lines and "->" not in lines and str(site) not in lines
 
 
+def test_logs_shows_every_site_log_and_its_rotated_copies_read_only(fs: SiteFS, site: Path) -> None:
+    logs = site / ".cgirt" / "logs"
+    for name in ("access.log", "access.log.1", "error.log.2.gz", "slow.log", "notes.txt",
+                 "error.log.x", "access.log.1.tmp"):
+        (logs / name).write_text(name)
+    assert fs.listdir(str(site / "logs")) == [
+        "access.log", "access.log.1", "error.log", "error.log.2.gz", "slow.log"]
+    with fs.open(str(site / "logs" / "access.log.1"), "rb") as f:
+        assert f.read() == b"access.log.1"
+    assert fs.zone(str(site / "logs" / "notes.txt"))[0] is Zone.HIDDEN
+    with pytest.raises(ReadOnlyPath):
+        fs.remove(str(site / "logs" / "access.log"))
+
+
 def test_writes_refused_outside_the_site_zone(fs: SiteFS, site: Path) -> None:
     with pytest.raises(ReadOnlyPath):
         fs.remove(str(site / "logs" / "error.log"))
@@ -171,3 +185,13 @@ def test_a_full_disk_is_a_452_refusal(site: Path) -> None:
     assert reply_for(info.value).startswith("452 /x: no space left")
     upload.discard()
     assert not upload.staging_path.exists()
+
+
+def test_deploy_log_lines_use_the_one_timestamp_format(site: Path) -> None:
+    import re
+
+    from ftp_gateway.publish import deploy_log
+    deploy_log(site, "alice", "published /cgi-bin/a.py (6 bytes)")
+    line = (site / ".cgirt" / "logs" / "deploy.log").read_text()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2} alice "
+                        r"published /cgi-bin/a\.py \(6 bytes\)\n", line), line

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ftp_gateway.config import GatewayConfig, parse_listen, parse_port_range
-from ftp_gateway.errors import ConfigError, QuotaExceeded, ResumeRefused, reply_for
+from cgirt.config import parse_values
+from ftp_gateway.config import GatewayConfig, config_from, parse_listen, parse_port_range
+from ftp_gateway.errors import (ConfigError, QuotaExceeded, ResumeRefused, UploadRejected,
+                                 reply_for)
 from ftp_gateway.validate import check_file, check_source, is_python, python_files
 
 
@@ -103,3 +105,16 @@ def test_parsers() -> None:
 def test_reply_for_is_one_line_with_code() -> None:
     assert reply_for(QuotaExceeded("over\r\n226 fake")) == "552 over 226 fake"
     assert reply_for(ResumeRefused("no")) == "504 no"
+
+
+def test_rejection_reply_keeps_its_lines_and_smuggles_none() -> None:
+    err = UploadRejected("Upload rejected.\r\n226 fake", ("a.py was NOT published.", "x\r\n226 y"))
+    assert reply_for(err).split("\r\n") == [
+        "550-a.py was NOT published.", "550-x 226 y", "550 Upload rejected. 226 fake"]
+
+
+def test_log_file_in_the_table_is_relative_to_the_file(tmp_path: Path) -> None:
+    values, issues = parse_values(GatewayConfig, {"users": "users.json", "log_file": "logs/ftp.log"},
+                                  base=tmp_path)
+    assert issues == []
+    assert config_from(values).log_file == tmp_path / "logs" / "ftp.log"
