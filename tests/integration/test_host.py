@@ -108,7 +108,7 @@ def stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
 
 def test_ondemand_starts_a_worker_for_the_first_request_and_ends_it_when_idle(
         stack: Callable[..., Stack]) -> None:
-    s = stack("idle_timeout = 1", a="", b='pm = "static"\nworkers = 2')
+    s = stack("idle_timeout = 3", a="", b='pm = "static"\nworkers = 2')  # 3 s: a loaded machine
     static = wait_for(lambda: len(s.workers("b")) == 2 and s.workers("b"), 20, "static workers")
     assert s.workers("a") == []  # no worker before the first request
     resp = s.get("a", "/cgi-bin/pid.py")
