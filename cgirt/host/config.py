@@ -1,5 +1,7 @@
-"""What `cgirt host` serves: every `[sites.NAME]` of the admin's file and of its drop-in
-folder (`[host] sites_dir`, one `NAME.toml` per site, its settings at the top level).
+"""What `cgirt host` serves: the sites of the admin's file and of its drop-in folder.
+
+Every `[sites.NAME]` of the file, and every `NAME.toml` of `[host] sites_dir` (one site
+each, its settings at the top level).
 
 `load()` reads everything or nothing: any problem, in any file, raises HostConfigError
 with every problem found, each with its file and line, as `cgirt config check` reports them.

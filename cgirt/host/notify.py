@@ -1,5 +1,6 @@
-"""systemd's readiness protocol (sd_notify) without libsystemd: one datagram to
-$NOTIFY_SOCKET. Absent (not under systemd, Type=simple), it does nothing."""
+"""systemd's readiness protocol (sd_notify), without libsystemd.
+
+One datagram to $NOTIFY_SOCKET; absent (not under systemd, Type=simple), it does nothing."""
 
 from __future__ import annotations
 

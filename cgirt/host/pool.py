@@ -1,5 +1,6 @@
-"""A site's process manager, in PHP-FPM's vocabulary: what to start and what to retire,
-decided from what the master sees of the site at one instant. Pure: unit-tested as is.
+"""A site's process manager, in PHP-FPM's vocabulary: what to start and what to retire.
+
+Decided from what the master sees of the site at one instant. Pure: unit-tested as is.
 
 - static:   always `workers` workers.
 - ondemand: none until a connection waits on the site's socket and no worker is free to

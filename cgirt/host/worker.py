@@ -1,5 +1,7 @@
-"""A site's worker under `cgirt host`: forked by the zygote, it builds the site's app, drops
-to the site owner (app.child_init) and serves with the runner's own worker loop.
+"""A site's worker under `cgirt host`: the site's app and the runner's worker loop.
+
+Forked by the zygote, it builds the site's app, drops to the site owner (app.child_init)
+and serves with the runner's own worker loop.
 
 Shared with the master (anonymous memory mapped before the zygote was forked): the
 runner's request clocks (Scoreboard: the master's deadline) and an activity table, this

@@ -1,6 +1,8 @@
-"""The zygote: a clean process, forked by the master before any site is served, holding the
-preloaded modules and nothing of any site. Each site worker is a fork of it, so a cold start
-costs a fork, not an interpreter, and no worker inherits another site's sockets or state.
+"""The zygote: the clean preloaded process every site worker is forked from.
+
+Forked by the master before any site is served, it holds the preloaded modules and nothing
+of any site. Each site worker is a fork of it, so a cold start costs a fork, not an
+interpreter, and no worker inherits another site's sockets or state.
 
 The master talks to it over a SOCK_SEQPACKET pair (one pickled message per packet, the
 site's listening socket attached to a spawn order). The zygote reports each worker's pid
