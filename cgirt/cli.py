@@ -179,7 +179,7 @@ def _host(args: argparse.Namespace) -> int:
     except HostConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return EXIT_USAGE
+        return ExitStatus.USAGE
 
 
 def ensure_utf8_mode() -> None:
