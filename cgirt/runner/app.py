@@ -231,6 +231,7 @@ class CgiApp:
             return
         self.slowlog.write("timed out", frame, req.params, time.monotonic() - self._started)
         req.conn.control.recycle_after_request()
+        self.persistent.descriptors.stop()  # a script's pump thread must not write along
         if not req.ended and not req.stdout_started and not req.conn.sending:
             try:
                 self._error_page(req, RequestTimeout())

@@ -8,7 +8,8 @@ from ..errors import RequestTimeout, ScriptFailed
 from ..log import ErrorLog
 from .cache import ScriptCache, SiteModules
 from .executors import Finish, Work
-from .sandbox import ProcessState, RequestBody, StdStreams, run_script
+from .sandbox import LineTagger, ProcessState, RequestBody, StdStreams, run_script
+from .streams import Descriptors
 
 if TYPE_CHECKING:
     from ..fastcgi.server import FastCGIRequest
@@ -25,10 +26,12 @@ class PersistentExecutor:
         self.finish = finish
         self._state: ProcessState | None = None
         self._streams: StdStreams | None = None
+        self.descriptors = Descriptors()
 
     def start(self) -> None:
         self._state = ProcessState()
         self._streams = StdStreams()
+        self.descriptors.install(LineTagger)
 
     def execute(self, req: FastCGIRequest, work: Work) -> None:
         parser = work.response_parser(req.write)
@@ -49,13 +52,22 @@ class PersistentExecutor:
                                script=target.path) from None
         except OSError as exc:
             raise ScriptFailed(log=f"cannot read script: {exc.strerror}", script=target.path) from None
-        stdio = self._streams.aim(body, write, lambda line: self.errlog.line(target.path, line))
+        emit = lambda line: self.errlog.line(target.path, line)  # noqa: E731
+        stdio = self._streams.aim(body, write, emit)
+        fds = self.descriptors
+        fds.begin(code, body, stdio[1], write, emit)
+
+        def before_flush() -> None:
+            fds.settle()  # the children's output first: it was written before
+            req.hold_output()
+
         flushed = False
         try:
             result = run_script(self._state, code, target.path, work.env, stdio,
-                                [target.path, *work.argv], before_flush=req.hold_output)
+                                [target.path, *work.argv], before_flush=before_flush)
             flushed = result.stdout_flushed
         finally:
+            fds.end()
             self._streams.release(flushed)
         self.modules.collect()
         if result.timed_out:

@@ -26,6 +26,7 @@ from types import CodeType
 from typing import Any, Callable, Mapping
 
 from ..errors import RequestTimeout
+from .streams import fileno as _stdio_fileno
 
 _WATCHED_SIGNALS = tuple(
     getattr(signal, name)
@@ -49,6 +50,14 @@ class RequestBody(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def fileno(self) -> int:
+        return _stdio_fileno(0)
+
+    def divert(self, read: Callable[[int], bytes]) -> Callable[[int], bytes]:
+        """Read the rest from `read`; returns what it read from until now."""
+        old, self._read = self._read, read
+        return old
 
     def readinto(self, buffer: Any) -> int:
         n = min(len(buffer), self.remaining)
@@ -78,6 +87,9 @@ class _Sink(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
+    def fileno(self) -> int:
+        return _stdio_fileno(1)
+
     def write(self, data: Any) -> int:
         self.target(bytes(data))
         return len(data)
@@ -96,6 +108,9 @@ class LineTagger(io.RawIOBase):
 
     def writable(self) -> bool:
         return True
+
+    def fileno(self) -> int:
+        return _stdio_fileno(2)
 
     def write(self, data: Any) -> int:
         chunk = self._partial + bytes(data)
@@ -121,7 +136,23 @@ def text_stdout(write: Callable[[bytes], Any]) -> io.TextIOWrapper:
                             errors="surrogateescape", write_through=True)
 
 
-def text_stdin(body: RequestBody) -> io.TextIOWrapper:
+class _BodySource(io.RawIOBase):
+    """The bottom of a script's stdin: re-aimed at each request's body."""
+
+    def __init__(self, body: RequestBody) -> None:
+        self.body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return _stdio_fileno(0)
+
+    def readinto(self, buffer: Any) -> int:
+        return self.body.readinto(buffer)
+
+
+def text_stdin(body: io.RawIOBase) -> io.TextIOWrapper:
     return io.TextIOWrapper(io.BufferedReader(body, 65536), encoding="utf-8",
                             errors="surrogateescape")
 
@@ -153,20 +184,25 @@ class StdStreams:
 
     A stream comes back to the next request only if it is as it was built and empty: a
     script that closed, detached or reconfigured one, or a response cut off with output
-    still buffered, gets it replaced. A request with a body gets a stdin of its own."""
+    still buffered, gets it replaced. Being the same objects from request to request, they
+    are also what a library module captured at import (Trac's WSGI gateway takes
+    `stdin=sys.stdin` as a default argument) keeps reading and writing."""
 
     def __init__(self) -> None:
         self.stdout = text_stdout(_no_request)
         self.stderr = text_stderr(_no_log)
-        self._empty = RequestBody(lambda n: b"", 0)
-        self.stdin_empty = text_stdin(self._empty)
+        self._no_body = RequestBody(lambda n: b"", 0)
+        self._source = _BodySource(self._no_body)
+        self.stdin = text_stdin(self._source)
+        self._had_body = False
 
     def aim(self, body: RequestBody, write: Callable[[bytes], Any],
             emit: Callable[[str], None]) -> tuple[io.TextIOWrapper, io.TextIOWrapper, io.TextIOWrapper]:
         self.stdout.buffer.raw.target = write  # type: ignore[attr-defined]
         self.stderr.buffer.raw.emit = emit  # type: ignore[attr-defined]
-        stdin = self.stdin_empty if body.remaining == 0 else text_stdin(body)
-        return stdin, self.stdout, self.stderr
+        self._source.body = body
+        self._had_body = body.remaining > 0
+        return self.stdin, self.stdout, self.stderr
 
     def release(self, stdout_flushed: bool) -> None:
         """After the request: disarm the streams, and replace any a script has changed."""
@@ -180,9 +216,18 @@ class StdStreams:
             tagger.emit = _no_log
         else:
             self.stderr = text_stderr(_no_log)
-        if not _intact(self.stdin_empty, self._empty, _STDIN_SETTINGS):
-            self._empty = RequestBody(lambda n: b"", 0)
-            self.stdin_empty = text_stdin(self._empty)
+        self._source.body = self._no_body
+        if not _intact(self.stdin, self._source, _STDIN_SETTINGS) or (self._had_body and _unread(self.stdin)):
+            self._source = _BodySource(self._no_body)
+            self.stdin = text_stdin(self._source)
+
+
+def _unread(stdin: io.TextIOWrapper) -> bool:
+    """True if a body the script did not read to its end is left in the stream's buffers."""
+    try:
+        return bool(stdin.read())  # from the buffers only: the source is aimed at no body
+    except (OSError, ValueError):
+        return True
 
 
 CEnvironment = tuple[bytes, "array.array[int]"]

@@ -15,7 +15,7 @@ import pytest
 
 from cgirt.site import ensure_state
 from tests.conftest import make_site
-from tests.integration.test_conformance import SAME, VOLATILE, multipart
+from tests.integration.test_conformance import DESCRIPTORS, SAME, VOLATILE, multipart
 from tests.support.http import HttpResponse, fetch
 from tests.support.servers import DEPLOY, IS_ROOT, Apache, Runner, fill, make_traversable, require
 
@@ -134,7 +134,7 @@ def test_client_redirect(apache: ApacheStacks) -> None:
 
 
 @pytest.mark.parametrize("path", [p for p in SAME if p not in ("/index.html", BODY_DIFFERS)]
-                         + APACHE_ONLY)
+                         + APACHE_ONLY + DESCRIPTORS)
 def test_same_as_apache_mod_cgi(apache: ApacheStacks, path: str) -> None:
     classic, proxy, fcgid = three(apache, path, headers={"X-Test": "apache", "Proxy": "http://evil:1"})
     assert classic.status < 500, classic
@@ -168,3 +168,17 @@ def test_head(apache: ApacheStacks) -> None:
     classic, proxy, fcgid = three(apache, "/cgi-bin/hello.py", method="HEAD")
     assert classic.status == proxy.status == fcgid.status == 200
     assert classic.body == proxy.body == fcgid.body == b""
+
+
+@pytest.mark.parametrize("script", ["stdin_fd.py", "child_reads_body.py", "child_cat_stdin.py"])
+def test_request_body_through_fd_0(apache: ApacheStacks, script: str) -> None:
+    body = b"a body for fd 0\n" * 1000
+    responses = three(apache, f"/cgi-bin/{script}", method="POST", body=body,
+                      headers={"Content-Type": "application/octet-stream"})
+    assert responses[0].status == 200
+    assert responses[1].body == responses[0].body == responses[2].body
+
+
+def test_background_child_holds_the_response_open(apache: ApacheStacks) -> None:
+    for resp in three(apache, "/cgi-bin/background_child.py"):
+        assert resp.body == b"the script is done\nlate from the background\n"

@@ -202,3 +202,24 @@ def test_a_script_exiting_with_the_boot_failure_status_does_not_halt_the_runner(
         replaced(f.runner, before)
     assert f.runner.proc.alive()
     f.healthy()
+
+
+@pytest.mark.parametrize("mode", ["persistent", "fork"])
+def test_a_child_holding_stdout_keeps_the_response_open_until_the_deadline(
+        front: Callable[..., Front], mode: str) -> None:
+    f = front("--timeout", "2", "--mode", mode, workers=1)
+    started = time.monotonic()
+    status, body = f.get("/cgi-bin/background_forever.py", timeout=60)
+    took = time.monotonic() - started
+    # As under Apache: the response began, so the deadline cuts it rather than a 504.
+    assert (status, body) == (200, b"before the deadline\n")
+    assert 2.0 <= took < 30.0
+    f.healthy()
+
+
+@pytest.mark.parametrize("mode", ["persistent", "fork"])
+def test_waiting_for_a_child_past_the_deadline_is_a_504(front: Callable[..., Front], mode: str) -> None:
+    f = front("--timeout", "2", "--mode", mode, workers=1)
+    status, body = f.get("/cgi-bin/child_hangs.py", timeout=60)
+    assert status == 504 and b"too long" in body
+    f.healthy()

@@ -156,8 +156,10 @@ class Fcgiwrap:
         self.address = f"unix:{workdir / 'fcgiwrap.sock'}"
         # fcgiwrap hands its own environment to every script (mod_cgi passes none); without
         # the test's locale, a classic Python script makes of the C locale what it makes of
-        # it under Apache mod_cgi (PEP 538, PEP 540), the behaviour cgirt reproduces.
-        env = {k: v for k, v in os.environ.items() if k != "LANG" and not k.startswith("LC_")}
+        # it under Apache mod_cgi (PEP 538, PEP 540), the behaviour cgirt reproduces. Nor the
+        # test's PYTHON* settings: PYTHONUNBUFFERED would hide classic CGI's buffering.
+        env = {k: v for k, v in os.environ.items()
+               if k != "LANG" and not k.startswith(("LC_", "PYTHON"))}
         self.proc = Proc([binary, "-c", "4", "-s", self.address], workdir / "fcgiwrap.log",
                          env=env, long_lived=True)
         wait_for(lambda: connectable(self.address) or not self.proc.alive(), 20, "fcgiwrap")

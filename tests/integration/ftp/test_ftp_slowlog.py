@@ -80,7 +80,7 @@ def test_a_slow_script_leaves_its_stack(gateway: Gateway, runner: Runner) -> Non
     assert get(runner, gateway.site, "/cgi-bin/sleeper.py", "2.5") == 200
     log = wait_for(lambda: slow_log_over_ftp(gateway), 20, "logs/slow.log over FTP")
     (entry,) = entries(str(log))  # written once, though the request ran 1.5 s past it
-    assert re.match(r"\[[\d :-]+\] \[pid \d+\] slow request after 1\.\d s: "
+    assert re.match(r"\[[\dT:.+-]+\] \[pid \d+\] slow request after 1\.\d s: "
                     r"GET /cgi-bin/sleeper.py\?2.5\nscript: cgi-bin/sleeper.py\n", entry), entry
     assert entry.endswith(
         'Traceback (most recent call last):\n'
