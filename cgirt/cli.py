@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--workers", type=int, default=2, help="runner worker processes")
     up.add_argument("--config", type=Path, help="TOML file for the runner ([runner] table)")
     up.set_defaults(func=_up)
+    host = sub.add_parser("host", help="one master for every site of the host, workers on demand")
+    host.add_argument("--config", type=Path, required=True,
+                      help="the admin's TOML file: [host], [runner], every [sites.NAME]")
+    host.add_argument("--verbose", action="store_true", help="log at debug level")
+    host.set_defaults(func=_host)
     config = sub.add_parser("config", help="check a configuration file")
     config_sub = config.add_subparsers(dest="config_command", required=True, parser_class=Parser)
     check = config_sub.add_parser("check", help="report every problem, with its file and line")
@@ -160,6 +165,21 @@ def _status(args: argparse.Namespace) -> int:
     sys.stdout.buffer.write(fetch(address, args.format, args.full))
     sys.stdout.flush()
     return ExitStatus.OK
+
+
+def _host(args: argparse.Namespace) -> int:
+    from .host.config import HostConfigError
+    from .host.master import host
+    from .log import setup_runner_logging
+
+    ensure_utf8_mode()
+    setup_runner_logging(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return host(args.config)
+    except HostConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return ExitStatus.USAGE
 
 
 def ensure_utf8_mode() -> None:

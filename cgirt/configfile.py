@@ -3,6 +3,7 @@
     [runner]            defaults for every site's runner (any `cgirt serve` setting)
     [sites.NAME]        a site: `site`, `listen`, and any runner setting to override
     [ftp]               the gateway (`cgirt ftp` settings)
+    [host]              `cgirt host`: host-wide settings and pool defaults (host/settings.py)
 
 Every problem is reported with the file and the line of the key it is about. Which keys a
 table takes, and how each is checked, comes from the settings' declarations (config.py).
@@ -18,6 +19,7 @@ from typing import Any, Callable, Mapping
 
 from .config import Issue, RunnerConfig, build, parse_values
 from .errors import ConfigError
+from .host.settings import POOL_KEYS
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,11 @@ class ConfigFile:
     def read(self, cls: type, table: str, base: Path | None = None
              ) -> tuple[dict[str, Any], list[str], list[str]]:
         """A table's field values, its problems and its warnings, each with its line."""
-        fields, issues = parse_values(cls, self.table(table), base=base)
+        values = self.table(table)
+        if cls is RunnerConfig and table.startswith("sites."):
+            # A site's pool settings are `cgirt host`'s; `cgirt serve --name` runs without.
+            values = {k: v for k, v in values.items() if k not in POOL_KEYS}
+        fields, issues = parse_values(cls, values, base=base)
         return (fields, [self._render(i, table) for i in issues if not i.warning],
                 [self._render(i, table) for i in issues if i.warning])
 
@@ -94,7 +100,7 @@ class ConfigFile:
             if name not in sites:
                 known = ", ".join(sites) or "none"
                 raise ConfigError(f"{self.path}: no [sites.{name}] table (sites: {known})")
-            values.update(self.table(f"sites.{name}"))
+            values.update({k: v for k, v in self.table(f"sites.{name}").items() if k not in POOL_KEYS})
         return values
 
     def runner_config(self, name: str | None, flags: Mapping[str, Any],
@@ -140,6 +146,14 @@ class ConfigFile:
                 build(RunnerConfig, layers["runner"], layers[table])
             except ConfigError as exc:
                 found.append(self._site_at(name, f"[{table}]: {exc}"))
+        from .host.config import drop_in_files, drop_in_problems, host_problems, host_settings
+
+        found += host_problems(self)
+        for path in drop_in_files(self, host_settings(self)):
+            try:
+                found += drop_in_problems(ConfigFile(path))
+            except ConfigError as exc:
+                found.append(str(exc))
         if "ftp" in self.data and check_ftp is not None:
             problems, warnings = check_ftp(self)
             found += problems

@@ -10,7 +10,7 @@ import shutil
 import socket
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pytest
 
@@ -274,3 +274,64 @@ def make_traversable(path: Path) -> None:
         if parent.is_dir() and not mode & 0o001:
             print(f"*** chmod o+x {parent}: so other users can reach {path} ***", file=sys.stderr)
             os.chmod(parent, mode | 0o001)
+
+
+class Host:
+    """`python -m cgirt host --config FILE` as a real subprocess; its sites' sockets bound."""
+
+    def __init__(self, config: Path, workdir: Path,
+                 argv: Sequence[str] = ("-m", "cgirt", "host", "--config")) -> None:
+        self.config = config
+        # Readiness as systemd sees it (sd_notify): connecting to a site's socket to see
+        # whether it listens would start a worker for it.
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(workdir / "notify.sock"))
+        self.notify.settimeout(0.1)
+        env = {**os.environ, "NOTIFY_SOCKET": str(workdir / "notify.sock")}
+        self.proc = Proc([sys.executable, *argv, str(config)], workdir / "host.log", cwd=REPO, env=env)
+        self.wait_notified("READY=1")
+        if not self.proc.alive():
+            raise RuntimeError(f"cgirt host exited at start:\n{self.proc.output()}")
+        self.zygote = int(wait_for(lambda: children_of(self.proc.pid) and children_of(self.proc.pid)[0],
+                                   20, "the zygote"))  # the master's only child
+
+    def wait_notified(self, state: str, timeout: float = 20) -> None:
+        def received() -> bool:
+            try:
+                return state in self.notify.recv(4096).decode().split("\n")
+            except socket.timeout:
+                return not self.proc.alive()
+        wait_for(received, timeout, f"{state} from cgirt host")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def worker_pids(self) -> list[int]:
+        """Every site's workers: the zygote's children that hold a listening socket (the
+        zygote's spare child holds none until it becomes a worker)."""
+        return self._holding(lambda fields: fields[3] == "00010000")  # __SO_ACCEPTCON
+
+    def workers_of(self, listen: str) -> list[int]:
+        """The workers holding the listening socket `unix:PATH` (one site's)."""
+        return self._holding(lambda fields: fields[-1] == listen[5:])
+
+    def _holding(self, wanted: Callable[[list[str]], bool]) -> list[int]:
+        inodes = {fields[6] for fields in (line.split() for line in
+                                           Path("/proc/net/unix").read_text().splitlines()[1:])
+                  if len(fields) >= 7 and wanted(fields)}
+        found = []
+        for pid in children_of(self.zygote):
+            try:
+                links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+            except OSError:
+                continue
+            if any(link[8:-1] in inodes for link in links if link.startswith("socket:[")):
+                found.append(pid)
+        return found
+
+    def stop(self, sig: int = 15) -> int | None:
+        try:
+            return self.proc.stop(sig)
+        finally:
+            self.notify.close()

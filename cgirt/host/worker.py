@@ -1,0 +1,150 @@
+"""A site's worker under `cgirt host`: the site's app and the runner's worker loop.
+
+Forked by the zygote, it builds the site's app, drops to the site owner (app.child_init)
+and serves with the runner's own worker loop.
+
+Shared with the master (anonymous memory mapped before the zygote was forked): the
+runner's request clocks (Scoreboard: the master's deadline) and an activity table, this
+module's own, with when each worker last finished a connection (the master's idle timeout)
+and whether it met a fork-mode request (later workers of the site start the template at
+boot, while still clean).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import RunnerConfig
+from ..fastcgi.server import FastCGIRequest, FastCGIServer, io_timeout
+from ..runner.app import CgiApp
+from ..runner.executors import Executor, Work
+from ..runner.forkmode import ForkExecutor, ForkServer, Serve
+from ..runner.scoreboard import Scoreboard
+from ..runner.supervisor import Supervisor, SupervisorSettings, WorkerControl, die_with_parent
+
+_ACTIVITY = struct.Struct("dB")  # last connection finished (monotonic), met fork mode
+
+
+class ActivityTable:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._mem = mmap.mmap(-1, _ACTIVITY.size * size)
+
+    def touch(self, slot: int) -> None:
+        _, fork = _ACTIVITY.unpack_from(self._mem, slot * _ACTIVITY.size)
+        _ACTIVITY.pack_into(self._mem, slot * _ACTIVITY.size, time.monotonic(), fork)
+
+    def wants_fork(self, slot: int) -> None:
+        last, _ = _ACTIVITY.unpack_from(self._mem, slot * _ACTIVITY.size)
+        _ACTIVITY.pack_into(self._mem, slot * _ACTIVITY.size, last, 1)
+
+    def reset(self, slot: int) -> None:
+        _ACTIVITY.pack_into(self._mem, slot * _ACTIVITY.size, time.monotonic(), 0)
+
+    def get(self, slot: int) -> tuple[float, bool]:
+        last, fork = _ACTIVITY.unpack_from(self._mem, slot * _ACTIVITY.size)
+        return last, bool(fork)
+
+
+@dataclass(frozen=True)
+class SpawnOrder:
+    """What the master asks of the zygote (pickled; the listener travels as an fd)."""
+
+    site: str
+    config: RunnerConfig
+    slot: int
+    max_conns: int
+    fork_template: bool  # start the fork-mode template at boot
+
+
+class LazyForkServer(ForkServer):
+    """Fork mode's template only for a site that uses it: at boot when the master says the
+    site does, else at the first fork-mode request. A worker that has already run a script
+    is no longer clean: it serves that one request from a template made now, then retires,
+    and tells the master, whose later workers of the site make theirs at boot."""
+
+    def __init__(self, app: "HostApp", eager: bool, *args: Any) -> None:
+        super().__init__(*args)
+        self._app = app
+        self._eager = eager
+        self._started = False
+        self._start_args: tuple[Serve, Any] | None = None
+
+    def start(self, serve: Serve, prepare: Any) -> None:
+        self._start_args = (serve, prepare)
+        if self._eager:
+            self._start_now()
+
+    def _start_now(self) -> None:
+        assert self._start_args is not None
+        self._started = True
+        super().start(*self._start_args)
+
+    def run(self, req: Any, work: Any, error_page: Any) -> None:
+        if not self._started:
+            self._app.activity.wants_fork(self._app.slot)
+            if self._app.ran_script:
+                req.conn.control.recycle_after_request()
+            self._start_now()
+        super().run(req, work, error_page)
+
+
+class HostApp(CgiApp):
+    def __init__(self, config: RunnerConfig, slot: int, activity: ActivityTable,
+                 fork_template: bool) -> None:
+        super().__init__(config)
+        self.slot = slot
+        self.activity = activity
+        self.ran_script = False
+        self.forks = LazyForkServer(self, fork_template, config.timeout, config.kill_grace,
+                                    io_timeout(config))
+        self.executors["fork"] = ForkExecutor(self.forks, self.persistent, self._error_page)
+        self.executors["persistent"] = _NotingExecutor(self, self.persistent)
+
+    def child_init(self) -> None:
+        super().child_init()
+        # Changing uid clears the parent-death signal (kernel commit_creds): ask again.
+        die_with_parent()
+        self.activity.reset(self.slot)
+
+
+class _NotingExecutor:
+    """Persistent mode, noting that this worker is no longer clean."""
+
+    def __init__(self, app: HostApp, inner: Executor) -> None:
+        self.app = app
+        self.inner = inner
+
+    def execute(self, req: FastCGIRequest, work: Work) -> None:
+        self.app.ran_script = True
+        self.inner.execute(req, work)
+
+
+def serve_site(order: SpawnOrder, listener: socket.socket, slots: Scoreboard,
+               activity: ActivityTable) -> int:
+    """In the zygote's fresh child: serve the site until told to stop. Returns the exit code
+    (never returns into the zygote's loop: Supervisor._child exits)."""
+    config = order.config
+    app = HostApp(config, order.slot, activity, order.fork_template)
+    fcgi = FastCGIServer(app, max_conns=order.max_conns, io_timeout=io_timeout(config))
+
+    def handle(conn: socket.socket, addr: object, control: WorkerControl) -> None:
+        try:
+            fcgi.handle_connection(conn, addr, control)
+        finally:
+            activity.touch(order.slot)
+
+    # The runner's own worker loop, on the host's shared request clocks.
+    worker = Supervisor(listener, handle, SupervisorSettings(
+        workers=1, max_requests=config.max_requests,
+        max_requests_jitter=config.max_requests_jitter), child_init=app.child_init)
+    worker._slots = slots
+    worker._wake_r, worker._wake_w = os.pipe()  # the loop closes the master's; these stand in
+    worker._child(order.slot, os.getppid())
+    return 1  # not reached
