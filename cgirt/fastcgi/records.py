@@ -152,33 +152,43 @@ def decode_params(data: bytes, params: dict[str, str]) -> None:
 
 
 def _decode_params(data: bytes, params: dict[str, str]) -> None:
-    # Usually all ASCII: then one decode of the whole record, sliced, gives every name and
-    # value (Latin-1 is one character per byte, so the slices line up with byte offsets).
+    # One decode of the whole record as Latin-1 (one character per byte, so slices line up
+    # with byte offsets) gives every name and value that is ASCII, which is all of them in
+    # nearly every request; only a pair with other bytes is decoded again, from its bytes.
+    # (A length of 128 or more is not ASCII itself, so the record's own isascii() says
+    # little once a request carries a long header.)
     text = data.decode("latin-1")
     plain = data.isascii()
     pos, end = 0, len(data)
     while pos < end:
         n = data[pos]
-        if n & 0x80:
-            n = _LENGTH.unpack_from(data, pos)[0] & 0x7FFFFFFF
-            pos += 4
+        v = data[pos + 1]
+        if (n | v) & 0x80:  # a length of four bytes
+            if n & 0x80:
+                n = _LENGTH.unpack_from(data, pos)[0] & 0x7FFFFFFF
+                pos += 4
+            else:
+                pos += 1
+            v = data[pos]
+            if v & 0x80:
+                v = _LENGTH.unpack_from(data, pos)[0] & 0x7FFFFFFF
+                pos += 4
+            else:
+                pos += 1
         else:
-            pos += 1
-        v = data[pos]
-        if v & 0x80:
-            v = _LENGTH.unpack_from(data, pos)[0] & 0x7FFFFFFF
-            pos += 4
-        else:
-            pos += 1
-        stop = pos + n + v
-        if stop > end:
-            raise ProtocolError("a FastCGI name-value pair longer than its record")
-        if plain:
-            params[text[pos : pos + n]] = text[pos + n : stop]
-        else:
-            params[data[pos : pos + n].decode("utf-8", "surrogateescape")] = \
-                data[pos + n : stop].decode("utf-8", "surrogateescape")
-        pos = stop
+            pos += 2
+        mid = pos + n
+        pos = mid + v
+        name = text[mid - n : mid]
+        value = text[mid:pos]
+        if not plain and not (name.isascii() and value.isascii()):
+            name = data[mid - n : mid].decode("utf-8", "surrogateescape")
+            value = data[mid:pos].decode("utf-8", "surrogateescape")
+        params[name] = value
+    # Checked once, not per pair: offsets only grow, so a pair that ran past the record's
+    # end leaves `pos` past it (the connection is dropped, with its half-decoded params).
+    if pos != end:
+        raise ProtocolError("a FastCGI name-value pair longer than its record")
 
 
 def decode_pairs(data: bytes) -> dict[bytes, bytes]:

@@ -20,6 +20,10 @@ _NPH_STATUS = re.compile(rb"^HTTP/\d\.\d\s+(\d{3})(?:\s+(.*))?$")
 
 
 _REASONS = {s.value: s.phrase.encode("latin-1") for s in HTTPStatus}
+# Header names already checked against _TOKEN, and their lower case: a script sends the
+# same few names on every request, and the regular expression cost more than the rest.
+_NAMES: dict[bytes, bytes] = {}
+_NAMES_KEPT = 256
 
 
 def reason_for(status: int) -> bytes:
@@ -89,9 +93,13 @@ class ResponseParser:
                                   + line.decode("latin-1", "replace")[:200])
             name = name.strip()
             value = value.strip()
-            if not _TOKEN.match(name):
-                continue  # e.g. cgitb's "<!--: spam" line, meant for browsers, not servers
-            lname = name.lower()
+            lname = _NAMES.get(name)
+            if lname is None:
+                if not _TOKEN.match(name):
+                    continue  # e.g. cgitb's "<!--: spam" line, meant for browsers, not servers
+                lname = name.lower()
+                if len(_NAMES) < _NAMES_KEPT:  # names come from scripts: remember a few
+                    _NAMES[name] = lname
             if lname == b"status":
                 m = _STATUS.match(value)
                 if not m:
@@ -110,7 +118,8 @@ class ResponseParser:
             status = 302 if location else 200
         self.status = status
         out = [b"Status: %d %s\r\n" % (status, reason or reason_for(status))]
-        out.extend(b"%s: %s\r\n" % (n, v) for n, v in headers)
+        for n, v in headers:
+            out.append(b"%s: %s\r\n" % (n, v))
         out.append(b"\r\n")
         if body and not self.head_only:
             out.append(body)

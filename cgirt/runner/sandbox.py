@@ -22,7 +22,7 @@ import threading
 import traceback
 import types
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, chain
 from types import CodeType
 from typing import Any, Callable, Mapping
 
@@ -233,17 +233,47 @@ def _unread(stdin: io.TextIOWrapper) -> bool:
         return True
 
 
-def c_environment(encoded: Mapping[bytes, bytes]) -> tuple[bytes, array.array[int]]:
+CEnvironment = tuple[bytes, "array.array[int]"]
+
+
+def c_environment(encoded: Mapping[bytes, bytes]) -> CEnvironment:
     """A C `environ` array for `encoded`: one buffer of NUL-ended "NAME=value" strings and the
     NULL-ended array of pointers into it (both must be kept alive while it is in use)."""
-    items = [k + b"=" + v for k, v in encoded.items()]
+    return _c_array(list(map(_join_pair, encoded.items())))
+
+
+def _c_array(items: list[bytes]) -> CEnvironment:
     blob = b"\0".join(items) + b"\0"
-    address = ctypes.cast(blob, ctypes.c_void_p).value  # type: ignore[arg-type]  # bytes converts
+    # The address of the bytes' own buffer: id() plus the offset measured at import, instead
+    # of a ctypes.cast (a microsecond per request).
+    address = id(blob) + _BYTES_DATA
     pointers = array.array(_POINTER, accumulate(map(_plus_one, map(len, items)), initial=address))
     pointers[-1] = 0  # the entry after the last string ends the array
     return blob, pointers
 
 
+def encode_environment(env: Mapping[str, str]) -> tuple[dict[bytes, bytes], CEnvironment]:
+    """`env` encoded as Python encodes a process environment (os.environ's data), and its C
+    array. All names and values are encoded by one call, then split: an encode per name and
+    value cost a third of the request's environment work. A NUL in a name or value (no
+    real environment has one) makes the split ambiguous: then one by one."""
+    flat = "\0".join(chain.from_iterable(env.items()))
+    if env and flat.count("\0") != 2 * len(env) - 1:
+        encoded = {k.encode(_fs_encoding, "surrogateescape"): v.encode(_fs_encoding, "surrogateescape")
+                   for k, v in env.items()}
+        return encoded, c_environment(encoded)
+    parts = flat.encode(_fs_encoding, "surrogateescape").split(b"\0")
+    names, values = parts[0::2], parts[1::2]
+    return dict(zip(names, values)), _c_array(list(map(_join_pair, zip(names, values))))
+
+
+def _bytes_data_offset() -> int:
+    probe = b"cgirt"
+    return int(ctypes.cast(probe, ctypes.c_void_p).value or 0) - id(probe)  # type: ignore[arg-type]  # bytes converts
+
+
+_BYTES_DATA = _bytes_data_offset()
+_join_pair = b"=".join
 _plus_one = (1).__add__
 
 
@@ -305,13 +335,11 @@ class ProcessState:
         if self.library is not None:
             self.library.watch_new()
         data = os.environ._data  # type: ignore[attr-defined]
-        encoded = {k.encode(_fs_encoding, "surrogateescape"): v.encode(_fs_encoding, "surrogateescape")
-                   for k, v in env.items()}
+        encoded, c_env = encode_environment(env)
         # In place, not per key: os.environ's __setitem__ calls putenv, which is slow and
         # makes glibc keep every value forever. The C environment is swapped whole instead.
         data.clear()
         data.update(encoded)
-        c_env = c_environment(encoded)
         saved_c_environ = _c_environ.value
         _c_environ.value = c_env[1].buffer_info()[0]
         main = types.ModuleType("__main__")

@@ -76,3 +76,23 @@ def test_end_records_end_the_stream_then_the_request() -> None:
     records, rest = fr.split_records(fr.end_records(5, 3))
     assert rest == b"" and [(t, r) for t, r, _ in records] == [(fr.STDOUT, 5), (fr.END_REQUEST, 5)]
     assert fr.END_BODY.unpack(records[1][2]) == (3, fr.REQUEST_COMPLETE)
+
+
+@pytest.mark.parametrize("pairs", [
+    {b"A": b"1", b"B" * 127: b"c" * 127},  # one-byte lengths only
+    {b"A" * 128: b"1", b"B": b"c" * 128, b"C" * 200: b"d" * 300, b"E": b""},  # four-byte ones too
+    {b"": b""},
+])
+def test_ascii_params_decode_with_either_length_form(pairs: dict[bytes, bytes]) -> None:
+    params: dict[str, str] = {}
+    fr.decode_params(fr.encode_pairs(pairs.items()), params)
+    assert params == {k.decode(): v.decode() for k, v in pairs.items()}
+
+
+@pytest.mark.parametrize("cut", [1, 2, 5, 8])
+def test_a_pair_running_past_its_record_is_a_protocol_error(cut: int) -> None:
+    stream = fr.encode_pair(b"FIRST", b"1") + fr.encode_pair(b"NAME", b"value" * 30)
+    with pytest.raises(fr.ProtocolError):
+        fr.decode_params(stream[:-cut], {})
+    with pytest.raises(fr.ProtocolError):  # the same, not ASCII
+        fr.decode_params(fr.encode_pair(b"\xe9", b"1") + stream[:-cut], {})

@@ -76,3 +76,16 @@ def test_body_is_streamed_not_buffered() -> None:
     parser.write(b"Content-Type: a/b\n\n")
     parser.write(b"x" * 100)
     assert sent[-1] == b"x" * 100
+
+
+def test_header_names_are_checked_the_same_way_on_every_response() -> None:
+    # Names once seen are remembered (with their lower case): the second response must be
+    # parsed exactly as the first, a bad name dropped again, a known one still recognised.
+    output = b"<!--: spam\nSTATUS: 404\nX-Mixed-Case: v\nlocation: http://example.com/\n\n"
+    for _ in range(3):
+        sent: list[bytes] = []
+        parser = ResponseParser(sent.append)
+        parser.write(output)
+        assert parser.finish().kind == "sent"
+        assert b"".join(sent) == (b"Status: 404 Not Found\r\nX-Mixed-Case: v\r\n"
+                                  b"location: http://example.com/\r\n\r\n")

@@ -1,0 +1,41 @@
+"""The request's environment as the process sees it: os.environ's bytes and the C array."""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+
+from cgirt.runner.sandbox import c_environment, encode_environment
+
+
+def _c_strings(pointers: "ctypes.Array[ctypes.c_char] | object") -> list[bytes]:
+    out = []
+    for address in pointers:  # type: ignore[attr-defined]
+        if address == 0:
+            break
+        out.append(ctypes.string_at(address))
+    return out
+
+
+@pytest.mark.parametrize("env", [
+    {},
+    {"REQUEST_METHOD": "GET", "QUERY_STRING": "", "HTTP_X": "é ü"},
+    {"PATH_INFO": "/a\udcffb", "": "empty name"},  # undecodable bytes come back as they came
+    {"HTTP_X": "a\x00b", "Y": "1"},  # a NUL: the split cannot be trusted, one by one
+])
+def test_encoded_as_python_encodes_an_environment(env: dict[str, str]) -> None:
+    encoded, (blob, pointers) = encode_environment(env)
+    assert encoded == {k.encode("utf-8", "surrogateescape"): v.encode("utf-8", "surrogateescape")
+                       for k, v in env.items()}
+    assert list(encoded) == [k.encode("utf-8", "surrogateescape") for k in env]  # order kept
+    # What C code reads (a NUL ends a C string, as putenv would have refused it).
+    assert _c_strings(pointers) == [(k + b"=" + v).split(b"\0")[0] for k, v in encoded.items()]
+    assert pointers[-1] == 0
+    assert blob.endswith(b"\0")
+
+
+def test_c_environment_points_into_its_own_buffer() -> None:
+    blob, pointers = c_environment({b"A": b"1", b"BB": b"22"})
+    assert _c_strings(pointers) == [b"A=1", b"BB=22"]
+    assert pointers[0] == ctypes.cast(blob, ctypes.c_void_p).value
