@@ -24,12 +24,10 @@ from . import live as live_test
 from . import report
 from .load import Target, run_rounds
 from .procs import worker_rss_mib
-from .stack import (BENCH, REPO, Backend, Server, cgirt_argv, fastest_python, make_site,
-                    php_fpm_argv, python_candidates, socket_path, start_backend, start_nginx,
-                    which)
+from .stack import (BENCH, FORM_QUERY, REPO, Backend, Server, cgirt_argv, fastest_python,
+                    make_site, php_fpm_argv, python_candidates, socket_path, start_backend,
+                    start_nginx, which)
 
-FORM_QUERY = ("name=Ada+%3CLovelace%3E&tag=math&tag=%3Cb%3Eengines%3C%2Fb%3E&tag=poetry"
-              "&n=20&comment=Tea+%26+%22cake%22")
 PROFILES = {  # rounds, seconds per round, warm-up seconds, publishes
     "quick": (2, 2.0, 1.0, 50),
     "full": (5, 5.0, 3.0, 200),

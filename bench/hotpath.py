@@ -27,8 +27,7 @@ from tests.support.inprocess import InProcessRunner
 from cgirt.runner.scoreboard import Scoreboard
 from cgirt.runner.supervisor import WorkerControl
 
-from .__main__ import FORM_QUERY
-from .stack import make_site
+from .stack import FORM_QUERY, make_site
 
 
 def request_bytes(site: Path, script: str, query: str) -> bytes:

@@ -17,6 +17,12 @@ from typing import Sequence
 
 from .procs import CpuGroup, Proc, tree, wait_for
 
+# The form request of the benchmark (bench.__main__ and bench.hotpath): kept here, where
+# bench.hotpath can import it without the benchmark runner (whose imports, decimal among
+# them, a real worker does not hold and whose presence changes what the worker does).
+FORM_QUERY = ("name=Ada+%3CLovelace%3E&tag=math&tag=%3Cb%3Eengines%3C%2Fb%3E&tag=poetry"
+              "&n=20&comment=Tea+%26+%22cake%22")
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 IS_ROOT = os.geteuid() == 0
