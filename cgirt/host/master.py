@@ -12,6 +12,7 @@ SIGTERM stops after in-flight requests, SIGINT and SIGQUIT stop at once).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import resource
@@ -26,10 +27,12 @@ from .. import site as site_layout
 from ..errors import ConfigError, StartupError
 from ..runner.server import _warn_if_readable_by_other_sites, bind, describe
 from ..runner.scoreboard import Scoreboard
+from ..runner.slowlog import SLOW_SIGNAL
 from .config import HostPlan, SiteSpec, load
 from .notify import notify
 from .pool import PoolView, decide
 from .settings import HostSettings
+from .status import HostStatus, bind_host_status
 from .worker import ActivityTable, SpawnOrder
 from .zygote import Exited, Spawned, Zygote
 
@@ -49,6 +52,7 @@ class Worker:
     pid: int = 0  # until the zygote reports it
     retiring_since: float | None = None
     killed_for_deadline: bool = False
+    slow_flagged: float = 0.0  # the start of the request it was last sent SLOW_SIGNAL for
 
 
 @dataclass
@@ -97,6 +101,8 @@ class HostMaster:
         self._next_sweep = 0.0
         self._dirty: set[str] = set()  # sites whose workers changed since the last step
         self._total_checked = float("-inf")
+        self.status: HostStatus | None = None
+        self._status_fds: set[int] = set()  # registered with epoll
         self.exit_status = 0
 
     # -- start and stop ---------------------------------------------------------------
@@ -113,8 +119,15 @@ class HostMaster:
         try:
             self.zygote.start()
             assert self.zygote.sock is not None
+            bound = bind_host_status(self.plan.settings, self.config_path)
+            if bound is not None:  # after the zygote: no site worker inherits it
+                self.status = HostStatus(*bound, self.slots)
+                self.zygote.close_in_child = self.status.server.fds
             for spec in self.plan.sites.values():
                 self._start_site(spec)
+            if self.status is not None:
+                self.status.sites(self.pools.values())
+                log.info("cgirt host: status on %s", self.status.address)
             self._epoll.register(wake_r, select.EPOLLIN)
             self._epoll.register(self.zygote.sock.fileno(), select.EPOLLIN)
             log.info("cgirt host: %d sites, at most %d workers in all",
@@ -123,9 +136,12 @@ class HostMaster:
             while self._running:
                 self._wait(wake_r)
                 self.step(time.monotonic())
+                self._watch_status()
             notify("STOPPING=1")
         finally:
             self.zygote.stop()
+            if self.status is not None:
+                self.status.close()
             for pool in [*self.pools.values(), *self.draining]:
                 self._close_listener(pool)
             for s, h in previous.items():
@@ -191,6 +207,8 @@ class HostMaster:
                 self._from_zygote()
             elif fd in self._watched:
                 self._waiting.add(self._watched[fd].name)
+            elif fd in self._status_fds and self.status is not None:
+                self.status.server.on_readable(fd)
 
     def step(self, now: float) -> None:
         """One turn: signals, worker news, deadlines, then each site's pool decision."""
@@ -205,6 +223,8 @@ class HostMaster:
         if sweep:
             self._next_sweep = now + TICK
             self._enforce_deadlines(now)
+            if self.status is not None:
+                self.status.server.expire(now)
         if self._stop_deadline is not None:
             if not self.by_pid and not any(w for p in self._all_pools() for w in p.workers.values()):
                 self._running = False
@@ -221,6 +241,8 @@ class HostMaster:
         self._dirty.clear()
         for pool in touched:
             self._manage(pool, now)
+        if self.status is not None:
+            self.status.sample(touched)
         full = self._live() >= self.plan.settings.max_workers_total
         for pool in touched:
             self._watch(pool, now, full)
@@ -333,6 +355,12 @@ class HostMaster:
                               w.pool.name, w.pid)
                 w.killed_for_deadline = True
                 _kill(w.pid, signal.SIGKILL)
+            elif (started and runner.slowlog_timeout and w.slow_flagged != started
+                    and now - started > runner.slowlog_timeout):
+                w.slow_flagged = started  # once per request, as the runner's supervisor
+                if self.status is not None:
+                    self.status.monitor(w.pool).slow_requests += 1
+                _kill(w.pid, SLOW_SIGNAL)
             elif w.retiring_since is not None:
                 bound = runner.graceful_timeout
                 if self._stop_deadline is not None:
@@ -370,6 +398,8 @@ class HostMaster:
         pool = w.pool
         self._dirty.add(pool.name)
         booted = self.slots.get(w.slot)[1] == 1
+        if self.status is not None and not pool.removed:
+            self.status.monitor(pool).worker_gone(w.slot)
         self.slots.set(w.slot, 0.0, 0)
         self._free_slots.append(w.slot)
         del pool.workers[w.slot]
@@ -463,6 +493,28 @@ class HostMaster:
                             self.plan.settings.max_workers_total, pool.name)
                 return
 
+    def _watch_status(self) -> None:
+        """Epoll follows the status server's sockets: its listener and open connections."""
+        if self.status is None or self._epoll is None:
+            return
+        now = set(self.status.server.fds())
+        zygote = self.zygote.sock.fileno() if self.zygote.sock is not None else -1
+        for fd in self._status_fds - now:
+            if fd in self._watched or fd == zygote:
+                continue  # a closed connection's number, reused by a site's socket
+            try:
+                self._epoll.unregister(fd)
+            except (OSError, ValueError):
+                pass  # closed already: epoll forgot it
+        for fd in now:
+            # Every time: a connection closed and another accepted in one step may share
+            # a number, and closing took the old one out of epoll.
+            try:
+                self._epoll.register(fd, select.EPOLLIN)
+            except FileExistsError:
+                pass
+        self._status_fds = now
+
     def _unwatch(self, fd: int) -> None:
         if self._watched.pop(fd, None) is not None and self._epoll is not None:
             self._epoll.unregister(fd)
@@ -513,12 +565,14 @@ class HostMaster:
                     pool_.spec = spec
                     pool_.failures, pool_.backoff_until = 0, 0.0
                     self._active.add(name)
+        if self.status is not None:
+            self.status.sites(self.pools.values())
         notify("READY=1")
 
 
 def _capped(plan: HostPlan, capacity: int) -> HostSettings:
     s = plan.settings
-    return HostSettings(s.sites_dir, min(s.max_workers_total, capacity))
+    return dataclasses.replace(s, max_workers_total=min(s.max_workers_total, capacity))
 
 
 def _readable(sock: socket.socket) -> bool:

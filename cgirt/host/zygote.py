@@ -26,6 +26,7 @@ import signal
 import socket
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
 from ..runner.app import preload
 from ..runner.scoreboard import Scoreboard
@@ -69,12 +70,17 @@ class Zygote:
         self.pid = -1
         self.sock: socket.socket | None = None
         self._spare: tuple[int, socket.socket] | None = None
+        # The master's descriptors a zygote started later must not hand down to site code
+        # (the admin's status socket and its connections).
+        self.close_in_child: Callable[[], list[int]] = list
 
     def start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
             ours.close()
+            for fd in self.close_in_child():
+                os.close(fd)
             _zygote_main(theirs, self.preload_modules, self.slots, self.activity)  # never returns
         theirs.close()
         self.pid, self.sock = pid, ours
