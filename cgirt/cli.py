@@ -179,9 +179,10 @@ def _host(args: argparse.Namespace) -> int:
     from .log import setup_runner_logging
 
     ensure_utf8_mode()
-    setup_runner_logging(logging.DEBUG if args.verbose else logging.INFO)
+    level = logging.DEBUG if args.verbose else logging.INFO
+    setup_runner_logging(level)
     try:
-        return host(args.config)
+        return host(args.config, level)
     except HostConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

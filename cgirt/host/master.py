@@ -25,6 +25,8 @@ from pathlib import Path
 
 from .. import site as site_layout
 from ..errors import ConfigError, StartupError
+from ..log import setup_runner_logging
+from ..logfiles import Rotator, owned_like, shared_counter
 from ..runner.server import _warn_if_readable_by_other_sites, bind, describe
 from ..runner.scoreboard import Scoreboard
 from ..runner.slowlog import SLOW_SIGNAL
@@ -40,6 +42,10 @@ log = logging.getLogger("cgirt.error")
 
 TICK = 0.1
 LIMIT_LOG_EVERY = 60.0  # "reached max_workers" at most once a minute per site
+# Sizes of the logs of sites with workers are looked at every second (and at once when a
+# writer says a file passed its bound); of every site, once a minute (the gateway's
+# deploy.log grows without workers).
+ROTATE_ACTIVE_EVERY, ROTATE_ALL_EVERY = 1.0, 60.0
 CRASH_WINDOW, CRASHES_TO_PAUSE = 10.0, 5
 MAX_BACKOFF = 60.0
 
@@ -66,6 +72,7 @@ class SitePool:
     limit_logged: float = float("-inf")
     uses_fork: bool = False
     removed: bool = False  # draining: gone from the configuration
+    rotator: Rotator | None = None  # its logs, once served
 
     @property
     def name(self) -> str:
@@ -79,6 +86,9 @@ class HostMaster:
         self.capacity = plan.settings.max_workers_total  # slots: fixed until restart
         self.slots = Scoreboard(self.capacity)
         self.activity = ActivityTable(self.capacity)
+        # Every worker of every site inherits it from the zygote: a rotation or SIGUSR1 of any
+        # site makes every worker compare (no system call) and reopen its own site's logs.
+        self.log_counter = shared_counter()
         self.zygote = Zygote(plan.preload, self.slots, self.activity)
         self.pools: dict[str, SitePool] = {}
         self.draining: list[SitePool] = []
@@ -103,6 +113,7 @@ class HostMaster:
         self._total_checked = float("-inf")
         self.status: HostStatus | None = None
         self._status_fds: set[int] = set()  # registered with epoll
+        self._rotate_active = self._rotate_all = 0.0  # when next
         self.exit_status = 0
 
     # -- start and stop ---------------------------------------------------------------
@@ -113,7 +124,8 @@ class HostMaster:
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
         old_wakeup = signal.set_wakeup_fd(wake_w)
-        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD)
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD,
+                   signal.SIGUSR1)
         previous = {s: signal.signal(s, self._record_signal) for s in handled}
         self._epoll = select.epoll()
         try:
@@ -129,6 +141,7 @@ class HostMaster:
                 self.status.sites(self.pools.values())
                 log.info("cgirt host: status on %s", self.status.address)
             self._epoll.register(wake_r, select.EPOLLIN)
+            self._epoll.register(self.log_counter.poke_r, select.EPOLLIN)
             self._epoll.register(self.zygote.sock.fileno(), select.EPOLLIN)
             log.info("cgirt host: %d sites, at most %d workers in all",
                      len(self.pools), self.capacity)
@@ -167,6 +180,10 @@ class HostMaster:
                                    "allow_root_site = true)")
             site_layout.ensure_state(config.site)
             _warn_if_readable_by_other_sites(config)
+            pool.rotator = Rotator(
+                site_layout.logs_dir(config.site), site_layout.SITE_LOGS, self.log_counter,
+                config.log_max_size, config.log_backups, owned_like(config.site),
+                always=("error.log", "access.log") if config.access_log else ("error.log",))
             pool.listener = bind(config.listen, config.socket_mode)
         except (StartupError, OSError) as exc:
             log.error("site %s: not served: %s", spec.name, exc)
@@ -203,6 +220,9 @@ class HostMaster:
         for fd, _ in events:
             if fd == wake_r:
                 _drain(wake_r)
+            elif fd == self.log_counter.poke_r:
+                _drain(fd)
+                self._rotate_active = 0.0  # a writer passed its bound: now
             elif self.zygote.sock is not None and fd == self.zygote.sock.fileno():
                 self._from_zygote()
             elif fd in self._watched:
@@ -223,6 +243,8 @@ class HostMaster:
         if sweep:
             self._next_sweep = now + TICK
             self._enforce_deadlines(now)
+        if now >= self._rotate_active:
+            self._rotate_logs(now)
             if self.status is not None:
                 self.status.server.expire(now)
         if self._stop_deadline is not None:
@@ -252,6 +274,15 @@ class HostMaster:
             self._log_total_reached(now)
         self._waiting.clear()
 
+    def _rotate_logs(self, now: float) -> None:
+        every = now >= self._rotate_all
+        if every:
+            self._rotate_all = now + ROTATE_ALL_EVERY
+        self._rotate_active = now + ROTATE_ACTIVE_EVERY
+        for pool in self._all_pools():
+            if pool.rotator is not None and (every or pool.workers):
+                pool.rotator.tick(now)
+
     def _live(self) -> int:
         return len(self.by_pid) + self._unreported
 
@@ -261,6 +292,17 @@ class HostMaster:
     def _on_signal(self, signum: int, now: float) -> None:
         if signum == signal.SIGHUP and self._stop_deadline is None:
             self.reload(now)
+        elif signum == signal.SIGUSR1:
+            # After logrotate: every site's logs (the counter's bump reaches every worker)
+            # and the host's own log_file.
+            try:
+                for pool in self._all_pools():
+                    if pool.rotator is not None:
+                        pool.rotator.reopen()
+                self.log_counter.bump()
+                log.info("SIGUSR1: log files reopened")
+            except OSError as exc:
+                log.error("cgirt host: reopening the logs: %s", exc)
         elif signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             graceful = signum == signal.SIGTERM
             bound = max((p.spec.runner.graceful_timeout for p in self._all_pools()), default=30.0)
@@ -604,7 +646,9 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def host(config_path: Path) -> int:
+def host(config_path: Path, level: int = logging.INFO) -> int:
     """`cgirt host`: load, then run until stopped."""
     plan = load(config_path)
+    if plan.settings.log_file:
+        setup_runner_logging(level, plan.settings.log_file)
     return HostMaster(config_path, plan).run()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..config import (DURATION, _octal_mode, _status_listen, boolean, build, one_of, parse_values,
-                      positive_duration, setting, whole)
+                      positive_duration, setting, text, whole)
 from ..errors import ConfigError
 
 PM_KINDS = ("static", "ondemand", "dynamic")
@@ -64,6 +64,8 @@ class HostSettings:
         "none", "", flag=None, shown="STATE_DIR/status.sock")
     status_socket_mode: int = setting(_octal_mode, "permissions of a unix status socket (octal)",
                                       0o600, flag=None, shown="600")
+    log_file: str = setting(text, "the host master's own log file, reopened on SIGUSR1 (empty: "
+                            "standard error)", "", flag=None)
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> "HostSettings":

@@ -153,7 +153,7 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda s, f: None)
-        for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
+        for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1):
             signal.signal(s, signal.SIG_IGN)  # the master decides; it stops us by closing
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         preload(modules, _NO_SITE)
@@ -238,7 +238,7 @@ def _worker(order: SpawnOrder, fd: int, slots: Scoreboard, activity: ActivityTab
     code = 1
     try:
         signal.set_wakeup_fd(-1)
-        for s in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
+        for s in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1):
             signal.signal(s, signal.SIG_DFL)
         code = serve_site(order, socket.socket(fileno=fd), slots, activity)
     except BaseException:  # noqa: B036
