@@ -188,6 +188,11 @@ class HostMaster:
         except (StartupError, OSError) as exc:
             log.error("site %s: not served: %s", spec.name, exc)
             return
+        try:  # SITE RELOAD (FTP) and logrotate signal the pid they find there: ours
+            _write_pid(site_layout.runner_pid_path(config.site))
+        except OSError as exc:
+            log.warning("site %s: cannot write its runner.pid (%s): SITE RELOAD over FTP will "
+                        "not reach it", spec.name, exc.strerror)
         if spec.pool.pm != "ondemand":
             self._active.add(spec.name)
         self._watch(pool, time.monotonic(), self._live() >= self.plan.settings.max_workers_total)
@@ -205,6 +210,12 @@ class HostMaster:
                 pass
         pool.listener.close()
         pool.listener = None
+        pid_file = site_layout.runner_pid_path(pool.spec.runner.site)
+        try:
+            if pid_file.read_text().strip() == str(os.getpid()):
+                pid_file.unlink()
+        except OSError:
+            pass
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -292,6 +303,7 @@ class HostMaster:
     def _on_signal(self, signum: int, now: float) -> None:
         if signum == signal.SIGHUP and self._stop_deadline is None:
             self.reload(now)
+            self._reload_requested(now)
         elif signum == signal.SIGUSR1:
             # After logrotate: every site's logs (the counter's bump reaches every worker)
             # and the host's own log_file.
@@ -313,6 +325,24 @@ class HostMaster:
                 self._close_listener(pool)
                 for w in pool.workers.values():
                     self._retire(w, now)
+
+    def _reload_requested(self, now: float) -> None:
+        """SITE RELOAD: the sites whose request file is there get new workers; requests in
+        flight finish. A stat per site."""
+        for pool in self.pools.values():
+            request = site_layout.reload_request_path(pool.spec.runner.site)
+            try:
+                request.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.error("site %s: cannot remove %s (%s): reloading it anyway", pool.name,
+                          request, exc.strerror)
+            log.info("site %s: reload asked; replacing its workers", pool.name)
+            for w in pool.workers.values():
+                self._retire(w, now)
+            pool.failures, pool.backoff_until = 0, 0.0
+            self._active.add(pool.name)
 
     # -- the pools ------------------------------------------------------------------------
 
@@ -615,6 +645,22 @@ class HostMaster:
 def _capped(plan: HostPlan, capacity: int) -> HostSettings:
     s = plan.settings
     return dataclasses.replace(s, max_workers_total=min(s.max_workers_total, capacity))
+
+
+def _write_pid(path: Path) -> None:
+    """A new file renamed into place: the master may be root in a folder the site's owner
+    controls, where runner.pid could be a link to any file."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+    try:
+        os.rename(temp, path)
+    except OSError:
+        temp.unlink()
+        raise
 
 
 def _readable(sock: socket.socket) -> bool:
