@@ -77,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_config_check)
     status = sub.add_parser("status", help="a running runner's status (PHP-FPM's fields)")
     status.add_argument("site", nargs="?", help="the site directory (default: the current "
-                        "one); with --config, the site's NAME in [sites.NAME]")
+                        "one); with --config, the site's NAME (a host's: only that pool)")
     status.add_argument("--config", type=Path, help="TOML file: find the site and its "
-                        "status_listen there")
+                        "status_listen there (with a [host] table: the host's status)")
     status.add_argument("--address", help="ask this status address (unix:PATH or HOST:PORT)")
     fmt = status.add_mutually_exclusive_group()
     fmt.add_argument("--json", dest="format", action="store_const", const="json")
@@ -146,15 +146,21 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from .configfile import ConfigFile
     from .runner.statusserver import status_address
     from .status import fetch
 
-    address = args.address
-    if address is None:
-        if args.config is not None:
-            from .configfile import ConfigFile
+    address, pool = args.address, None
+    file = ConfigFile(args.config) if args.config is not None and address is None else None
+    if file is not None and "host" in file.data:
+        from .host.status import host_address
 
-            config = ConfigFile(args.config).runner_config(args.site, {}, tell)
+        # One file may serve `cgirt host` and `cgirt serve` runners: a site's own status
+        # is asked when the host's socket is not there.
+        address, pool = host_address(file, args.site is None), args.site
+    if address is None:
+        if file is not None:
+            config = file.runner_config(args.site, {}, tell)
         else:
             config = RunnerConfig.from_sources({}, {"site": args.site or "."})
         if not config.site.is_dir():
@@ -162,7 +168,7 @@ def _status(args: argparse.Namespace) -> int:
         address = status_address(config)
         if address is None:
             raise ConfigError("status_listen is \"off\" for this site: it has no status")
-    sys.stdout.buffer.write(fetch(address, args.format, args.full))
+    sys.stdout.buffer.write(fetch(address, args.format, args.full, pool=pool))
     sys.stdout.flush()
     return ExitStatus.OK
 
@@ -173,9 +179,10 @@ def _host(args: argparse.Namespace) -> int:
     from .log import setup_runner_logging
 
     ensure_utf8_mode()
-    setup_runner_logging(logging.DEBUG if args.verbose else logging.INFO)
+    level = logging.DEBUG if args.verbose else logging.INFO
+    setup_runner_logging(level)
     try:
-        return host(args.config)
+        return host(args.config, level)
     except HostConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

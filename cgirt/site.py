@@ -108,6 +108,12 @@ def runner_pid_path(site: Path) -> Path:
     return site / STATE_DIR / "runner.pid"
 
 
+def reload_request_path(site: Path) -> Path:
+    """Made by SITE RELOAD before its SIGHUP: a master of many sites (`cgirt host`) replaces
+    the workers of the sites that have it, and only theirs."""
+    return site / STATE_DIR / "reload"
+
+
 def ensure_state(site: Path) -> None:
     """Create the state directories; private to the site owner."""
     for d in (state_dir(site), logs_dir(site), staging_dir(site)):

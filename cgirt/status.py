@@ -14,6 +14,7 @@ import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
+from urllib.parse import quote
 
 from .errors import CgirtError, ExitStatus
 
@@ -252,9 +253,11 @@ setInterval(refresh, 1000);
 # -- the client -------------------------------------------------------------------------------
 
 def fetch(address: str, fmt: str = "text", full: bool = False, path: str = "/status",
-          timeout: float = 10.0) -> bytes:
-    """The status body from a runner's status address (`unix:PATH` or `HOST:PORT`)."""
-    words = [w for w in (fmt if fmt != "text" else "", "full" if full else "") if w]
+          timeout: float = 10.0, pool: str | None = None) -> bytes:
+    """The status body from a runner's status address (`unix:PATH` or `HOST:PORT`); `pool`:
+    only that pool's (a host's site)."""
+    words = [w for w in (fmt if fmt != "text" else "", "full" if full else "",
+                         f"pool={quote(pool, safe='')}" if pool else "") if w]
     target = path + ("?" + "&".join(words) if words else "")
     try:
         if address.startswith("unix:"):
@@ -278,5 +281,7 @@ def fetch(address: str, fmt: str = "text", full: bool = False, path: str = "/sta
     head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
     status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
     if not status_line.startswith("HTTP/1.0 200"):
-        raise StatusUnavailable(f"the status at {address} answered {status_line!r}")
+        why = body.decode("utf-8", "replace").strip().splitlines()[:1]
+        raise StatusUnavailable(f"the status at {address} answered {status_line!r}"
+                                + (f": {why[0]}" if why else ""))
     return body

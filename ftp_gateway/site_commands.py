@@ -7,7 +7,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from cgirt.site import runner_pid_path, state_dir
+from cgirt.site import reload_request_path, runner_pid_path, state_dir
 
 from .validate import Finding, check_file, python_files
 
@@ -74,6 +74,10 @@ def reload_runner(site: Path) -> tuple[bool, str]:
     if pid is None:
         return False, ("No runner is serving this site right now; "
                        "the next request will load the current files anyway.")
+    try:
+        reload_request_path(site).touch()  # which site, for a `cgirt host` of many
+    except OSError:
+        pass  # a runner of this site alone replaces its workers all the same
     try:
         os.kill(pid, signal.SIGHUP)
     except OSError as err:

@@ -12,6 +12,7 @@ SIGTERM stops after in-flight requests, SIGINT and SIGQUIT stop at once).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import resource
@@ -24,12 +25,16 @@ from pathlib import Path
 
 from .. import site as site_layout
 from ..errors import ConfigError, StartupError
+from ..log import setup_runner_logging
+from ..logfiles import Rotator, owned_like, shared_counter
 from ..runner.server import _warn_if_readable_by_other_sites, bind, describe
 from ..runner.scoreboard import Scoreboard
+from ..runner.slowlog import SLOW_SIGNAL
 from .config import HostPlan, SiteSpec, load
 from .notify import notify
 from .pool import PoolView, decide
 from .settings import HostSettings
+from .status import HostStatus, bind_host_status
 from .worker import ActivityTable, SpawnOrder
 from .zygote import Exited, Spawned, Zygote
 
@@ -37,6 +42,10 @@ log = logging.getLogger("cgirt.error")
 
 TICK = 0.1
 LIMIT_LOG_EVERY = 60.0  # "reached max_workers" at most once a minute per site
+# Sizes of the logs of sites with workers are looked at every second (and at once when a
+# writer says a file passed its bound); of every site, once a minute (the gateway's
+# deploy.log grows without workers).
+ROTATE_ACTIVE_EVERY, ROTATE_ALL_EVERY = 1.0, 60.0
 CRASH_WINDOW, CRASHES_TO_PAUSE = 10.0, 5
 MAX_BACKOFF = 60.0
 
@@ -49,6 +58,7 @@ class Worker:
     pid: int = 0  # until the zygote reports it
     retiring_since: float | None = None
     killed_for_deadline: bool = False
+    slow_flagged: float = 0.0  # the start of the request it was last sent SLOW_SIGNAL for
 
 
 @dataclass
@@ -62,6 +72,7 @@ class SitePool:
     limit_logged: float = float("-inf")
     uses_fork: bool = False
     removed: bool = False  # draining: gone from the configuration
+    rotator: Rotator | None = None  # its logs, once served
 
     @property
     def name(self) -> str:
@@ -75,6 +86,9 @@ class HostMaster:
         self.capacity = plan.settings.max_workers_total  # slots: fixed until restart
         self.slots = Scoreboard(self.capacity)
         self.activity = ActivityTable(self.capacity)
+        # Every worker of every site inherits it from the zygote: a rotation or SIGUSR1 of any
+        # site makes every worker compare (no system call) and reopen its own site's logs.
+        self.log_counter = shared_counter()
         self.zygote = Zygote(plan.preload, self.slots, self.activity)
         self.pools: dict[str, SitePool] = {}
         self.draining: list[SitePool] = []
@@ -97,6 +111,9 @@ class HostMaster:
         self._next_sweep = 0.0
         self._dirty: set[str] = set()  # sites whose workers changed since the last step
         self._total_checked = float("-inf")
+        self.status: HostStatus | None = None
+        self._status_fds: set[int] = set()  # registered with epoll
+        self._rotate_active = self._rotate_all = 0.0  # when next
         self.exit_status = 0
 
     # -- start and stop ---------------------------------------------------------------
@@ -107,15 +124,24 @@ class HostMaster:
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
         old_wakeup = signal.set_wakeup_fd(wake_w)
-        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD)
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD,
+                   signal.SIGUSR1)
         previous = {s: signal.signal(s, self._record_signal) for s in handled}
         self._epoll = select.epoll()
         try:
             self.zygote.start()
             assert self.zygote.sock is not None
+            bound = bind_host_status(self.plan.settings, self.config_path)
+            if bound is not None:  # after the zygote: no site worker inherits it
+                self.status = HostStatus(*bound, self.slots)
+                self.zygote.close_in_child = self.status.server.fds
             for spec in self.plan.sites.values():
                 self._start_site(spec)
+            if self.status is not None:
+                self.status.sites(self.pools.values())
+                log.info("cgirt host: status on %s", self.status.address)
             self._epoll.register(wake_r, select.EPOLLIN)
+            self._epoll.register(self.log_counter.poke_r, select.EPOLLIN)
             self._epoll.register(self.zygote.sock.fileno(), select.EPOLLIN)
             log.info("cgirt host: %d sites, at most %d workers in all",
                      len(self.pools), self.capacity)
@@ -123,9 +149,12 @@ class HostMaster:
             while self._running:
                 self._wait(wake_r)
                 self.step(time.monotonic())
+                self._watch_status()
             notify("STOPPING=1")
         finally:
             self.zygote.stop()
+            if self.status is not None:
+                self.status.close()
             for pool in [*self.pools.values(), *self.draining]:
                 self._close_listener(pool)
             for s, h in previous.items():
@@ -151,10 +180,19 @@ class HostMaster:
                                    "allow_root_site = true)")
             site_layout.ensure_state(config.site)
             _warn_if_readable_by_other_sites(config)
+            pool.rotator = Rotator(
+                site_layout.logs_dir(config.site), site_layout.SITE_LOGS, self.log_counter,
+                config.log_max_size, config.log_backups, owned_like(config.site),
+                always=("error.log", "access.log") if config.access_log else ("error.log",))
             pool.listener = bind(config.listen, config.socket_mode)
         except (StartupError, OSError) as exc:
             log.error("site %s: not served: %s", spec.name, exc)
             return
+        try:  # SITE RELOAD (FTP) and logrotate signal the pid they find there: ours
+            _write_pid(site_layout.runner_pid_path(config.site))
+        except OSError as exc:
+            log.warning("site %s: cannot write its runner.pid (%s): SITE RELOAD over FTP will "
+                        "not reach it", spec.name, exc.strerror)
         if spec.pool.pm != "ondemand":
             self._active.add(spec.name)
         self._watch(pool, time.monotonic(), self._live() >= self.plan.settings.max_workers_total)
@@ -172,6 +210,12 @@ class HostMaster:
                 pass
         pool.listener.close()
         pool.listener = None
+        pid_file = site_layout.runner_pid_path(pool.spec.runner.site)
+        try:
+            if pid_file.read_text().strip() == str(os.getpid()):
+                pid_file.unlink()
+        except OSError:
+            pass
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -187,10 +231,15 @@ class HostMaster:
         for fd, _ in events:
             if fd == wake_r:
                 _drain(wake_r)
+            elif fd == self.log_counter.poke_r:
+                _drain(fd)
+                self._rotate_active = 0.0  # a writer passed its bound: now
             elif self.zygote.sock is not None and fd == self.zygote.sock.fileno():
                 self._from_zygote()
             elif fd in self._watched:
                 self._waiting.add(self._watched[fd].name)
+            elif fd in self._status_fds and self.status is not None:
+                self.status.server.on_readable(fd)
 
     def step(self, now: float) -> None:
         """One turn: signals, worker news, deadlines, then each site's pool decision."""
@@ -205,6 +254,10 @@ class HostMaster:
         if sweep:
             self._next_sweep = now + TICK
             self._enforce_deadlines(now)
+        if now >= self._rotate_active:
+            self._rotate_logs(now)
+            if self.status is not None:
+                self.status.server.expire(now)
         if self._stop_deadline is not None:
             if not self.by_pid and not any(w for p in self._all_pools() for w in p.workers.values()):
                 self._running = False
@@ -221,6 +274,8 @@ class HostMaster:
         self._dirty.clear()
         for pool in touched:
             self._manage(pool, now)
+        if self.status is not None:
+            self.status.sample(touched)
         full = self._live() >= self.plan.settings.max_workers_total
         for pool in touched:
             self._watch(pool, now, full)
@@ -229,6 +284,15 @@ class HostMaster:
         if full:
             self._log_total_reached(now)
         self._waiting.clear()
+
+    def _rotate_logs(self, now: float) -> None:
+        every = now >= self._rotate_all
+        if every:
+            self._rotate_all = now + ROTATE_ALL_EVERY
+        self._rotate_active = now + ROTATE_ACTIVE_EVERY
+        for pool in self._all_pools():
+            if pool.rotator is not None and (every or pool.workers):
+                pool.rotator.tick(now)
 
     def _live(self) -> int:
         return len(self.by_pid) + self._unreported
@@ -239,6 +303,18 @@ class HostMaster:
     def _on_signal(self, signum: int, now: float) -> None:
         if signum == signal.SIGHUP and self._stop_deadline is None:
             self.reload(now)
+            self._reload_requested(now)
+        elif signum == signal.SIGUSR1:
+            # After logrotate: every site's logs (the counter's bump reaches every worker)
+            # and the host's own log_file.
+            try:
+                for pool in self._all_pools():
+                    if pool.rotator is not None:
+                        pool.rotator.reopen()
+                self.log_counter.bump()
+                log.info("SIGUSR1: log files reopened")
+            except OSError as exc:
+                log.error("cgirt host: reopening the logs: %s", exc)
         elif signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             graceful = signum == signal.SIGTERM
             bound = max((p.spec.runner.graceful_timeout for p in self._all_pools()), default=30.0)
@@ -249,6 +325,24 @@ class HostMaster:
                 self._close_listener(pool)
                 for w in pool.workers.values():
                     self._retire(w, now)
+
+    def _reload_requested(self, now: float) -> None:
+        """SITE RELOAD: the sites whose request file is there get new workers; requests in
+        flight finish. A stat per site."""
+        for pool in self.pools.values():
+            request = site_layout.reload_request_path(pool.spec.runner.site)
+            try:
+                request.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.error("site %s: cannot remove %s (%s): reloading it anyway", pool.name,
+                          request, exc.strerror)
+            log.info("site %s: reload asked; replacing its workers", pool.name)
+            for w in pool.workers.values():
+                self._retire(w, now)
+            pool.failures, pool.backoff_until = 0, 0.0
+            self._active.add(pool.name)
 
     # -- the pools ------------------------------------------------------------------------
 
@@ -333,6 +427,12 @@ class HostMaster:
                               w.pool.name, w.pid)
                 w.killed_for_deadline = True
                 _kill(w.pid, signal.SIGKILL)
+            elif (started and runner.slowlog_timeout and w.slow_flagged != started
+                    and now - started > runner.slowlog_timeout):
+                w.slow_flagged = started  # once per request, as the runner's supervisor
+                if self.status is not None:
+                    self.status.monitor(w.pool).slow_requests += 1
+                _kill(w.pid, SLOW_SIGNAL)
             elif w.retiring_since is not None:
                 bound = runner.graceful_timeout
                 if self._stop_deadline is not None:
@@ -370,6 +470,8 @@ class HostMaster:
         pool = w.pool
         self._dirty.add(pool.name)
         booted = self.slots.get(w.slot)[1] == 1
+        if self.status is not None and not pool.removed:
+            self.status.monitor(pool).worker_gone(w.slot)
         self.slots.set(w.slot, 0.0, 0)
         self._free_slots.append(w.slot)
         del pool.workers[w.slot]
@@ -463,6 +565,28 @@ class HostMaster:
                             self.plan.settings.max_workers_total, pool.name)
                 return
 
+    def _watch_status(self) -> None:
+        """Epoll follows the status server's sockets: its listener and open connections."""
+        if self.status is None or self._epoll is None:
+            return
+        now = set(self.status.server.fds())
+        zygote = self.zygote.sock.fileno() if self.zygote.sock is not None else -1
+        for fd in self._status_fds - now:
+            if fd in self._watched or fd == zygote:
+                continue  # a closed connection's number, reused by a site's socket
+            try:
+                self._epoll.unregister(fd)
+            except (OSError, ValueError):
+                pass  # closed already: epoll forgot it
+        for fd in now:
+            # Every time: a connection closed and another accepted in one step may share
+            # a number, and closing took the old one out of epoll.
+            try:
+                self._epoll.register(fd, select.EPOLLIN)
+            except FileExistsError:
+                pass
+        self._status_fds = now
+
     def _unwatch(self, fd: int) -> None:
         if self._watched.pop(fd, None) is not None and self._epoll is not None:
             self._epoll.unregister(fd)
@@ -513,12 +637,30 @@ class HostMaster:
                     pool_.spec = spec
                     pool_.failures, pool_.backoff_until = 0, 0.0
                     self._active.add(name)
+        if self.status is not None:
+            self.status.sites(self.pools.values())
         notify("READY=1")
 
 
 def _capped(plan: HostPlan, capacity: int) -> HostSettings:
     s = plan.settings
-    return HostSettings(s.sites_dir, min(s.max_workers_total, capacity))
+    return dataclasses.replace(s, max_workers_total=min(s.max_workers_total, capacity))
+
+
+def _write_pid(path: Path) -> None:
+    """A new file renamed into place: the master may be root in a folder the site's owner
+    controls, where runner.pid could be a link to any file."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+    try:
+        os.rename(temp, path)
+    except OSError:
+        temp.unlink()
+        raise
 
 
 def _readable(sock: socket.socket) -> bool:
@@ -550,7 +692,9 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def host(config_path: Path) -> int:
+def host(config_path: Path, level: int = logging.INFO) -> int:
     """`cgirt host`: load, then run until stopped."""
     plan = load(config_path)
+    if plan.settings.log_file:
+        setup_runner_logging(level, plan.settings.log_file)
     return HostMaster(config_path, plan).run()

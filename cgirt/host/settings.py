@@ -11,7 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..config import DURATION, boolean, build, one_of, parse_values, positive_duration, setting, whole
+from ..config import (DURATION, _octal_mode, _status_listen, boolean, build, one_of, parse_values,
+                      positive_duration, setting, text, whole)
 from ..errors import ConfigError
 
 PM_KINDS = ("static", "ondemand", "dynamic")
@@ -55,6 +56,16 @@ class HostSettings:
         flag=None)
     max_workers_total: int = setting(
         whole(1), "most workers of all sites together; no burst goes above it", 64, flag=None)
+    state_dir: str = setting(
+        _dir_text, "the host's own state: its status socket (relative: to this file)",
+        ".cgirt-host", flag=None)
+    status_listen: str = setting(
+        _status_listen, "admin-only status address of every site: unix:PATH or HOST:PORT; off: "
+        "none", "", flag=None, shown="STATE_DIR/status.sock")
+    status_socket_mode: int = setting(_octal_mode, "permissions of a unix status socket (octal)",
+                                      0o600, flag=None, shown="600")
+    log_file: str = setting(text, "the host master's own log file, reopened on SIGUSR1 (empty: "
+                            "standard error)", "", flag=None)
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> "HostSettings":

@@ -26,6 +26,7 @@ import signal
 import socket
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
 from ..runner.app import preload
 from ..runner.scoreboard import Scoreboard
@@ -69,12 +70,17 @@ class Zygote:
         self.pid = -1
         self.sock: socket.socket | None = None
         self._spare: tuple[int, socket.socket] | None = None
+        # The master's descriptors a zygote started later must not hand down to site code
+        # (the admin's status socket and its connections).
+        self.close_in_child: Callable[[], list[int]] = list
 
     def start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
             ours.close()
+            for fd in self.close_in_child():
+                os.close(fd)
             _zygote_main(theirs, self.preload_modules, self.slots, self.activity)  # never returns
         theirs.close()
         self.pid, self.sock = pid, ours
@@ -147,7 +153,7 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda s, f: None)
-        for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
+        for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1):
             signal.signal(s, signal.SIG_IGN)  # the master decides; it stops us by closing
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         preload(modules, _NO_SITE)
@@ -232,7 +238,7 @@ def _worker(order: SpawnOrder, fd: int, slots: Scoreboard, activity: ActivityTab
     code = 1
     try:
         signal.set_wakeup_fd(-1)
-        for s in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
+        for s in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1):
             signal.signal(s, signal.SIG_DFL)
         code = serve_site(order, socket.socket(fileno=fd), slots, activity)
     except BaseException:  # noqa: B036

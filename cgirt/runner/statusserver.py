@@ -12,7 +12,7 @@ never blocks the loop (non-blocking sockets, a deadline per connection); writing
 of a few kilobytes fits the socket's buffer, and a client that does not read it is given up
 after a second.
 
-    GET .../status[?json|openmetrics|html][&full]     GET .../ping
+    GET .../status[?json|openmetrics|html][&full][&pool=NAME]     GET .../ping
 
 Only the last segment of the path counts, so a web server may route any location to it.
 """
@@ -24,7 +24,8 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
+from urllib.parse import unquote
 
 from .. import site as site_layout
 from ..config import RunnerConfig
@@ -73,6 +74,16 @@ def bind_status(config: RunnerConfig, bind: Callable[[str, int], socket.socket]
         log.warning("cgirt: this runner serves no status: %s (status_listen sets another "
                     "address)", exc)
         return None, None
+
+
+class Monitor(Protocol):
+    """One pool's status: a supervisor's (PoolMonitor) or a host site's (host/status.py)."""
+
+    name: str
+
+    def sample(self) -> None: ...
+
+    def snapshot(self) -> PoolStatus: ...
 
 
 class PoolMonitor:
@@ -133,9 +144,9 @@ class PoolMonitor:
 class StatusServer:
     """An `Observer` of the supervisor: serves the status of its monitors' pools."""
 
-    def __init__(self, listener: socket.socket, monitors: Sequence[PoolMonitor] = ()) -> None:
+    def __init__(self, listener: socket.socket, monitors: Sequence[Monitor] = ()) -> None:
         self.listener = listener
-        self.monitors = list(monitors)
+        self.monitors: list[Monitor] = list(monitors)
         listener.setblocking(False)
         self._conns: dict[int, tuple[socket.socket, bytearray, float]] = {}
 
@@ -160,6 +171,10 @@ class StatusServer:
                 monitor.sample()
             except Exception:  # noqa: BLE001 - the status must never take the master down
                 log.exception("status: sampling pool %s", monitor.name)
+        self.expire(now)
+
+    def expire(self, now: float) -> None:
+        """Give up the connections past their deadline."""
         for fd, (_, _, deadline) in list(self._conns.items()):
             if now > deadline:
                 self._drop(fd)
@@ -243,15 +258,20 @@ class StatusServer:
             return method, CONTENT_TYPES["text"], b"pong\n"
         if page != "status":
             raise ScriptNotFound(f"no page {path!r} here: ask for .../status or .../ping")
-        words = [w.partition("=")[0] for w in query.split("&") if w]
-        unknown = [w for w in words if w not in (*FORMATS, "full")]
+        options = [w.partition("=") for w in query.split("&") if w]
+        words = [name for name, _, _ in options]
+        unknown = [w for w in words if w not in (*FORMATS, "full", "pool")]
         if unknown:
             raise BadRequest(f"unknown status option {unknown[0]!r}: use json, openmetrics, "
-                             "html, text and full")
+                             "html, text, full and pool=NAME")
+        wanted = [unquote(value) for name, _, value in options if name == "pool"]
         formats = [w for w in words if w in FORMATS] or ["text"]
         if len(formats) > 1:
             raise BadRequest(f"one format at a time, not {' and '.join(formats)}")
-        pools = [m.snapshot() for m in self.monitors]
+        monitors = [m for m in self.monitors if not wanted or m.name in wanted]
+        if wanted and not monitors:
+            raise ScriptNotFound(f"no pool {wanted[0]!r} here")
+        pools = [m.snapshot() for m in monitors]
         return method, CONTENT_TYPES[formats[0]], render(pools, formats[0], "full" in words)
 
     def _drop(self, fd: int) -> None:

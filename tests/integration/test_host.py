@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import ftplib
 import io
+import json
 import os
 import pwd
 import signal
@@ -413,6 +414,10 @@ def test_the_host_recipe_of_install_md_as_written(shared_tmp: Path) -> None:
         nobody = pwd.getpwnam("nobody")
         assert resp.body.decode() == f"{nobody.pw_uid} {nobody.pw_gid} PermissionError\n"
         assert fetch(f"unix:{tmp_path}/shop-http.sock", "/cgi-bin/pid.py").status == 200
+        status = cgirt("status", "--config", str(config), "shop", "--json")  # the host's socket
+        assert status.returncode == 0, status.stderr
+        assert [(p["pool"], p["accepted conn"]) for p in json.loads(status.stdout)["pools"]] == [
+            ("shop", 1)]
         wait_for(lambda: port_file.exists() and port_file.read_text().strip(), 30, "the gateway")
         address, port = port_file.read_text().split()
         client = ftplib.FTP_TLS()

@@ -1,4 +1,4 @@
-"""`python -m tests.soak --duration 600`: the soak on its own, from the repository root.
+"""`python -m tests.soak --duration 600 [--host]`: the soak on its own, from the repository root.
 
 Prints the figures as a Markdown table (the one in RELIABILITY.md) and exits 1 if any
 invariant was broken. The work directory (logs of every process) is kept on failure.
@@ -15,13 +15,15 @@ import time
 from pathlib import Path
 
 from .soak import Settings, Soak
-from .stack import Stack
+from .stack import HostStack, Stack
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__)
     p.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
     p.add_argument("--workers", type=int, default=2, help="workers per site's runner")
+    p.add_argument("--host", action="store_true",
+                   help="one `cgirt host` master for both sites, not a runner per site")
     p.add_argument("--load-threads", type=int, default=4)
     p.add_argument("--load-rate", type=float, default=20.0,
                    help="requests per second per load thread, at most")
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     settings = Settings(duration=args.duration, load_threads=args.load_threads,
                         load_rate=args.load_rate, seed=args.seed)
-    stack = Stack(workdir, workers=args.workers)
+    stack = (HostStack if args.host else Stack)(workdir, workers=args.workers)
 
     def log(text: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)

@@ -568,7 +568,7 @@ class Soak:
         self.report.leftovers = self.stack.leftovers()
         self.c["orphans"] += len(self.report.leftovers)
         logs = list(self.stack.old_gateway_logs)
-        logs += [r.proc.log.read_text(errors="replace") for r in self.stack.runners.values()]
+        logs += self.stack.logs()
         for text in logs:
             self.c["tracebacks_in_logs"] += text.count("Traceback")
 

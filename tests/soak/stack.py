@@ -1,4 +1,5 @@
-"""Two sites behind one nginx, one runner per site, one FTP gateway with a user per site.
+"""Two sites behind one nginx, one runner per site (or one `cgirt host` for both: HostStack),
+one FTP gateway with a user per site.
 
 Everything is a real process started in its own session and stopped by PID and process
 group (tests/support/procs.py, tests/integration/ftp/ftp_harness.py); nothing is mocked.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from tests.integration.ftp.ftp_harness import Gateway, run_cli, start_gateway, stop_gateway
 from tests.support.procs import group_members
-from tests.support.servers import Nginx, Runner, nginx_server_block
+from tests.support.servers import Host, Nginx, Runner, nginx_server_block
 
 SITES = ("alpha", "beta")
 USERS = {"alpha": "alice", "beta": "bob"}
@@ -98,19 +99,24 @@ class Stack:
             run_cli("user", "add", USERS[name], "--site", str(self.sites[name]),
                     "--users", str(users), stdin="correct horse battery\n")
         self.start_gateway()
+        backends = self.start_backends()
         blocks = []
+        for name in SITES:
+            self.http[name] = f"unix:{self.root / f'http-{name}.sock'}"
+            blocks.append(nginx_server_block(self.sites[name], self.http[name], backends[name]))
+        self.nginx = Nginx(self.root / "nginx", blocks)
+        for name in SITES:
+            self.nginx.wait(self.http[name])
+
+    def start_backends(self) -> dict[str, str]:
+        """A runner per site; each site's FastCGI address."""
         for name in SITES:
             workdir = self.root / f"runner-{name}"
             workdir.mkdir()
             self.runners[name] = Runner(
                 self.sites[name], workdir, "--timeout", str(self.timeout),
                 "--memory-limit", self.memory_limit, workers=self.workers)
-            self.http[name] = f"unix:{self.root / f'http-{name}.sock'}"
-            blocks.append(nginx_server_block(self.sites[name], self.http[name],
-                                             self.runners[name].address))
-        self.nginx = Nginx(self.root / "nginx", blocks)
-        for name in SITES:
-            self.nginx.wait(self.http[name])
+        return {name: r.address for name, r in self.runners.items()}
 
     def start_gateway(self) -> Gateway:
         gw = start_gateway(self.root, "--max-connections-per-ip", "64",
@@ -178,12 +184,63 @@ class Stack:
             self.old_gateway_logs.append(gw.log())
         return codes
 
+    def logs(self) -> list[str]:
+        """The runners' own logs (the gateway's are in old_gateway_logs)."""
+        return [r.proc.log.read_text(errors="replace") for r in self.runners.values()]
+
     def leftovers(self) -> list[int]:
         """Processes of this stack still alive: workers ever seen, and the groups."""
         alive = [p for p in self.seen_workers if _alive(p)]
         for pid in self.masters().values():
             alive += group_members(pid)
         return sorted(set(alive))
+
+
+@dataclass
+class HostStack(Stack):
+    """The same two sites served by one `cgirt host` master: alpha a static pool, beta an
+    on-demand one (its workers come and go with the load)."""
+
+    host: Host | None = None
+
+    def start_backends(self) -> dict[str, str]:
+        backends = {name: f"unix:{self.root / f'{name}.sock'}" for name in SITES}
+        pools = {SITES[0]: 'pm = "static"', SITES[1]: f'pm = "ondemand"\nmax_workers = {self.workers}'}
+        # Root-owned sites, as the runners serve them: no owner to drop to.
+        lines = ["[host]", "idle_timeout = 5", "allow_root_site = true", ""]
+        for name in SITES:
+            lines += [f"[sites.{name}]", f'site = "{self.sites[name]}"',
+                      f'listen = "{backends[name]}"', f"workers = {self.workers}",
+                      f"timeout = {self.timeout}", f'memory_limit = "{self.memory_limit}"',
+                      pools[name], ""]
+        config = self.root / "cgirt-host.toml"
+        config.write_text("\n".join(lines))
+        workdir = self.root / "host"
+        workdir.mkdir()
+        self.host = Host(config, workdir)
+        return backends
+
+    def masters(self) -> dict[str, int]:
+        pids = super().masters()
+        if self.host is not None:
+            pids["host"] = self.host.pid
+        return pids
+
+    def worker_pids(self) -> dict[str, list[int]]:
+        assert self.host is not None
+        out = {n: self.host.workers_of(f"unix:{self.root / f'{n}.sock'}") for n in SITES}
+        for pids in out.values():
+            self.seen_workers.update(pids)
+        return out
+
+    def stop(self) -> dict[str, int | None]:
+        codes = super().stop()
+        if self.host is not None:
+            codes["host"] = self.host.stop()
+        return codes
+
+    def logs(self) -> list[str]:
+        return [self.host.proc.log.read_text(errors="replace")] if self.host is not None else []
 
 
 def _alive(pid: int) -> bool:

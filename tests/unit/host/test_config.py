@@ -61,3 +61,22 @@ def test_a_toml_syntax_error_in_a_drop_in_names_the_file(tmp_path: Path) -> None
         load(path)
     assert any(p.startswith(f"{tmp_path / 'sites.d' / 'broken.toml'}: ") and "line 1" in p
                for p in caught.value.problems)
+
+
+def test_the_hosts_status_settings_and_their_problems(tmp_path: Path) -> None:
+    from cgirt.host.status import host_status_address
+
+    path = write(tmp_path, '[host]\n')
+    assert host_status_address(load(path).settings, path) == f"unix:{tmp_path}/.cgirt-host/status.sock"
+    path = write(tmp_path, '[host]\nstatus_listen = "off"\n')
+    assert host_status_address(load(path).settings, path) is None
+    path = write(tmp_path, '[host]\nstatus_listen = "127.0.0.1:9101"\nstatus_socket_mode = "640"\n')
+    assert (load(path).settings.status_listen, load(path).settings.status_socket_mode) == (
+        "127.0.0.1:9101", 0o640)
+    path = write(tmp_path, '[host]\nstatus_listen = "nowhere"\nstatus_socket_mode = "999"\n'
+                 'state_dir = ""\n')
+    with pytest.raises(HostConfigError) as caught:
+        load(path)
+    problems = "\n".join(caught.value.problems)
+    assert f"{path}:2: status_listen" in problems and f"{path}:3: status_socket_mode must be an octal" in problems
+    assert f"{path}:4: state_dir must be a directory path" in problems
