@@ -493,6 +493,13 @@ class RunnerConfig:
         metavar="ADDRESS", shown="SITE/.cgirt/status.sock")
     status_socket_mode: int = setting(_octal_mode, "permissions of a unix status socket (octal)",
                                       0o600, metavar="MODE", shown="600")
+    publish_secret: Path | None = setting(
+        path, "file with the secret shared with the FTP gateway; notices of a publish signed "
+        "with it are taken on the status address (several runner hosts)", None,
+        path=True, metavar="FILE")
+    publish_window: float = setting(
+        duration, "after a publish notice, how long stats bypass the network mount's "
+        "attribute cache (at least the mount's attribute timeout)", 30.0, metavar=DURATION)
     slowlog_timeout: float = setting(
         duration, "a request running this long has its stack written to logs/slow.log (0: never)",
         0.0, metavar=DURATION)

@@ -14,8 +14,11 @@ from .app import CgiApp
 from ..config import RunnerConfig
 from ..errors import StartupError
 from ..fastcgi.server import FastCGIServer, io_timeout
+from .freshness import PublishNotices
+from ..notice import Verifier, read_secret
 from .slowlog import SLOW_SIGNAL
-from .statusserver import PoolMonitor, StatusServer, bind_status, remove_socket
+from .statusserver import (PoolMonitor, StatusServer, bind_status, remove_socket,
+                           status_address)
 from ..logfiles import Rotator, owned_like
 from .supervisor import Supervisor, SupervisorSettings
 
@@ -89,6 +92,9 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
         raise StartupError(f"site directory {config.site} does not exist")
     site_layout.ensure_state(config.site)
     _warn_if_readable_by_other_sites(config)
+    secret = read_secret(config.publish_secret) if config.publish_secret is not None else None
+    if secret is not None and status_address(config) is None:
+        raise StartupError("publish_secret needs a status address to take notices on")
     sock = bind(config.listen, config.socket_mode)
     try:
         status_sock, status_at = bind_status(config, bind)
@@ -127,7 +133,10 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
                             wake_fds=(app.log_counter.poke_r,))
     if status_sock is not None:
         monitor = PoolMonitor(name or config.site.name, supervisor, sock)
-        supervisor.observer = StatusServer(status_sock, [monitor])
+        notices = None
+        if secret is not None:
+            notices = PublishNotices(Verifier(secret, config.site.name), app.publishes)
+        supervisor.observer = StatusServer(status_sock, [monitor], notices)
     try:
         status = supervisor.run()
         if supervisor.halt_reason:

@@ -133,9 +133,11 @@ class PoolMonitor:
 class StatusServer:
     """An `Observer` of the supervisor: serves the status of its monitors' pools."""
 
-    def __init__(self, listener: socket.socket, monitors: Sequence[PoolMonitor] = ()) -> None:
+    def __init__(self, listener: socket.socket, monitors: Sequence[PoolMonitor] = (),
+                 on_publish: Callable[[str, str], bytes] | None = None) -> None:
         self.listener = listener
         self.monitors = list(monitors)
+        self.on_publish = on_publish  # (query, Authorization header) -> body; see notice.py
         listener.setblocking(False)
         self._conns: dict[int, tuple[socket.socket, bytearray, float]] = {}
 
@@ -235,10 +237,15 @@ class StatusServer:
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
             raise BadRequest(f"not an HTTP request line: {line[:100]!r}")
         method, target, _ = parts
-        if method not in ("GET", "HEAD"):
-            raise MethodNotAllowed(f"{method} is not served here: GET the status or the ping")
         path, _, query = target.partition("?")
         page = path.rstrip("/").rsplit("/", 1)[-1]
+        if page == "publish" and self.on_publish is not None:
+            if method != "POST":
+                raise MethodNotAllowed(f"{method} is not served here: POST a publish notice")
+            return method, CONTENT_TYPES["text"], self.on_publish(query, _header(
+                request, "authorization"))
+        if method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(f"{method} is not served here: GET the status or the ping")
         if page == "ping":
             return method, CONTENT_TYPES["text"], b"pong\n"
         if page != "status":
@@ -258,6 +265,14 @@ class StatusServer:
         entry = self._conns.pop(fd, None)
         if entry is not None:
             entry[0].close()
+
+
+def _header(request: bytes, name: str) -> str:
+    for line in request.split(b"\n")[1:]:
+        key, sep, value = line.decode("latin-1").partition(":")
+        if sep and key.strip().lower() == name:
+            return value.strip()
+    return ""
 
 
 def check_unix_path(address: str) -> None:
