@@ -4,12 +4,13 @@ With several runner hosts on a network filesystem, the gateway's publish is invi
 other hosts' `stat` until their attribute caches expire. So before its 226 the gateway sends
 each runner a notice over HTTP, to the runner's status address::
 
-    POST /publish?site=NAME&time=UNIX_SECONDS&nonce=HEX HTTP/1.0
-    Authorization: cgirt-hmac HEX(HMAC-SHA256(secret, "NAME\\nUNIX_SECONDS\\nHEX"))
+    POST /ACTION?site=NAME&time=UNIX_SECONDS&nonce=HEX HTTP/1.0
+    Authorization: cgirt-hmac HEX(HMAC-SHA256(secret, "ACTION\\nNAME\\nUNIX_SECONDS\\nHEX"))
 
-A runner acts only on a notice signed with the secret it shares with the gateway, for its
-own site, sent within `MAX_SKEW` seconds, and not seen before (a replayed notice changes
-nothing); it answers 200 once every later request of that host sees the publish.
+ACTION is `publish` (answered once every later request of that host sees the publish) or
+`reload` (SITE RELOAD: the host's master replaces its workers). A runner acts only on a
+notice signed with the secret it shares with the gateway, for its own site, sent within
+`MAX_SKEW` seconds, and not seen before (a replayed notice changes nothing).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .errors import ConfigError
 SCHEME = "cgirt-hmac"
 MAX_SKEW = 60.0
 MIN_SECRET_BYTES = 16
+ACTIONS = ("publish", "reload")
 
 
 def read_secret(path: Path) -> bytes:
@@ -41,16 +43,18 @@ def read_secret(path: Path) -> bytes:
     return secret
 
 
-def _mac(secret: bytes, site: str, when: str, nonce: str) -> str:
-    return hmac.new(secret, f"{site}\n{when}\n{nonce}".encode(), hashlib.sha256).hexdigest()
+def _mac(secret: bytes, action: str, site: str, when: str, nonce: str) -> str:
+    return hmac.new(secret, f"{action}\n{site}\n{when}\n{nonce}".encode(),
+                    hashlib.sha256).hexdigest()
 
 
-def request(secret: bytes, site: str, now: float | None = None) -> bytes:
+def request(secret: bytes, site: str, now: float | None = None, action: str = "publish"
+            ) -> bytes:
     """The whole HTTP request of one notice (the runner's status server speaks HTTP/1.0)."""
     when = str(int(time.time() if now is None else now))
     nonce = os.urandom(16).hex()
-    return (f"POST /publish?site={quote(site, safe='')}&time={when}&nonce={nonce} HTTP/1.0\r\n"
-            f"Authorization: {SCHEME} {_mac(secret, site, when, nonce)}\r\n"
+    return (f"POST /{action}?site={quote(site, safe='')}&time={when}&nonce={nonce} HTTP/1.0\r\n"
+            f"Authorization: {SCHEME} {_mac(secret, action, site, when, nonce)}\r\n"
             "Content-Length: 0\r\n\r\n").encode()
 
 
@@ -66,13 +70,14 @@ class Verifier:
         self.site = site
         self._seen: OrderedDict[str, float] = OrderedDict()
 
-    def check(self, query: str, authorization: str, now: float | None = None) -> None:
+    def check(self, query: str, authorization: str, now: float | None = None,
+              action: str = "publish") -> None:
         now = time.time() if now is None else now
         fields = {k: v[0] for k, v in parse_qs(query).items()}
         site, when, nonce = fields.get("site", ""), fields.get("time", ""), fields.get("nonce", "")
         scheme, _, mac = authorization.strip().partition(" ")
         if scheme != SCHEME or not hmac.compare_digest(
-                mac.strip(), _mac(self._secret, site, when, nonce)):
+                mac.strip(), _mac(self._secret, action, site, when, nonce)):
             raise NoticeRefused("bad or missing signature")
         if not when.isdigit() or abs(now - int(when)) > MAX_SKEW:
             raise NoticeRefused(f"sent at {when!r}, more than {MAX_SKEW:.0f} s from now")

@@ -289,6 +289,17 @@ class GatewayHandlerMixin:
         self.respond(f"200 SITE CHECK: {report.checked} script(s) checked, {status}.")  # type: ignore
 
     def ftp_SITE_RELOAD(self, line: str) -> None:
+        runners = self.gateway.runners
+        if runners is not None:
+            # Several hosts: runner.pid on the shared tree names a process of one machine
+            # only, so every host's master is asked with a signed notice instead.
+            unreached = announce(runners, Path(self.fs.root).name, "reload")
+            for host in unreached:
+                self.push(f"200-not reached: {host}\r\n")  # type: ignore[attr-defined]
+            asked = len(runners.addresses) - len(unreached)
+            self.respond(f"200 Runners on {asked} of {len(runners.addresses)} hosts asked to "  # type: ignore[attr-defined]
+                         "reload their workers.")
+            return
         _done, message = reload_runner(Path(self.fs.root))
         self.respond(f"200 {message}")  # type: ignore[attr-defined]
 

@@ -28,10 +28,11 @@ class Runners:
     timeout: float
 
 
-def announce(runners: Runners, site: str) -> list[str]:
-    """Notify every runner host of a publish to `site`; the hosts that did not acknowledge,
-    each as "HOST:PORT: why", empty when every one did."""
-    notice_of = {address: request(runners.secret, site) for address in runners.addresses}
+def announce(runners: Runners, site: str, action: str = "publish") -> list[str]:
+    """Notify every runner host of a publish to `site` (or ask for a reload); the hosts that
+    did not acknowledge, each as "HOST:PORT: why", empty when every one did."""
+    notice_of = {address: request(runners.secret, site, action=action)
+                 for address in runners.addresses}
     answers: dict[str, str | None] = {}
     deadline = time.monotonic() + runners.timeout
 

@@ -20,6 +20,7 @@ import ctypes.util
 import logging
 import mmap
 import os
+import signal
 import struct
 import time
 from typing import Any, Callable
@@ -147,18 +148,23 @@ class PublishEpoch:
 
 
 class PublishNotices:
-    """The master's answer to a publish notice (`cgirt.notice`): verified, then the epoch."""
+    """The master's answer to a notice (`cgirt.notice`): verified, then a publish bumps the
+    epoch and a reload replaces the workers (the master's own SIGHUP, handled in its loop)."""
 
     def __init__(self, verifier: Verifier, epoch: PublishEpoch) -> None:
         self.verifier = verifier
         self.epoch = epoch
 
-    def __call__(self, query: str, authorization: str) -> bytes:
+    def __call__(self, action: str, query: str, authorization: str) -> bytes:
         try:
-            self.verifier.check(query, authorization)
+            self.verifier.check(query, authorization, action=action)
         except NoticeRefused as exc:
-            log.warning("cgirt: publish notice refused: %s", exc)
-            raise Forbidden(f"publish notice refused: {exc}") from None
+            log.warning("cgirt: %s notice refused: %s", action, exc)
+            raise Forbidden(f"{action} notice refused: {exc}") from None
+        if action == "reload":
+            log.info("cgirt: reload notice for %s", self.verifier.site)
+            os.kill(os.getpid(), signal.SIGHUP)
+            return b"reloading\n"
         epoch = self.epoch.bump()
         log.info("cgirt: publish notice %d for %s", epoch, self.verifier.site)
         return b"published %d\n" % epoch

@@ -13,6 +13,8 @@ of a few kilobytes fits the socket's buffer, and a client that does not read it 
 after a second.
 
     GET .../status[?json|openmetrics|html][&full]     GET .../ping
+    POST .../publish?...  POST .../reload?...   (with publish_secret: the gateway's signed
+                                                 notices, cgirt/notice.py)
 
 Only the last segment of the path counts, so a web server may route any location to it.
 """
@@ -29,6 +31,7 @@ from typing import Callable, Sequence
 from .. import site as site_layout
 from ..config import RunnerConfig
 from ..errors import BadRequest, HttpError, ScriptNotFound, StartupError
+from ..notice import ACTIONS
 from ..status import CONTENT_TYPES, FORMATS, PoolStatus, WorkerStatus, render
 from .listenqueue import listen_queue
 from .supervisor import Supervisor
@@ -134,10 +137,10 @@ class StatusServer:
     """An `Observer` of the supervisor: serves the status of its monitors' pools."""
 
     def __init__(self, listener: socket.socket, monitors: Sequence[PoolMonitor] = (),
-                 on_publish: Callable[[str, str], bytes] | None = None) -> None:
+                 on_notice: Callable[[str, str, str], bytes] | None = None) -> None:
         self.listener = listener
         self.monitors = list(monitors)
-        self.on_publish = on_publish  # (query, Authorization header) -> body; see notice.py
+        self.on_notice = on_notice  # (action, query, Authorization) -> body; cgirt/notice.py
         listener.setblocking(False)
         self._conns: dict[int, tuple[socket.socket, bytearray, float]] = {}
 
@@ -239,10 +242,10 @@ class StatusServer:
         method, target, _ = parts
         path, _, query = target.partition("?")
         page = path.rstrip("/").rsplit("/", 1)[-1]
-        if page == "publish" and self.on_publish is not None:
+        if page in ACTIONS and self.on_notice is not None:
             if method != "POST":
-                raise MethodNotAllowed(f"{method} is not served here: POST a publish notice")
-            return method, CONTENT_TYPES["text"], self.on_publish(query, _header(
+                raise MethodNotAllowed(f"{method} is not served here: POST a {page} notice")
+            return method, CONTENT_TYPES["text"], self.on_notice(page, query, _header(
                 request, "authorization"))
         if method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{method} is not served here: GET the status or the ping")

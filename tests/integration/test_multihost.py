@@ -26,7 +26,7 @@ from cgirt.runner import freshness
 from cgirt.runner.cache import RACY_SECONDS
 from tests.support.cluster import FileServer, Lan, SshfsMount
 from tests.support.http import fetch
-from tests.support.procs import Proc, wait_for
+from tests.support.procs import Proc, children_of, wait_for
 from tests.support.servers import DEPLOY, IS_ROOT, REPO, Nginx, connectable, free_port
 
 PASSWORD = "correct horse battery"
@@ -250,3 +250,21 @@ def test_a_forced_stat_sees_what_the_attribute_cache_hides(cluster: Cluster) -> 
         assert seen.read_text() == "x" * i  # sshfs opens by path: the content is fresh
     assert forced_stale == 0
     assert cached_stale > 0, "the mount caches no attributes: nothing here to prove"
+
+
+def test_site_reload_reaches_every_host(cluster: Cluster) -> None:
+    gateway, _ = cluster.start_gateway(
+        "--runners", f"{cluster.status('r1')},{cluster.status('r2')}",
+        "--publish-secret", str(cluster.secret))
+    cluster.lan.on_close(gateway.stop)
+    before = {m: set(children_of(pid)) for m, pid in cluster.masters.items()}
+    assert all(before.values())
+    client = cluster.ftp()
+    try:
+        reply = client.sendcmd("SITE RELOAD")
+    finally:
+        client.quit()
+    assert reply == "200 Runners on 2 of 2 hosts asked to reload their workers.", reply
+    for machine, pid in cluster.masters.items():
+        wait_for(lambda: len(set(children_of(pid)) - before[machine]) >= 2, 60,
+                 f"new workers on {machine}")

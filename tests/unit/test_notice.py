@@ -56,3 +56,11 @@ def test_the_secret_file_must_hold_a_real_secret(tmp_path: Path) -> None:
     good = tmp_path / "good"
     good.write_text(" " + "k" * 20 + "\n")
     assert read_secret(good) == b"k" * 20
+
+
+def test_a_notice_is_signed_for_its_action() -> None:
+    query, auth = parts(request(SECRET, "www", NOW, action="publish"))
+    with pytest.raises(NoticeRefused, match="signature"):  # a publish notice is no reload
+        Verifier(SECRET, "www").check(query, auth, NOW, action="reload")
+    query, auth = parts(request(SECRET, "www", NOW, action="reload"))
+    Verifier(SECRET, "www").check(query, auth, NOW, action="reload")
