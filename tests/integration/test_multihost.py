@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ftplib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -268,3 +269,21 @@ def test_site_reload_reaches_every_host(cluster: Cluster) -> None:
     for machine, pid in cluster.masters.items():
         wait_for(lambda: len(set(children_of(pid)) - before[machine]) >= 2, 60,
                  f"new workers on {machine}")
+
+
+def test_one_status_shows_every_host(cluster: Cluster) -> None:
+    both = f"{cluster.status('r1')},{cluster.status('r2')}"
+    out = subprocess.run([sys.executable, "-m", "cgirt", "status", "--address", both, "--full"],
+                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    for machine, master in cluster.masters.items():
+        assert f"pool:                 site@{cluster.status(machine)}\n" in out.stdout
+        for worker in children_of(master):
+            assert f"pid:                      {worker}\n" in out.stdout
+    down = f"{cluster.lan.prefix}.99:{STATUS_PORT}"
+    out = subprocess.run([sys.executable, "-m", "cgirt", "status", "--address",
+                          f"{both},{down}", "--json"],
+                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 4, out
+    assert len(json.loads(out.stdout)["pools"]) == 2  # the hosts that answered
+    assert f"no status at {down}" in out.stderr
