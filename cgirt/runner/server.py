@@ -99,7 +99,7 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
     try:
         status_sock, status_at = bind_status(config, bind)
     except StartupError:
-        _cleanup(sock, config.listen, site_layout.runner_pid_path(config.site))
+        _cleanup(sock, config.listen, site_layout.runner_pid_path(config.site, config.host_name))
         raise
     app = CgiApp(config)
     fcgi = FastCGIServer(app, max_conns=config.workers, io_timeout=io_timeout(config))
@@ -112,7 +112,7 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
         slow_after=config.slowlog_timeout,
         slow_signal=SLOW_SIGNAL,
     )
-    pid_file = site_layout.runner_pid_path(config.site)
+    pid_file = site_layout.runner_pid_path(config.site, config.host_name)
 
     def ready() -> None:
         try:
@@ -125,9 +125,14 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
         if status_sock is not None:
             log.info("cgirt: status on %s", describe(status_sock))
 
-    rotator = Rotator(site_layout.logs_dir(config.site), site_layout.SITE_LOGS, app.log_counter,
+    host = config.host_name
+    # One of several hosts rotates only its own logs: deploy.log is every host's to see.
+    logs = (tuple(site_layout.per_host(n, host) for n in site_layout.RUNNER_LOGS) if host
+            else site_layout.SITE_LOGS)
+    written = ("error.log", "access.log") if config.access_log else ("error.log",)
+    rotator = Rotator(site_layout.logs_dir(config.site), logs, app.log_counter,
                       config.log_max_size, config.log_backups, owned_like(config.site),
-                      always=("error.log", "access.log") if config.access_log else ("error.log",))
+                      always=tuple(site_layout.per_host(n, host) for n in written))
     supervisor = Supervisor(sock, fcgi.handle_connection, settings, child_init=app.child_init,
                             on_ready=ready, on_reopen=rotator.reopen, on_tick=rotator.tick,
                             wake_fds=(app.log_counter.poke_r,))

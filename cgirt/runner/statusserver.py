@@ -54,7 +54,7 @@ def status_address(config: RunnerConfig) -> str | None:
     site's state directory; None when turned off."""
     if config.status_listen == "off":
         return None
-    return config.status_listen or f"unix:{site_layout.status_socket_path(config.site)}"
+    return config.status_listen or f"unix:{site_layout.status_socket_path(config.site, config.host_name)}"
 
 
 def bind_status(config: RunnerConfig, bind: Callable[[str, int], socket.socket]

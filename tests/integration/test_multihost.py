@@ -65,7 +65,7 @@ class Cluster:
         proc = Proc([*self.lan.enter(machine), sys.executable, "-m", "cgirt", "serve",
                      "--site", str(self.mounts[machine] / "site"),
                      "--listen", f"{address}:{RUNNER_PORT}", "--workers", "2",
-                     "--status-listen", self.status(machine),
+                     "--status-listen", self.status(machine), "--host-name", machine,
                      "--publish-secret", str(self.secret)],
                     self.workdir / f"runner-{machine}.log", cwd=REPO)
         self.lan.on_close(proc.stop)
@@ -101,7 +101,10 @@ class Cluster:
         return reply
 
     def get(self, k: int) -> tuple[str, int]:
-        resp = fetch(self.web, f"/cgi-bin/s{k}.py", timeout=30)
+        return self.get_path(f"/cgi-bin/s{k}.py")
+
+    def get_path(self, path: str) -> tuple[str, int]:
+        resp = fetch(self.web, path, timeout=30)
         assert resp.status == 200, resp.body
         version, master = resp.body.decode().split()
         return version, int(master)
@@ -287,3 +290,37 @@ def test_one_status_shows_every_host(cluster: Cluster) -> None:
     assert out.returncode == 4, out
     assert len(json.loads(out.stdout)["pools"]) == 2  # the hosts that answered
     assert f"no status at {down}" in out.stderr
+
+
+def test_each_host_keeps_its_own_state_and_logs(cluster: Cluster) -> None:
+    (cluster.export / "site" / "cgi-bin" / "err.py").write_bytes(
+        b'import os, sys\nsys.stderr.write("note from %d\\n" % os.getppid())\n'
+        b'print("Content-Type: text/plain")\nprint()\nprint("x", os.getppid())\n')
+    masters = {m for _, m in (cluster.get_path("/cgi-bin/err.py") for _ in range(HITS))}
+    assert masters == set(cluster.masters.values())
+    state = cluster.export / "site" / ".cgirt"
+    for machine, master in cluster.masters.items():
+        assert (state / f"runner.{machine}.pid").read_text() == f"{master}\n"
+        wait_for(lambda: f"note from {master}" in _read(state / "logs" / f"error.{machine}.log"),
+                 30, f"{machine}'s error log")
+        other = next(m for m in cluster.masters.values() if m != master)
+        assert f"note from {other}" not in _read(state / "logs" / f"error.{machine}.log")
+    assert not (state / "runner.pid").exists() and not (state / "logs" / "error.log").exists()
+    gateway, _ = cluster.start_gateway()
+    cluster.lan.on_close(gateway.stop)
+    client = cluster.ftp()
+    try:
+        listed = client.nlst("logs")
+        lines: list[str] = []
+        client.retrlines("RETR logs/error.r2.log", lines.append)
+    finally:
+        client.quit()
+    assert {"error.r1.log", "error.r2.log"} <= {name.rsplit("/", 1)[-1] for name in listed}
+    assert any(f"note from {cluster.masters['r2']}" in line for line in lines)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""

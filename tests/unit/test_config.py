@@ -48,6 +48,7 @@ RUNNER: dict[str, tuple[str, str, dict[str, Any]]] = {
     "status_listen": ('"127.0.0.1:9001"', "127.0.0.1:9001", {"status_listen": "127.0.0.1:9001"}),
     "status_socket_mode": ('"660"', "660", {"status_socket_mode": 0o660}),
     "slowlog_timeout": ('"2s"', "2s", {"slowlog_timeout": 2.0}),
+    "host_name": ('"web-2"', "web-2", {"host_name": "web-2"}),
     "publish_secret": ('"/etc/hostname"', "/etc/hostname",
                        {"publish_secret": Path("/etc/hostname")}),
     "publish_window": ('"5s"', "5s", {"publish_window": 5.0}),
