@@ -26,7 +26,8 @@ from typing import Any
 
 from pyftpdlib.filesystems import AbstractedFS
 
-from cgirt.site import HOST_NAME, RUNNER_LOGS, SITE_LOGS, STATE_DIR, fsync_dir, logs_dir, own_like_site
+from cgirt.site import (HOST_NAME, RUNNER_LOGS, SITE_LOGS, STATE_DIR, fsync_dir, logs_dir,
+                        own_like_site)
 
 from . import quota
 from .errors import CommandRefused, PathRefused, ReadOnlyPath

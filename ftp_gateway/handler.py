@@ -297,8 +297,9 @@ class GatewayHandlerMixin:
             for host in unreached:
                 self.push(f"200-not reached: {host}\r\n")  # type: ignore[attr-defined]
             asked = len(runners.addresses) - len(unreached)
-            self.respond(f"200 Runners on {asked} of {len(runners.addresses)} hosts asked to "  # type: ignore[attr-defined]
-                         "reload their workers.")
+            self.respond(  # type: ignore[attr-defined]
+                f"200 Runners on {asked} of {len(runners.addresses)} hosts asked to reload "
+                "their workers.")
             return
         _done, message = reload_runner(Path(self.fs.root))
         self.respond(f"200 {message}")  # type: ignore[attr-defined]

@@ -53,13 +53,14 @@ class CgiApp:
         self.scripts = ScriptCache()
         self.modules = SiteModules(os.path.realpath(config.site))
         self.log_counter = shared_counter()
-        self.errlog = ErrorLog(site_layout.error_log_path(config.site, config.host_name), config.site,
+        host = config.host_name
+        self.errlog = ErrorLog(site_layout.error_log_path(config.site, host), config.site,
                                self.log_counter, config.log_max_size)
-        self.access = AccessLog(LogFile(site_layout.access_log_path(config.site, config.host_name),
+        self.access = AccessLog(LogFile(site_layout.access_log_path(config.site, host),
                                         self.log_counter, config.log_max_size)
                                 ) if config.access_log else None
         self._mode = "-"
-        self.slowlog = SlowLog(site_layout.slow_log_path(config.site, config.host_name), config.site,
+        self.slowlog = SlowLog(site_layout.slow_log_path(config.site, host), config.site,
                                self.log_counter, config.log_max_size)
         self.document_root = str(config.site / site_layout.DOCUMENT_ROOT)
         self.forks = ForkServer(config.timeout, config.kill_grace, io_timeout(config))

@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import site as site_layout
 from .app import CgiApp
 from ..config import RunnerConfig
-from ..errors import StartupError
+from ..errors import ConfigError, StartupError
 from ..fastcgi.server import FastCGIServer, io_timeout
 from .freshness import PublishNotices
 from ..notice import Verifier, read_secret
@@ -94,7 +94,8 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
     _warn_if_readable_by_other_sites(config)
     secret = read_secret(config.publish_secret) if config.publish_secret is not None else None
     if secret is not None and status_address(config) is None:
-        raise StartupError("publish_secret needs a status address to take notices on")
+        raise ConfigError("publish_secret needs a status address to take notices on "
+                          "(status_listen is off)")
     sock = bind(config.listen, config.socket_mode)
     try:
         status_sock, status_at = bind_status(config, bind)

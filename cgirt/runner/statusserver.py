@@ -54,7 +54,8 @@ def status_address(config: RunnerConfig) -> str | None:
     site's state directory; None when turned off."""
     if config.status_listen == "off":
         return None
-    return config.status_listen or f"unix:{site_layout.status_socket_path(config.site, config.host_name)}"
+    default = site_layout.status_socket_path(config.site, config.host_name)
+    return config.status_listen or f"unix:{default}"
 
 
 def bind_status(config: RunnerConfig, bind: Callable[[str, int], socket.socket]

@@ -64,3 +64,18 @@ def test_a_notice_is_signed_for_its_action() -> None:
         Verifier(SECRET, "www").check(query, auth, NOW, action="reload")
     query, auth = parts(request(SECRET, "www", NOW, action="reload"))
     Verifier(SECRET, "www").check(query, auth, NOW, action="reload")
+
+
+def test_a_runner_with_a_secret_but_no_status_address_does_not_start(tmp_path: Path) -> None:
+    from cgirt.config import RunnerConfig
+    from cgirt.runner.server import serve
+
+    (tmp_path / "site" / "cgi-bin").mkdir(parents=True)
+    secret = tmp_path / "secret"
+    secret.write_text("k" * 32)
+    config = RunnerConfig.from_sources({}, {"site": str(tmp_path / "site"), "status_listen": "off",
+                                            "publish_secret": str(secret),
+                                            "listen": f"unix:{tmp_path / 'r.sock'}"})
+    with pytest.raises(ConfigError, match="needs a status address"):
+        serve(config)
+    assert not (tmp_path / "r.sock").exists()  # nothing was bound
