@@ -59,7 +59,10 @@ def _runners(name: str, v: Any) -> tuple[str, ...]:
     if not isinstance(items, (list, tuple)):
         raise ConfigError(f"{name} must be a list of HOST:PORT addresses")
     for item in items:
-        _listen(name, item)
+        site, sep, address = str(item).rpartition("=")
+        if sep and not site:
+            raise ConfigError(f"{name}: {item!r} names no site before '='")
+        _listen(name, address)
     return tuple(items)
 
 
@@ -120,8 +123,9 @@ class GatewayConfig:
                                     path=True, metavar="FILE")
 
     runners: tuple[str, ...] = setting(
-        _runners, "status addresses (HOST:PORT,...) of every runner host of the sites: each "
-        "publish is acknowledged by all before its 226", (), metavar="HOST:PORT,...")
+        _runners, "status addresses of the runner hosts: HOST:PORT (every site's) or "
+        "SITE=HOST:PORT (the runner of the site directory named SITE); each publish is "
+        "acknowledged by all of its site's before its 226", (), metavar="[SITE=]HOST:PORT,...")
     publish_secret: Path | None = setting(
         path, "file with the secret shared with the runners (needed with runners)", None,
         path=True, metavar="FILE")

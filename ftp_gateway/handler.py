@@ -293,12 +293,13 @@ class GatewayHandlerMixin:
         if runners is not None:
             # Several hosts: runner.pid on the shared tree names a process of one machine
             # only, so every host's master is asked with a signed notice instead.
-            unreached = announce(runners, Path(self.fs.root).name, "reload")
+            site = Path(self.fs.root).name
+            unreached = announce(runners, site, "reload")
             for host in unreached:
                 self.push(f"200-not reached: {host}\r\n")  # type: ignore[attr-defined]
-            asked = len(runners.addresses) - len(unreached)
+            hosts = len(runners.of(site))
             self.respond(  # type: ignore[attr-defined]
-                f"200 Runners on {asked} of {len(runners.addresses)} hosts asked to reload "
+                f"200 Runners on {hosts - len(unreached)} of {hosts} hosts asked to reload "
                 "their workers.")
             return
         _done, message = reload_runner(Path(self.fs.root))

@@ -23,16 +23,25 @@ MAX_ANSWER = 4096
 class Runners:
     """The runner hosts of this gateway's sites and the secret shared with them."""
 
-    addresses: tuple[str, ...]
+    addresses: tuple[str, ...]  # HOST:PORT (every site's runner) or SITE=HOST:PORT
     secret: bytes
     timeout: float
+
+    def of(self, site: str) -> list[str]:
+        """The status addresses of the runners of the site directory named `site`."""
+        chosen = []
+        for item in self.addresses:
+            name, sep, address = item.rpartition("=")
+            if not sep or name == site:
+                chosen.append(address)
+        return chosen
 
 
 def announce(runners: Runners, site: str, action: str = "publish") -> list[str]:
     """Notify every runner host of a publish to `site` (or ask for a reload); the hosts that
     did not acknowledge, each as "HOST:PORT: why", empty when every one did."""
     notice_of = {address: request(runners.secret, site, action=action)
-                 for address in runners.addresses}
+                 for address in runners.of(site)}
     answers: dict[str, str | None] = {}
     deadline = time.monotonic() + runners.timeout
 
@@ -40,13 +49,13 @@ def announce(runners: Runners, site: str, action: str = "publish") -> list[str]:
         answers[address] = _send(address, notice_of[address], deadline)
 
     threads = [threading.Thread(target=notify, args=(a,), daemon=True,
-                                name=f"notify {a}") for a in runners.addresses]
+                                name=f"notify {a}") for a in notice_of]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     return [f"{address}: {answers.get(address) or _late(runners.timeout)}"
-            for address in runners.addresses if answers.get(address) != ""]
+            for address in notice_of if answers.get(address) != ""]
 
 
 def _late(timeout: float) -> str:

@@ -178,8 +178,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 def test_every_host_runs_the_new_code_after_the_226(cluster: Cluster) -> None:
-    gateway, _ = cluster.start_gateway(
-        "--runners", f"{cluster.status('r1')},{cluster.status('r2')}",
+    gateway, _ = cluster.start_gateway(  # the runners named for their site, as INSTALL.md has
+        "--runners", f"site={cluster.status('r1')},site={cluster.status('r2')}",
         "--publish-secret", str(cluster.secret))
     cluster.lan.on_close(gateway.stop)
     client = cluster.ftp()

@@ -97,3 +97,20 @@ def test_a_runner_that_is_not_host_port_is_named(value: object) -> None:
 
     _, issues = parse_values(GatewayConfig, {"runners": value})
     assert issues and "runners" in str(issues[0]) and not issues[0].warning, issues
+
+
+def test_only_the_runners_of_the_site_are_notified(hosts: list[Host]) -> None:
+    mine, everyones, others = (Host(b"HTTP/1.0 200 OK\r\n\r\npublished 1\n") for _ in range(3))
+    hosts += [mine, everyones, others]
+    runners = Runners((f"www={mine.address}", everyones.address, f"shop={others.address}"),
+                      SECRET, 5.0)
+    assert runners.of("www") == [mine.address, everyones.address]
+    assert announce(runners, "www") == []
+    assert mine.received and everyones.received and not others.received
+
+
+def test_a_site_runner_needs_its_site_name() -> None:
+    from cgirt.config import parse_values
+
+    _, issues = parse_values(GatewayConfig, {"runners": "=10.0.0.2:9001"})
+    assert issues and "names no site" in str(issues[0])
