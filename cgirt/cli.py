@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "one); with --config, the site's NAME (a host's: only that pool)")
     status.add_argument("--config", type=Path, help="TOML file: find the site and its "
                         "status_listen there (with a [host] table: the host's status)")
-    status.add_argument("--address", help="ask this status address (unix:PATH or HOST:PORT)")
+    status.add_argument("--address", help="ask this status address (unix:PATH or HOST:PORT); "
+                        "several, comma-separated: one status of every runner host")
     fmt = status.add_mutually_exclusive_group()
     fmt.add_argument("--json", dest="format", action="store_const", const="json")
     fmt.add_argument("--openmetrics", dest="format", action="store_const", const="openmetrics")
@@ -151,6 +152,16 @@ def _status(args: argparse.Namespace) -> int:
     from .status import fetch
 
     address, pool = args.address, None
+    if address is not None and "," in address:
+        from .status import gather
+
+        body, missing = gather([a.strip() for a in address.split(",") if a.strip()],
+                               args.format, args.full)
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+        if missing:
+            raise StatusUnavailable("; ".join(missing))
+        return ExitStatus.OK
     file = ConfigFile(args.config) if args.config is not None and address is None else None
     if file is not None and "host" in file.data:
         from .host.status import host_address

@@ -422,6 +422,14 @@ def _status_listen(name: str, v: Any) -> str:
                       f"the site's .cgirt/), not {v!r}")
 
 
+def _host_name(name: str, v: Any) -> str:
+    from .site import HOST_NAME
+
+    if v == "" or (isinstance(v, str) and HOST_NAME.fullmatch(v)):
+        return str(v)
+    raise ConfigError(f"{name} must be letters, digits, '-' and '_' (at most 63), not {v!r}")
+
+
 def _true_or_false(name: str, v: Any) -> bool:
     """A boolean whose default is true: its flag takes the word (`--access-log false`)."""
     if isinstance(v, str) and v in ("true", "false"):
@@ -496,6 +504,17 @@ class RunnerConfig:
         metavar="ADDRESS", shown="SITE/.cgirt/status.sock")
     status_socket_mode: int = setting(_octal_mode, "permissions of a unix status socket (octal)",
                                       0o600, metavar="MODE", shown="600")
+    host_name: str = setting(
+        _host_name, "this host's name when several serve the site from a shared filesystem: "
+        "its pid file, status socket and logs carry it (logs/error.NAME.log)", "",
+        metavar="NAME")
+    publish_secret: Path | None = setting(
+        path, "file with the secret shared with the FTP gateway; notices of a publish signed "
+        "with it are taken on the status address (several runner hosts)", None,
+        path=True, metavar="FILE")
+    publish_window: float = setting(
+        duration, "after a publish notice, how long stats bypass the network mount's "
+        "attribute cache (at least the mount's attribute timeout)", 30.0, metavar=DURATION)
     slowlog_timeout: float = setting(
         duration, "a request running this long has its stack written to logs/slow.log (0: never)",
         0.0, metavar=DURATION)

@@ -15,6 +15,11 @@ A site is a directory owned by one site owner::
         logs/NAME.log.1    rotated logs, newest first (log_max_size, log_backups)
         logs/deploy.log    the gateway's validation and publish results
 
+Several runner hosts serving the site from a shared filesystem each name themselves
+(`host_name`), and their own files carry that name, so that no two hosts write, rotate or
+replace the same file: `runner.NAME.pid`, `status.NAME.sock`, `logs/error.NAME.log`,
+`logs/access.NAME.log`, `logs/slow.NAME.log` (`per_host`).
+
 The runner does not depend on the gateway for correctness (every request compares stat
 signatures); the generation is the gateway's guarantee that a publish acknowledged with
 226 is seen by the very next request, whatever the filesystem's timestamp granularity.
@@ -78,22 +83,35 @@ def logs_dir(site: Path) -> Path:
     return site / STATE_DIR / "logs"
 
 
-def error_log_path(site: Path) -> Path:
-    return logs_dir(site) / "error.log"
+def per_host(name: str, host: str) -> str:
+    """A runner's own file name on a host named `host`: error.log → error.HOST.log."""
+    if not host:
+        return name
+    stem, _, ext = name.rpartition(".")
+    return f"{stem}.{host}.{ext}"
 
 
-def slow_log_path(site: Path) -> Path:
-    return logs_dir(site) / "slow.log"
+def error_log_path(site: Path, host: str = "") -> Path:
+    return logs_dir(site) / per_host("error.log", host)
 
 
-def status_socket_path(site: Path) -> Path:
-    return site / STATE_DIR / "status.sock"
-def access_log_path(site: Path) -> Path:
-    return logs_dir(site) / "access.log"
+def slow_log_path(site: Path, host: str = "") -> Path:
+    return logs_dir(site) / per_host("slow.log", host)
 
 
-SITE_LOGS = ("error.log", "access.log", "slow.log", "deploy.log")
+def status_socket_path(site: Path, host: str = "") -> Path:
+    return site / STATE_DIR / per_host("status.sock", host)
+
+
+def access_log_path(site: Path, host: str = "") -> Path:
+    return logs_dir(site) / per_host("access.log", host)
+
+
+RUNNER_LOGS = ("error.log", "access.log", "slow.log")
+"""The logs a runner writes (one set per host when several share the site)."""
+SITE_LOGS = (*RUNNER_LOGS, "deploy.log")
 """Every log of a site, rotated by the runner's master; the FTP gateway shows them."""
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 
 
 def deploy_log_path(site: Path) -> Path:
@@ -104,8 +122,8 @@ def staging_dir(site: Path) -> Path:
     return site / STATE_DIR / "staging"
 
 
-def runner_pid_path(site: Path) -> Path:
-    return site / STATE_DIR / "runner.pid"
+def runner_pid_path(site: Path, host: str = "") -> Path:
+    return site / STATE_DIR / per_host("runner.pid", host)
 
 
 def reload_request_path(site: Path) -> Path:

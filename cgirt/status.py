@@ -9,6 +9,7 @@ The server side is in runner/statusserver.py; `fetch` is what `cgirt status` use
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import time
@@ -285,3 +286,42 @@ def fetch(address: str, fmt: str = "text", full: bool = False, path: str = "/sta
         raise StatusUnavailable(f"the status at {address} answered {status_line!r}"
                                 + (f": {why[0]}" if why else ""))
     return body
+
+
+def pools_from_json(body: bytes) -> list[PoolStatus]:
+    """The pools of a `?json&full` answer: what `_json` wrote, read back."""
+    pools = []
+    for p in json.loads(body)["pools"]:
+        workers = tuple(WorkerStatus(
+            pid=w["pid"], state=w["state"], started=float(w["start time"]),
+            requests=w["requests"], method=w["request method"], uri=w["request URI"],
+            script=w["script"], duration=w["request duration"] / 1_000_000,
+            last_cpu=w["last request cpu seconds"], peak_rss_kib=w["peak rss bytes"] // 1024,
+        ) for w in p.get("processes", ()))
+        pools.append(PoolStatus(
+            pool=p["pool"], process_manager=p["process manager"],
+            start_time=float(p["start time"]), accepted=p["accepted conn"],
+            listen_queue=p["listen queue"], max_listen_queue=p["max listen queue"],
+            listen_queue_len=p["listen queue len"], idle=p["idle processes"],
+            active=p["active processes"], total=p["total processes"],
+            max_active=p["max active processes"],
+            max_children_reached=p["max children reached"], slow_requests=p["slow requests"],
+            workers=workers))
+    return pools
+
+
+def gather(addresses: Sequence[str], fmt: str, full: bool) -> tuple[bytes, list[str]]:
+    """The status of several runner hosts as one, each pool named POOL@ADDRESS; and the
+    hosts that did not answer, each with why."""
+    pools: list[PoolStatus] = []
+    missing: list[str] = []
+    for address in addresses:
+        try:
+            body = fetch(address, "json", True)
+            pools += [dataclasses.replace(p, pool=f"{p.pool}@{address}")
+                      for p in pools_from_json(body)]
+        except StatusUnavailable as exc:
+            missing.append(str(exc))
+        except (ValueError, KeyError, TypeError) as exc:
+            missing.append(f"the status at {address} is not cgirt's ({exc})")
+    return render(pools, fmt, full), missing

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cgirt.config import (DURATION, SIZE, Renamed, boolean, build, duration, parse_values, path,
-                          setting, size, text, whole)
+                          setting, size, text, whole, words)
 
 from .errors import ConfigError
 
@@ -52,6 +52,18 @@ def _listen(name: str, v: Any) -> tuple[str, int]:
 
 def _passive_ports(name: str, v: Any) -> tuple[int, int]:
     return parse_port_range(text(name, v))
+
+
+def _runners(name: str, v: Any) -> tuple[str, ...]:
+    items = words(v)
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"{name} must be a list of HOST:PORT addresses")
+    for item in items:
+        site, sep, address = str(item).rpartition("=")
+        if sep and not site:
+            raise ConfigError(f"{name}: {item!r} names no site before '='")
+        _listen(name, address)
+    return tuple(items)
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,17 @@ class GatewayConfig:
     log_file: Path | None = setting(path, "log here instead of stderr; SIGUSR1 reopens it", None,
                                     path=True, metavar="FILE")
 
+    runners: tuple[str, ...] = setting(
+        _runners, "status addresses of the runner hosts: HOST:PORT (every site's) or "
+        "SITE=HOST:PORT (the runner of the site directory named SITE); each publish is "
+        "acknowledged by all of its site's before its 226", (), metavar="[SITE=]HOST:PORT,...")
+    publish_secret: Path | None = setting(
+        path, "file with the secret shared with the runners (needed with runners)", None,
+        path=True, metavar="FILE")
+    notify_timeout: float = setting(
+        duration, "how long a publish waits for the runners' acknowledgements", 2.0,
+        metavar=DURATION)
+
     completion_grace: float = setting(
         duration, "after an upload's data connection closes, how long to watch the control "
         "connection for a dying client before publishing", 0.1, metavar=DURATION)
@@ -123,6 +146,8 @@ class GatewayConfig:
             raise ConfigError("tls_key given without tls_cert")
         if self.tls_cert is not None and not self.tls:
             object.__setattr__(self, "tls", True)
+        if self.runners and self.publish_secret is None:
+            raise ConfigError("runners needs publish_secret, the secret shared with them")
         for pem in (self.tls_cert, self.tls_key):
             if pem is not None and not pem.is_file():
                 raise ConfigError(f"TLS file not found: {pem}")
@@ -135,7 +160,7 @@ class GatewayConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
         for name in ("idle_timeout", "data_timeout", "ban_window", "ban_duration",
-                     "auth_failed_delay", "completion_grace"):
+                     "auth_failed_delay", "completion_grace", "notify_timeout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
         if self.completion_grace > 5:

@@ -5,7 +5,8 @@ class decides what that path means before touching the disk:
 
 * `/.cgirt/...` (the runtime state) does not exist, for reading and for writing;
 * `/logs` is a virtual read-only folder showing `.cgirt/logs/error.log`,
-  `deploy.log` and `slow.log` (a real `logs` entry at the site root is shadowed);
+  `deploy.log` and `slow.log`, and each runner host's `error.HOST.log` when several
+  serve the site (a real `logs` entry at the site root is shadowed);
 * anything else is the site itself, provided its resolved path (symlinks followed)
   stays inside the site and outside the state directory;
 * uploads never write the final path: `open(..., 'wb')` returns a `StagedUpload`.
@@ -25,7 +26,8 @@ from typing import Any
 
 from pyftpdlib.filesystems import AbstractedFS
 
-from cgirt.site import SITE_LOGS, STATE_DIR, fsync_dir, logs_dir, own_like_site
+from cgirt.site import (HOST_NAME, RUNNER_LOGS, SITE_LOGS, STATE_DIR, fsync_dir, logs_dir,
+                        own_like_site)
 
 from . import quota
 from .errors import CommandRefused, PathRefused, ReadOnlyPath
@@ -33,7 +35,10 @@ from .publish import StagedUpload, record_change
 
 LOGS = "logs"
 # The site's logs and their rotated copies (error.log.1, or error.log.2.gz from logrotate).
-_LOG_NAME = re.compile(r"(?:%s)(?:\.\d{1,4}(?:\.gz)?)?" % "|".join(re.escape(n) for n in SITE_LOGS))
+# Several runner hosts write their own error.HOST.log (cgirt.site.per_host).
+_LOG_NAME = re.compile(r"(?:%s|(?:%s)\.%s\.log)(?:\.\d{1,4}(?:\.gz)?)?" % (
+    "|".join(re.escape(n) for n in SITE_LOGS),
+    "|".join(re.escape(n.rpartition(".")[0]) for n in RUNNER_LOGS), HOST_NAME.pattern))
 READ_ONLY = "logs/ is read-only: it shows the site's logs (error, access, slow, deploy)."
 
 

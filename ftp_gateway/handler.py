@@ -38,6 +38,7 @@ from .errors import (Banned, CommandRefused, FtpRefusal, ResumeRefused, UploadRe
                      reply_for)
 from .publish import Outcome, StagedUpload, complete_upload, deploy_log, sweep_stale_staging
 from .site_commands import check_scripts, reload_runner
+from .notify import Runners, announce
 from .users import UsersStore
 
 log = logging.getLogger("cgirt.ftp")
@@ -53,6 +54,7 @@ class Gateway:
     config: GatewayConfig
     users: UsersStore
     bans: BanList
+    runners: Runners | None = None  # several runner hosts: notified before every 226
 
 
 GATEWAY_COMMANDS: dict[str, dict[str, Any]] = {
@@ -123,10 +125,26 @@ class PublishingDTPMixin:
             upload.discard()
             deploy_log(upload.site, user, f"failed {upload.virtual}: {err.strerror}")
             return f"451 {upload.virtual} was not published: {err.strerror}."
-        return publish_reply(upload.virtual, outcome)
+        unreached: list[str] = []
+        runners = self.cmd_channel.gateway.runners
+        if outcome.published and runners is not None:
+            unreached = announce(runners, upload.site.name)
+            if unreached:
+                log.warning("%s published, not yet live on: %s", upload.virtual,
+                            "; ".join(unreached))
+                deploy_log(upload.site, user, f"{upload.virtual} not yet live on "
+                           f"{'; '.join(unreached)}")
+        return publish_reply(upload.virtual, outcome, unreached)
 
 
-def publish_reply(virtual: str, outcome: Outcome) -> str:
+def publish_reply(virtual: str, outcome: Outcome, unreached: list[str] | None = None) -> str:
+    if outcome.published and unreached:
+        # Still a 226: the file is published and the hosts that acknowledged serve it; the
+        # others will once their mount's cache expires, which the client must be told.
+        lines = [f"226-{virtual} published (generation {outcome.generation}), but NOT yet "
+                 "live on every runner host:"]
+        lines += [f"226-  {host}" for host in unreached]
+        return "\r\n".join([*lines, "226 Transfer complete; not yet live everywhere."])
     if outcome.published:
         return f"226 Transfer complete; {virtual} published (generation {outcome.generation})."
     assert outcome.finding is not None
@@ -271,6 +289,19 @@ class GatewayHandlerMixin:
         self.respond(f"200 SITE CHECK: {report.checked} script(s) checked, {status}.")  # type: ignore
 
     def ftp_SITE_RELOAD(self, line: str) -> None:
+        runners = self.gateway.runners
+        if runners is not None:
+            # Several hosts: runner.pid on the shared tree names a process of one machine
+            # only, so every host's master is asked with a signed notice instead.
+            site = Path(self.fs.root).name
+            unreached = announce(runners, site, "reload")
+            for host in unreached:
+                self.push(f"200-not reached: {host}\r\n")  # type: ignore[attr-defined]
+            hosts = len(runners.of(site))
+            self.respond(  # type: ignore[attr-defined]
+                f"200 Runners on {hosts - len(unreached)} of {hosts} hosts asked to reload "
+                "their workers.")
+            return
         _done, message = reload_runner(Path(self.fs.root))
         self.respond(f"200 {message}")  # type: ignore[attr-defined]
 

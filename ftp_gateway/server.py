@@ -18,10 +18,13 @@ from typing import Any
 from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
 from pyftpdlib.servers import ThreadedFTPServer
 
+from cgirt import errors as cgirt_errors
+from cgirt.notice import read_secret
+
 from .auth import SiteAuthorizer
 from .bans import BanList
 from .config import GatewayConfig
-from .errors import GatewayError, UsersFileError
+from .errors import ConfigError, GatewayError, UsersFileError
 from .filesystem import SiteFS
 from .handler import (
     GATEWAY_COMMANDS,
@@ -31,6 +34,7 @@ from .handler import (
     TlsGatewayHandler,
     TlsPublishingDTPHandler,
 )
+from .notify import Runners
 from .users import UsersStore
 
 log = logging.getLogger("cgirt.ftp")
@@ -47,6 +51,7 @@ def build_handler(config: GatewayConfig) -> type[FTPHandler]:
         config=config,
         users=users,
         bans=BanList(config.ban_failures, config.ban_window, config.ban_duration),
+        runners=_runners(config),
     )
     base, dtp_base, commands = _bases(config)
     dtp = type("CgirtDTPHandler", (dtp_base,), {"timeout": config.data_timeout})
@@ -177,3 +182,13 @@ def serve(
                 reload(server.handler, config)
     finally:
         server.close_all()
+
+
+def _runners(config: GatewayConfig) -> Runners | None:
+    if not config.runners or config.publish_secret is None:
+        return None
+    try:
+        secret = read_secret(config.publish_secret)
+    except cgirt_errors.ConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    return Runners(config.runners, secret, config.notify_timeout)

@@ -29,6 +29,7 @@ from ..errors import (BadRequest, HttpError, PayloadTooLarge, RedirectLoop, Requ
 from .executors import Executor, Work
 from ..fastcgi.server import FastCGIRequest, io_timeout
 from .forkmode import ForkExecutor, ForkServer
+from . import freshness
 from ..log import ErrorLog
 from ..logfiles import LogFile, shared_counter
 from .accesslog import AccessLog
@@ -53,13 +54,14 @@ class CgiApp:
         self.modules = SiteModules(os.path.realpath(config.site), config.allow_keep_modules,
                                    lambda path, text: self.errlog.line(path, text))
         self.log_counter = shared_counter()
-        self.errlog = ErrorLog(site_layout.error_log_path(config.site), config.site,
+        host = config.host_name
+        self.errlog = ErrorLog(site_layout.error_log_path(config.site, host), config.site,
                                self.log_counter, config.log_max_size)
-        self.access = AccessLog(LogFile(site_layout.access_log_path(config.site),
+        self.access = AccessLog(LogFile(site_layout.access_log_path(config.site, host),
                                         self.log_counter, config.log_max_size)
                                 ) if config.access_log else None
         self._mode = "-"
-        self.slowlog = SlowLog(site_layout.slow_log_path(config.site), config.site,
+        self.slowlog = SlowLog(site_layout.slow_log_path(config.site, host), config.site,
                                self.log_counter, config.log_max_size)
         self.document_root = str(config.site / site_layout.DOCUMENT_ROOT)
         self.forks = ForkServer(config.timeout, config.kill_grace, io_timeout(config))
@@ -72,6 +74,8 @@ class CgiApp:
         }
         self._generation_path = str(site_layout.generation_path(config.site))
         self._generation: Any = None
+        self.publishes = freshness.PublishEpoch()  # bumped by the master on a publish notice
+        self._publish_seen = 0
         self._current: FastCGIRequest | None = None
         self._started = 0.0
 
@@ -215,6 +219,15 @@ class CgiApp:
             if self._generation is not None:
                 self.modules.refresh(force=True)
             self._generation = sig
+        epoch = self.publishes.read()
+        if epoch != self._publish_seen:
+            # Another host published: this host's mount may still show the old attributes,
+            # so nothing remembered from them is trusted, and for a while stats ask the server.
+            self._publish_seen = epoch
+            freshness.strict_for(self.config.publish_window)
+            self.scripts.clear()
+            self.dispatcher.forget()
+            self.modules.refresh(force=True)
 
     def _on_slow(self, signum: int, frame: Any) -> None:
         req = self._current

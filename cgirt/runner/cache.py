@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import Any, Callable
 
+from . import freshness
+
 RACY_SECONDS = 2.0
 KEEP_FILE = ".cgirt-keep-modules"
 log = logging.getLogger("cgirt.error")
@@ -54,14 +56,14 @@ def _is_racy(st: os.stat_result, now: float) -> bool:
 
 def _read(path: str) -> tuple[os.stat_result, bytes]:
     with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
+        st = freshness.fstat_of(path, f.fileno())
         return st, f.read()
 
 
 def _still_valid(entry: _Entry, path: str, st: os.stat_result | None = None) -> bool:
     if st is None:
         try:
-            st = os.stat(path)
+            st = freshness.stat(path)
         except OSError:
             return False
     if signature(st) != entry.sig:

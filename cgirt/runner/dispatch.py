@@ -16,6 +16,7 @@ from typing import Mapping
 from urllib.parse import unquote
 
 from ..errors import BadRequest, Forbidden, ScriptNotFound
+from . import freshness
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class Dispatcher:
         )
         self._resolved: dict[tuple[str, str, str], Target] = {}
 
+    def forget(self) -> None:
+        self._resolved.clear()
+
     def resolve(self, params: Mapping[str, str]) -> Target:
         """The request's script. An answer is remembered while the path it was found at still
         leads to the same regular file (one stat, instead of a walk over the path)."""
@@ -54,7 +58,7 @@ class Dispatcher:
         known = self._resolved.get(key)
         if known is not None:
             try:
-                st = os.stat(known.found)
+                st = freshness.stat(known.found)
             except OSError:
                 st = None
             if st is not None and known.stat is not None and stat.S_ISREG(st.st_mode) \
@@ -115,7 +119,7 @@ class Dispatcher:
             current = current + "/" + segment
             consumed = consumed.rstrip("/") + "/" + segment
             try:
-                st = os.stat(current)
+                st = freshness.stat(current)
             except (FileNotFoundError, NotADirectoryError):
                 raise ScriptNotFound(log=f"no such script: {current}") from None
             except OSError as exc:

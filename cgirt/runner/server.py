@@ -12,10 +12,13 @@ from pathlib import Path
 from .. import site as site_layout
 from .app import CgiApp
 from ..config import RunnerConfig
-from ..errors import StartupError
+from ..errors import ConfigError, StartupError
 from ..fastcgi.server import FastCGIServer, io_timeout
+from .freshness import PublishNotices
+from ..notice import Verifier, read_secret
 from .slowlog import SLOW_SIGNAL
-from .statusserver import PoolMonitor, StatusServer, bind_status, remove_socket
+from .statusserver import (PoolMonitor, StatusServer, bind_status, remove_socket,
+                           status_address)
 from ..logfiles import Rotator, owned_like
 from .supervisor import Supervisor, SupervisorSettings
 
@@ -89,11 +92,15 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
         raise StartupError(f"site directory {config.site} does not exist")
     site_layout.ensure_state(config.site)
     _warn_if_readable_by_other_sites(config)
+    secret = read_secret(config.publish_secret) if config.publish_secret is not None else None
+    if secret is not None and status_address(config) is None:
+        raise ConfigError("publish_secret needs a status address to take notices on "
+                          "(status_listen is off)")
     sock = bind(config.listen, config.socket_mode)
     try:
         status_sock, status_at = bind_status(config, bind)
     except StartupError:
-        _cleanup(sock, config.listen, site_layout.runner_pid_path(config.site))
+        _cleanup(sock, config.listen, site_layout.runner_pid_path(config.site, config.host_name))
         raise
     app = CgiApp(config)
     fcgi = FastCGIServer(app, max_conns=config.workers, io_timeout=io_timeout(config))
@@ -106,7 +113,7 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
         slow_after=config.slowlog_timeout,
         slow_signal=SLOW_SIGNAL,
     )
-    pid_file = site_layout.runner_pid_path(config.site)
+    pid_file = site_layout.runner_pid_path(config.site, config.host_name)
 
     def ready() -> None:
         try:
@@ -119,15 +126,23 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
         if status_sock is not None:
             log.info("cgirt: status on %s", describe(status_sock))
 
-    rotator = Rotator(site_layout.logs_dir(config.site), site_layout.SITE_LOGS, app.log_counter,
+    host = config.host_name
+    # One of several hosts rotates only its own logs: deploy.log is every host's to see.
+    logs = (tuple(site_layout.per_host(n, host) for n in site_layout.RUNNER_LOGS) if host
+            else site_layout.SITE_LOGS)
+    written = ("error.log", "access.log") if config.access_log else ("error.log",)
+    rotator = Rotator(site_layout.logs_dir(config.site), logs, app.log_counter,
                       config.log_max_size, config.log_backups, owned_like(config.site),
-                      always=("error.log", "access.log") if config.access_log else ("error.log",))
+                      always=tuple(site_layout.per_host(n, host) for n in written))
     supervisor = Supervisor(sock, fcgi.handle_connection, settings, child_init=app.child_init,
                             on_ready=ready, on_reopen=rotator.reopen, on_tick=rotator.tick,
                             wake_fds=(app.log_counter.poke_r,))
     if status_sock is not None:
         monitor = PoolMonitor(name or config.site.name, supervisor, sock)
-        supervisor.observer = StatusServer(status_sock, [monitor])
+        notices = None
+        if secret is not None:
+            notices = PublishNotices(Verifier(secret, config.site.name), app.publishes)
+        supervisor.observer = StatusServer(status_sock, [monitor], notices)
     try:
         status = supervisor.run()
         if supervisor.halt_reason:

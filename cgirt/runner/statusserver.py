@@ -13,6 +13,8 @@ of a few kilobytes fits the socket's buffer, and a client that does not read it 
 after a second.
 
     GET .../status[?json|openmetrics|html][&full][&pool=NAME]     GET .../ping
+    POST .../publish?...  POST .../reload?...   (with publish_secret: the gateway's signed
+                                                 notices, cgirt/notice.py)
 
 Only the last segment of the path counts, so a web server may route any location to it.
 """
@@ -30,6 +32,7 @@ from urllib.parse import unquote
 from .. import site as site_layout
 from ..config import RunnerConfig
 from ..errors import BadRequest, HttpError, ScriptNotFound, StartupError
+from ..notice import ACTIONS
 from ..status import CONTENT_TYPES, FORMATS, PoolStatus, WorkerStatus, render
 from .listenqueue import listen_queue
 from .supervisor import Supervisor
@@ -52,7 +55,8 @@ def status_address(config: RunnerConfig) -> str | None:
     site's state directory; None when turned off."""
     if config.status_listen == "off":
         return None
-    return config.status_listen or f"unix:{site_layout.status_socket_path(config.site)}"
+    default = site_layout.status_socket_path(config.site, config.host_name)
+    return config.status_listen or f"unix:{default}"
 
 
 def bind_status(config: RunnerConfig, bind: Callable[[str, int], socket.socket]
@@ -144,9 +148,11 @@ class PoolMonitor:
 class StatusServer:
     """An `Observer` of the supervisor: serves the status of its monitors' pools."""
 
-    def __init__(self, listener: socket.socket, monitors: Sequence[Monitor] = ()) -> None:
+    def __init__(self, listener: socket.socket, monitors: Sequence[Monitor] = (),
+                 on_notice: Callable[[str, str, str], bytes] | None = None) -> None:
         self.listener = listener
         self.monitors: list[Monitor] = list(monitors)
+        self.on_notice = on_notice  # (action, query, Authorization) -> body; cgirt/notice.py
         listener.setblocking(False)
         self._conns: dict[int, tuple[socket.socket, bytearray, float]] = {}
 
@@ -250,10 +256,15 @@ class StatusServer:
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
             raise BadRequest(f"not an HTTP request line: {line[:100]!r}")
         method, target, _ = parts
-        if method not in ("GET", "HEAD"):
-            raise MethodNotAllowed(f"{method} is not served here: GET the status or the ping")
         path, _, query = target.partition("?")
         page = path.rstrip("/").rsplit("/", 1)[-1]
+        if page in ACTIONS and self.on_notice is not None:
+            if method != "POST":
+                raise MethodNotAllowed(f"{method} is not served here: POST a {page} notice")
+            return method, CONTENT_TYPES["text"], self.on_notice(page, query, _header(
+                request, "authorization"))
+        if method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(f"{method} is not served here: GET the status or the ping")
         if page == "ping":
             return method, CONTENT_TYPES["text"], b"pong\n"
         if page != "status":
@@ -278,6 +289,14 @@ class StatusServer:
         entry = self._conns.pop(fd, None)
         if entry is not None:
             entry[0].close()
+
+
+def _header(request: bytes, name: str) -> str:
+    for line in request.split(b"\n")[1:]:
+        key, sep, value = line.decode("latin-1").partition(":")
+        if sep and key.strip().lower() == name:
+            return value.strip()
+    return ""
 
 
 def check_unix_path(address: str) -> None:

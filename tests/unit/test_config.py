@@ -49,6 +49,10 @@ RUNNER: dict[str, tuple[str, str, dict[str, Any]]] = {
     "status_listen": ('"127.0.0.1:9001"', "127.0.0.1:9001", {"status_listen": "127.0.0.1:9001"}),
     "status_socket_mode": ('"660"', "660", {"status_socket_mode": 0o660}),
     "slowlog_timeout": ('"2s"', "2s", {"slowlog_timeout": 2.0}),
+    "host_name": ('"web-2"', "web-2", {"host_name": "web-2"}),
+    "publish_secret": ('"/etc/hostname"', "/etc/hostname",
+                       {"publish_secret": Path("/etc/hostname")}),
+    "publish_window": ('"5s"', "5s", {"publish_window": 5.0}),
     "access_log": ("false", "false", {"access_log": False}),
     "log_max_size": ('"1M"', "1M", {"log_max_size": 1 << 20}),
     "log_backups": ("3", "3", {"log_backups": 3}),
@@ -78,9 +82,15 @@ GATEWAY: dict[str, tuple[str, str | None, dict[str, Any]]] = {  # None: a switch
     "quota_files": ("100", "100", {"quota_files": 100}),
     "max_file_size": ('"100M"', "100M", {"max_file_size": 100 << 20}),
     "completion_grace": ('"200ms"', "200ms", {"completion_grace": 0.2}),
+    "runners": ('["10.0.0.2:9001", "10.0.0.3:9001"]', "10.0.0.2:9001,10.0.0.3:9001",
+                {"runners": ("10.0.0.2:9001", "10.0.0.3:9001")}),
+    "publish_secret": ('"/etc/hostname"', "/etc/hostname",
+                       {"publish_secret": Path("/etc/hostname")}),
+    "notify_timeout": ('"1500ms"', "1500ms", {"notify_timeout": 1.5}),
     "log_file": ('"/tmp/ftp.log"', "/tmp/ftp.log", {"log_file": Path("/tmp/ftp.log")}),
 }
-GATEWAY_NEEDS = {"tls_key": ("tls_cert", "/etc/hostname")}  # a key is refused without its cert
+GATEWAY_NEEDS = {"tls_key": ("tls_cert", "/etc/hostname"),  # a key is refused without its cert
+                 "runners": ("publish_secret", "/etc/hostname")}  # runners without the secret
 GATEWAY_FLAG_ONLY = {"port_file": ("/tmp/port", {"port_file": Path("/tmp/port")})}
 
 DEVSERVER: dict[str, tuple[str, dict[str, Any]]] = {  # no TOML table: flags only

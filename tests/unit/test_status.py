@@ -72,3 +72,11 @@ def test_the_html_page_draws_itself_from_the_json() -> None:
     page = render([pool()], "html", full=False, now=NOW).decode()
     assert page.startswith("<!DOCTYPE html>") and 'fetch("?json&full"' in page
     assert "setInterval(refresh" in page
+
+
+def test_json_reads_back_into_the_same_pools() -> None:
+    from cgirt.status import pools_from_json
+
+    pools = [pool("a"), pool("b", queue=None)]
+    again = pools_from_json(render(pools, "json", full=True, now=NOW))
+    assert render(again, "text", full=True, now=NOW) == render(pools, "text", full=True, now=NOW)

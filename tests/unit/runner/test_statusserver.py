@@ -116,3 +116,31 @@ def test_a_failing_sample_is_logged_not_raised_into_the_master(
     srv.on_tick(0.0)  # no exception: the master's loop goes on
     assert "status: sampling pool broken" in caplog.text and "boom" in caplog.text
     assert ask(srv, path, b"GET /ping HTTP/1.0\r\n\r\n").endswith(b"pong\n")
+
+
+def test_a_publish_notice_bumps_the_epoch_only_when_signed(tmp_path: Path) -> None:
+    from cgirt.notice import Verifier, request
+    from cgirt.runner.freshness import PublishEpoch, PublishNotices
+
+    admin = socket.socket(socket.AF_UNIX)
+    path = str(tmp_path / "status.sock")
+    admin.bind(path)
+    admin.listen(16)
+    epoch = PublishEpoch()
+    secret = b"k" * 32
+    srv = StatusServer(admin, [], PublishNotices(Verifier(secret, "www"), epoch))
+    try:
+        forged = ask(srv, path, request(b"x" * 32, "www"))
+        assert forged.startswith(b"HTTP/1.0 403 Forbidden"), forged
+        assert epoch.read() == 0
+        assert ask(srv, path, b"GET /publish HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 405")
+        answer = ask(srv, path, request(secret, "www"))
+        assert answer.startswith(b"HTTP/1.0 200 OK") and answer.endswith(b"published 1\n")
+        assert epoch.read() == 1
+    finally:
+        srv.close()
+
+
+def test_without_a_secret_there_is_no_publish_page(server: tuple[StatusServer, str, Supervisor]) -> None:
+    srv, path, _ = server
+    assert ask(srv, path, b"POST /publish HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 405")
