@@ -128,11 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from ..cli import fail, warn
+    from ..logfiles import StampFormatter
 
     args = build_parser().parse_args(argv)
     try:
         config = config_from_flags(DevFrontConfig, args, warn)
-        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+        handler = logging.StreamHandler()
+        handler.setFormatter(StampFormatter("%(asctime)s %(name)s: %(message)s"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
         run(config, on_ready=lambda front: print(front.url, flush=True))
     except CgirtError as exc:
         return fail(f"devserver: {exc}", exc)
