@@ -322,10 +322,16 @@ class Host:
                   if len(fields) >= 7 and wanted(fields)}
         found = []
         for pid in children_of(self.zygote):
+            links = []
             try:
-                links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+                fds = list(Path(f"/proc/{pid}/fd").iterdir())
             except OSError:
-                continue
+                continue  # the process is gone
+            for fd in fds:
+                try:
+                    links.append(os.readlink(fd))
+                except OSError:
+                    pass  # closed since the listing (the worker is busy): not the listener
             if any(link[8:-1] in inodes for link in links if link.startswith("socket:[")):
                 found.append(pid)
         return found
