@@ -66,6 +66,33 @@ class PoolStatus:
     workers: tuple[WorkerStatus, ...] = ()
 
 
+def worker_state(booted: bool, running: bool, retiring: bool) -> str:
+    """A worker's state as PHP-FPM names it, from what its slot and the master know."""
+    if not booted:
+        return "Starting"
+    if running:
+        return "Running"
+    return "Retiring" if retiring else "Idle"
+
+
+def summarise(pool: str, process_manager: str, start_time: float, retired_requests: int,
+              queue: tuple[int, int] | None, max_listen_queue: int, max_active: int,
+              max_children_reached: int, slow_requests: int,
+              workers: Sequence[WorkerStatus]) -> PoolStatus:
+    """A pool's status from its workers' (the counts derived here, the maxima kept by the
+    caller); `accepted` counts the requests of workers that are gone too."""
+    return PoolStatus(
+        pool=pool, process_manager=process_manager, start_time=start_time,
+        accepted=retired_requests + sum(w.requests for w in workers),
+        listen_queue=queue[0] if queue else None, max_listen_queue=max_listen_queue,
+        listen_queue_len=queue[1] if queue else None,
+        idle=sum(1 for w in workers if w.state == "Idle"),
+        active=sum(1 for w in workers if w.state == "Running"), total=len(workers),
+        max_active=max_active, max_children_reached=max_children_reached,
+        slow_requests=slow_requests, workers=tuple(workers),
+    )
+
+
 def render(pools: Sequence[PoolStatus], fmt: str, full: bool, now: float | None = None) -> bytes:
     now = time.time() if now is None else now
     if fmt == "json":

@@ -22,7 +22,7 @@ from ..runner.listenqueue import listen_queue
 from ..runner.scoreboard import Scoreboard
 from ..runner.server import bind
 from ..runner.statusserver import StatusServer, check_unix_path
-from ..status import PoolStatus, WorkerStatus
+from ..status import PoolStatus, WorkerStatus, summarise, worker_state
 from .settings import HostSettings
 
 if TYPE_CHECKING:
@@ -97,14 +97,7 @@ class SiteMonitor:
             if not w.pid:
                 continue  # the zygote has not said its pid yet
             v = self.slots.read(w.slot)
-            if not v.booted:
-                state = "Starting"
-            elif v.started:
-                state = "Running"
-            elif w.retiring_since is not None:
-                state = "Retiring"
-            else:
-                state = "Idle"
+            state = worker_state(bool(v.booted), bool(v.started), w.retiring_since is not None)
             duration = mono - v.started if v.started else v.last_duration
             workers.append(WorkerStatus(w.pid, state, wall - (mono - w.spawned_at), v.requests,
                                         v.method, v.uri, v.script, max(duration, 0.0),
@@ -112,16 +105,9 @@ class SiteMonitor:
         queue = listen_queue(pool.listener) if pool.listener is not None else None
         if queue is not None:
             self.max_listen_queue = max(self.max_listen_queue, queue[0])
-        active = sum(1 for w in workers if w.state == "Running")
-        return PoolStatus(
-            pool=self.name, process_manager=pool.spec.pool.pm, start_time=self.started_at,
-            accepted=self.retired_requests + sum(w.requests for w in workers),
-            listen_queue=queue[0] if queue else None, max_listen_queue=self.max_listen_queue,
-            listen_queue_len=queue[1] if queue else None,
-            idle=sum(1 for w in workers if w.state == "Idle"), active=active, total=len(workers),
-            max_active=self.max_active, max_children_reached=self.max_children_reached,
-            slow_requests=self.slow_requests, workers=tuple(workers),
-        )
+        return summarise(self.name, pool.spec.pool.pm, self.started_at, self.retired_requests,
+                         queue, self.max_listen_queue, self.max_active,
+                         self.max_children_reached, self.slow_requests, workers)
 
 
 class HostStatus:

@@ -33,7 +33,8 @@ from .. import site as site_layout
 from ..config import RunnerConfig
 from ..errors import BadRequest, HttpError, ScriptNotFound, StartupError
 from ..notice import ACTIONS
-from ..status import CONTENT_TYPES, FORMATS, PoolStatus, WorkerStatus, render
+from ..status import (CONTENT_TYPES, FORMATS, PoolStatus, WorkerStatus, render, summarise,
+                      worker_state)
 from .listenqueue import listen_queue
 from .supervisor import Supervisor
 
@@ -118,31 +119,18 @@ class PoolMonitor:
         workers = []
         for w in sorted(sup.workers.values(), key=lambda w: w.spawned):
             v = sup.scoreboard.read(w.slot)
-            if not (w.booted or v.booted):
-                state = "Starting"
-            elif v.started:
-                state = "Running"
-            elif w.retiring_since is not None:
-                state = "Retiring"
-            else:
-                state = "Idle"
+            state = worker_state(w.booted or bool(v.booted), bool(v.started),
+                                 w.retiring_since is not None)
             duration = mono - v.started if v.started else v.last_duration
             workers.append(WorkerStatus(w.pid, state, w.spawned, v.requests, v.method, v.uri,
                                         v.script, max(duration, 0.0), v.last_cpu, v.peak_rss_kib))
         queue = listen_queue(self.listener)
-        active = sum(1 for w in workers if w.state == "Running")
         if queue is not None:
             self.max_listen_queue = max(self.max_listen_queue, queue[0])
-        self.max_active = max(self.max_active, active)
-        return PoolStatus(
-            pool=self.name, process_manager="static", start_time=sup.started_at,
-            accepted=sup.retired_requests + sum(w.requests for w in workers),
-            listen_queue=queue[0] if queue else None, max_listen_queue=self.max_listen_queue,
-            listen_queue_len=queue[1] if queue else None,
-            idle=sum(1 for w in workers if w.state == "Idle"), active=active, total=len(workers),
-            max_active=self.max_active, max_children_reached=self.max_children_reached,
-            slow_requests=sup.slow_requests, workers=tuple(workers),
-        )
+        self.max_active = max(self.max_active, sum(1 for w in workers if w.state == "Running"))
+        return summarise(self.name, "static", sup.started_at, sup.retired_requests, queue,
+                         self.max_listen_queue, self.max_active, self.max_children_reached,
+                         sup.slow_requests, workers)
 
 
 class StatusServer:
