@@ -189,7 +189,6 @@ def _unmount(mountpoint: Path) -> None:
                        capture_output=True, timeout=30)
 
 
-
 GLUSTERD_VOL = """\
 volume management
     type mgmt/glusterd
