@@ -1,7 +1,7 @@
 """Runner hosts on a shared mount (sshfs, GlusterFS): requests per second between publishes,
 in a publish window (forced stats), and on a mount with every client cache off.
 
-    python -m bench.multihost [--fs sshfs|gluster|both] [--seconds 4] [--rounds 3]
+    python -m bench.multihost [--fs sshfs|gluster|both] [--seconds 6] [--rounds 7]
                                                         (root: namespaces and FUSE)
 
 The machines are those of tests/integration/test_multihost.py (tests/support/cluster.py,
@@ -69,8 +69,8 @@ MOUNTS = {
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.multihost")
     parser.add_argument("--fs", choices=["sshfs", "gluster", "both"], default="both")
-    parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--connections", type=int, default=4)
     args = parser.parse_args()
     if os.geteuid() != 0:
