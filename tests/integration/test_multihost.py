@@ -1,11 +1,12 @@
 """Several runner hosts on a shared filesystem: once the FTP client has its 226, every host
 runs the new code.
 
-The machines are network namespaces on this one (tests/support/cluster.py): a file server
-(sshd), two runner hosts and the FTP gateway, each with its own sshfs mount of the volume,
-so each has its own attribute cache, as separate machines would. nginx, in this namespace,
-balances over both runners (deploy/nginx-cgirt-upstream.conf). Fixed ports are safe here:
-each namespace is private to the test, nothing else listens in it.
+The machines are network namespaces on this one (tests/support/cluster.py): a file server,
+two runner hosts and the FTP gateway, each with its own mount of the volume, so each has its
+own attribute cache, as separate machines would. Every test runs on each filesystem that
+INSTALL.md documents: sshfs (sshd on the file server) and GlusterFS (glusterd, one brick).
+nginx, in this namespace, balances over both runners (deploy/nginx-cgirt-upstream.conf).
+Fixed ports are safe here: each namespace is private to the test, nothing else listens in it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 
 from cgirt.runner import freshness
 from cgirt.runner.cache import RACY_SECONDS
-from tests.support.cluster import FileServer, Lan, SshfsMount
+from tests.support.cluster import FILESYSTEMS, Lan, file_server
 from tests.support.http import fetch
 from tests.support.procs import Proc, children_of, wait_for
 from tests.support.servers import DEPLOY, IS_ROOT, REPO, Nginx, connectable, free_port
@@ -131,8 +132,8 @@ class Cluster:
         return client
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+@pytest.fixture(params=FILESYSTEMS)
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     if not IS_ROOT:
         message = "*** network namespaces and FUSE mounts need root (./run-tests as root) ***"
         if os.environ.get("CI") == "true":
@@ -141,8 +142,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     started = time.monotonic()
     lan = Lan(f"{os.getpid() % 10000}", ["r1", "r2", "gw"])
     try:
-        export = tmp_path / "export"
-        server = FileServer(lan, tmp_path / "files", export)
+        server = file_server(request.param, lan, tmp_path / "files", tmp_path / "export")
+        export = server.export
         site = export / "site"
         (site / "cgi-bin").mkdir(parents=True)
         (site / "htdocs").mkdir()
@@ -153,7 +154,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         secret.chmod(0o600)
         mounts = {}
         for machine in ("r1", "r2", "gw"):
-            mounts[machine] = SshfsMount(lan, machine, server, tmp_path / f"mnt-{machine}").mountpoint
+            mounts[machine] = server.mount(machine, tmp_path / f"mnt-{machine}")
         c = Cluster(lan, tmp_path, export, mounts, secret,
                     versions={k: "v0" for k in range(SCRIPTS)},
                     changed={k: time.time() for k in range(SCRIPTS)})
@@ -169,13 +170,13 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         lan.on_close(nginx.stop)
         c.web = f"127.0.0.1:{port}"
         nginx.wait(c.web)
-        print(f"cluster up in {time.monotonic() - started:.1f} s")
+        print(f"{request.param} cluster up in {time.monotonic() - started:.1f} s")
         yield c
     finally:
         stopping = time.monotonic()
         lan.close()
         print(f"cluster down in {time.monotonic() - stopping:.1f} s")
-    assert not [m for m in (tmp_path / "mnt-r1", tmp_path / "mnt-gw") if os.path.ismount(m)]
+    assert not [m for m in tmp_path.iterdir() if os.path.ismount(m)]
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"cgirt-{lan.tag}-" not in names
 
@@ -254,7 +255,7 @@ def test_a_forced_stat_sees_what_the_attribute_cache_hides(cluster: Cluster) -> 
         os.replace(tmp, written)
         cached_stale += os.stat(seen).st_size != i
         forced_stale += freshness.forced_stat(str(seen)).st_size != i
-        assert seen.read_text() == "x" * i  # sshfs opens by path: the content is fresh
+        assert seen.read_text() == "x" * i  # opened after the forced stat: the new file
     assert forced_stale == 0
     assert cached_stale > 0, "the mount caches no attributes: nothing here to prove"
 
