@@ -155,3 +155,12 @@ def test_each_slots_epoch_is_its_own_and_shared_with_a_forked_worker() -> None:
     os.close(w)
     assert os.waitstatus_to_exitcode(status) == 3
     assert [table.publishes(s).read() for s in range(4)] == [0, 1, 3, 0]
+
+
+def test_a_worker_started_within_the_publish_window_starts_forced(tmp_path: Path) -> None:
+    from cgirt.host.master import SitePool
+
+    pool = SitePool(load(write_host(tmp_path, extra_a='publish_window = "30s"')).sites["alpha"])
+    assert not pool.in_publish_window(100.0)  # never noticed
+    pool.noticed_at = 100.0
+    assert pool.in_publish_window(129.9) and not pool.in_publish_window(130.0)
