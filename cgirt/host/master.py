@@ -192,16 +192,17 @@ class HostMaster:
                                    "allow_root_site = true)")
             site_layout.ensure_state(config.site)
             _warn_if_readable_by_other_sites(config)
+            # With host_name, as under `cgirt serve`: this host's own files on a shared tree.
+            logs, always = site_layout.rotated_logs(config.host_name, config.access_log)
             pool.rotator = Rotator(
-                site_layout.logs_dir(config.site), site_layout.SITE_LOGS, self.log_counter,
-                config.log_max_size, config.log_backups, owned_like(config.site),
-                always=("error.log", "access.log") if config.access_log else ("error.log",))
+                site_layout.logs_dir(config.site), logs, self.log_counter,
+                config.log_max_size, config.log_backups, owned_like(config.site), always=always)
             pool.listener = bind(config.listen, config.socket_mode)
         except (StartupError, OSError) as exc:
             log.error("site %s: not served: %s", spec.name, exc)
             return
         try:  # SITE RELOAD (FTP) and logrotate signal the pid they find there: ours
-            _write_pid(site_layout.runner_pid_path(config.site))
+            _write_pid(site_layout.runner_pid_path(config.site, config.host_name))
         except OSError as exc:
             log.warning("site %s: cannot write its runner.pid (%s): SITE RELOAD over FTP will "
                         "not reach it", spec.name, exc.strerror)
@@ -222,7 +223,7 @@ class HostMaster:
                 pass
         pool.listener.close()
         pool.listener = None
-        pid_file = site_layout.runner_pid_path(pool.spec.runner.site)
+        pid_file = site_layout.runner_pid_path(pool.spec.runner.site, pool.spec.runner.host_name)
         try:
             if pid_file.read_text().strip() == str(os.getpid()):
                 pid_file.unlink()
