@@ -669,6 +669,9 @@ class HostMaster:
                     old.removed = True
                     self.draining.append(old)
                     self._start_site(spec)
+                    # A publish window still open holds for the new pool's workers too.
+                    new = self.pools[name]
+                    new.noticed_at, new.notices = old.noticed_at, old.notices
                 else:
                     pool_.spec = spec
                     pool_.failures, pool_.backoff_until = 0, 0.0

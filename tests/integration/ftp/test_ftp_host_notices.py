@@ -107,6 +107,13 @@ def test_a_publish_is_acknowledged_by_the_host_before_the_226_and_forces_that_si
         wait_for(lambda: not s.workers("a"), 30, "a's idle worker to exit")
         forced, later = s.forced("a")
         assert later != first and forced is True
+        # And after a SIGHUP that gives the site a new pool (its socket made anew).
+        s.config.write_text(s.config.read_text().replace(
+            f'listen = "{s.backend("a")}"', f'listen = "{s.backend("a")}"\nsocket_mode = "666"'))
+        s.reload()
+        wait_for(lambda: later not in s.workers("a"), 30, "a's worker replaced")
+        forced, newest = s.forced("a")
+        assert newest != later and forced is True
         # The negative control: a host that does not answer holds the 226 for notify_timeout
         # and is named in it.
         os.kill(s.host.pid, signal.SIGSTOP)
