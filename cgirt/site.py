@@ -114,6 +114,14 @@ SITE_LOGS = (*RUNNER_LOGS, "deploy.log")
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 
 
+def rotated_logs(host: str, access_log: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The logs a runner's master rotates, and those it keeps in existence: one of several
+    hosts rotates only its own (deploy.log is every host's to see)."""
+    logs = tuple(per_host(n, host) for n in RUNNER_LOGS) if host else SITE_LOGS
+    written = ("error.log", "access.log") if access_log else ("error.log",)
+    return logs, tuple(per_host(n, host) for n in written)
+
+
 def deploy_log_path(site: Path) -> Path:
     return logs_dir(site) / "deploy.log"
 

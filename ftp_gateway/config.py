@@ -57,11 +57,15 @@ def _passive_ports(name: str, v: Any) -> tuple[int, int]:
 def _runners(name: str, v: Any) -> tuple[str, ...]:
     items = words(v)
     if not isinstance(items, (list, tuple)):
-        raise ConfigError(f"{name} must be a list of HOST:PORT addresses")
+        raise ConfigError(f"{name} must be a list of HOST:PORT or unix:PATH addresses")
     for item in items:
         site, sep, address = str(item).rpartition("=")
         if sep and not site:
             raise ConfigError(f"{name}: {item!r} names no site before '='")
+        if address.startswith("unix:"):  # a runner host on this machine
+            if not address[5:]:
+                raise ConfigError(f"{name}: {item!r} names no socket after 'unix:'")
+            continue
         _listen(name, address)
     return tuple(items)
 
@@ -124,8 +128,9 @@ class GatewayConfig:
 
     runners: tuple[str, ...] = setting(
         _runners, "status addresses of the runner hosts: HOST:PORT (every site's) or "
-        "SITE=HOST:PORT (the runner of the site directory named SITE); each publish is "
-        "acknowledged by all of its site's before its 226", (), metavar="[SITE=]HOST:PORT,...")
+        "SITE=HOST:PORT (the runner of the site directory named SITE), or unix:PATH on this "
+        "machine; each publish is acknowledged by all of its site's before its 226", (),
+        metavar="[SITE=]HOST:PORT,...")
     publish_secret: Path | None = setting(
         path, "file with the secret shared with the runners (needed with runners)", None,
         path=True, metavar="FILE")

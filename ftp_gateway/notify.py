@@ -23,7 +23,7 @@ MAX_ANSWER = 4096
 class Runners:
     """The runner hosts of this gateway's sites and the secret shared with them."""
 
-    addresses: tuple[str, ...]  # HOST:PORT (every site's runner) or SITE=HOST:PORT
+    addresses: tuple[str, ...]  # [SITE=]HOST:PORT or [SITE=]unix:PATH (without SITE: every site's)
     secret: bytes
     timeout: float
 
@@ -58,16 +58,29 @@ def announce(runners: Runners, site: str, action: str = "publish") -> list[str]:
             for address in notice_of if answers.get(address) != ""]
 
 
+def _connect(address: str, timeout: float) -> socket.socket:
+    """HOST:PORT, or unix:PATH for a runner host on this machine."""
+    if address.startswith("unix:"):
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.settimeout(timeout)
+            conn.connect(address[5:])
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+    host, _, port = address.rpartition(":")
+    return socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+
+
 def _late(timeout: float) -> str:
     return f"no answer within {timeout:g} s"
 
 
 def _send(address: str, notice: bytes, deadline: float) -> str | None:
     """"" when acknowledged, None when out of time, else why not."""
-    host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)),
-                                      timeout=max(0.01, deadline - time.monotonic())) as conn:
+        with _connect(address, max(0.01, deadline - time.monotonic())) as conn:
             conn.sendall(notice)
             answer = b""
             while len(answer) < MAX_ANSWER:

@@ -9,13 +9,14 @@ with every problem found, each with its file and line, as `cgirt config check` r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import RunnerConfig, build, parse_values, settings_of
 from ..configfile import ConfigFile
 from ..errors import ConfigError
+from ..notice import read_secret
 from .settings import HOST_KEYS, POOL_KEYS, HostSettings, PoolSettings
 
 
@@ -40,6 +41,9 @@ class SiteSpec:
     runner: RunnerConfig
     pool: PoolSettings
     source: Path  # the file that defines it
+    # Its publish_secret's content, read with the file: the master's alone (never in a
+    # worker's RunnerConfig); a changed secret is no reason to replace the site's workers.
+    secret: bytes | None = field(default=None, compare=False)
 
     @property
     def max_workers(self) -> int:
@@ -80,6 +84,7 @@ def load(path: Path) -> HostPlan:
         tables.append((drop_in.stem, f.data, f, ""))
     sites: dict[str, SiteSpec] = {}
     listens: dict[str, str] = {}
+    directories: dict[str, str] = {}  # of the sites that take notices: directory name -> site
     for name, table, f, where in tables:
         runner_values = {**runner_defaults, **{k: v for k, v in table.items() if k not in POOL_KEYS}}
         listen = runner_values.get("listen")
@@ -101,11 +106,41 @@ def load(path: Path) -> HostPlan:
             if not any(p.startswith(str(f.path)) for p in problems):  # else said, with its line
                 problems.append(f"{f.path}: site {name!r}: {exc}")
             continue
-        sites[name] = SiteSpec(name, runner, pool, f.path)
+        secret = None
+        if runner.publish_secret is not None:
+            # The main file's sites: host_problems() has said theirs; a drop-in's, here.
+            found = [] if where else notice_problems(
+                f, "", runner.publish_secret, runner.site, settings, directories)
+            directories[runner.site.name] = name
+            if found or problems:
+                problems += found
+                continue
+            secret = read_secret(runner.publish_secret)
+        sites[name] = SiteSpec(name, runner, pool, f.path, secret)
     if problems:
         raise HostConfigError(problems)
     preload: tuple[str, ...] = build(RunnerConfig, defaults).preload
     return HostPlan(settings, sites, preload)
+
+
+def notice_problems(f: ConfigFile, table: str, secret: Path, site: Path,
+                    settings: HostSettings, directories: dict[str, str]) -> list[str]:
+    """A site's publish_secret under `cgirt host`: readable, a status address to take the
+    notices on, and one such site per directory name (the name a notice gives)."""
+    found = []
+    try:
+        read_secret(secret)
+    except ConfigError as exc:
+        found.append(f.at("publish_secret", table, str(exc)))
+    if settings.status_listen == "off":
+        found.append(f.at("publish_secret", table, "publish_secret needs the host's status "
+                          "address to take notices on ([host] status_listen is off)"))
+    other = directories.get(site.name)
+    if other is not None:
+        found.append(f.at("publish_secret", table, f"site {other!r} also has a directory named "
+                          f"{site.name!r} and a publish_secret: a notice names the "
+                          "directory, so it could not tell them apart"))
+    return found
 
 
 def drop_in_files(main: ConfigFile, settings: HostSettings) -> list[Path]:
@@ -131,8 +166,17 @@ def host_problems(main: ConfigFile) -> list[str]:
              if key not in HOST_KEYS | POOL_KEYS]
     found += _issues(main, "host", HostSettings, values)
     found += _issues(main, "host", PoolSettings, values)
+    settings = host_settings(main)
+    directories: dict[str, str] = {}
     for name in main.site_names():
-        found += _issues(main, f"sites.{name}", PoolSettings, main.table(f"sites.{name}"))
+        table = main.table(f"sites.{name}")
+        found += _issues(main, f"sites.{name}", PoolSettings, table)
+        values = {**main.table("runner"), **table}
+        secret, site = values.get("publish_secret"), values.get("site")
+        if isinstance(secret, str) and isinstance(site, str):
+            at = f"sites.{name}" if "publish_secret" in table else "runner"
+            found += notice_problems(main, at, Path(secret), Path(site), settings, directories)
+            directories[Path(site).name] = name
     return found
 
 

@@ -3,7 +3,9 @@
 It binds each site's socket, forks the zygote, and from then on only watches: a site's
 socket with a connection waiting and no free worker, its pool's decision (pool.py), the
 host-wide cap, request deadlines, workers that fail at boot or crash (that site backs off,
-no other notices), and signals. It runs no site code and forks no worker itself.
+no other notices), signals, and the FTP gateway's notices on its status address
+(notices.py: a publish bumps the epoch of that site's workers, a reload replaces them). It
+runs no site code and forks no worker itself.
 
 Signals are only recorded; the loop acts on them (SIGHUP reloads the configuration,
 SIGTERM stops after in-flight requests, SIGINT and SIGQUIT stop at once).
@@ -31,6 +33,7 @@ from ..runner.server import _warn_if_readable_by_other_sites, bind, describe
 from ..runner.scoreboard import Scoreboard
 from ..runner.slowlog import SLOW_SIGNAL
 from .config import HostPlan, SiteSpec, load
+from .notices import HostNotices
 from .notify import notify
 from .pool import PoolView, decide
 from .settings import HostSettings
@@ -73,6 +76,13 @@ class SitePool:
     uses_fork: bool = False
     removed: bool = False  # draining: gone from the configuration
     rotator: Rotator | None = None  # its logs, once served
+    noticed_at: float = float("-inf")  # the last publish notice (monotonic)
+    notices: int = 0  # publish notices taken
+
+    def in_publish_window(self, now: float) -> bool:
+        """After a publish notice, workers started now must force their stats too: the
+        mount's attribute cache is the machine's, not a worker's."""
+        return now - self.noticed_at < self.spec.runner.publish_window
 
     @property
     def name(self) -> str:
@@ -112,6 +122,7 @@ class HostMaster:
         self._dirty: set[str] = set()  # sites whose workers changed since the last step
         self._total_checked = float("-inf")
         self.status: HostStatus | None = None
+        self.notices = HostNotices(self._on_publish, self._on_reload_notice)
         self._status_fds: set[int] = set()  # registered with epoll
         self._rotate_active = self._rotate_all = 0.0  # when next
         self.exit_status = 0
@@ -133,10 +144,11 @@ class HostMaster:
             assert self.zygote.sock is not None
             bound = bind_host_status(self.plan.settings, self.config_path)
             if bound is not None:  # after the zygote: no site worker inherits it
-                self.status = HostStatus(*bound, self.slots)
+                self.status = HostStatus(*bound, self.slots, self.notices)
                 self.zygote.close_in_child = self.status.server.fds
             for spec in self.plan.sites.values():
                 self._start_site(spec)
+            self.notices.sites(self.plan.sites.values())
             if self.status is not None:
                 self.status.sites(self.pools.values())
                 log.info("cgirt host: status on %s", self.status.address)
@@ -180,16 +192,17 @@ class HostMaster:
                                    "allow_root_site = true)")
             site_layout.ensure_state(config.site)
             _warn_if_readable_by_other_sites(config)
+            # With host_name, as under `cgirt serve`: this host's own files on a shared tree.
+            logs, always = site_layout.rotated_logs(config.host_name, config.access_log)
             pool.rotator = Rotator(
-                site_layout.logs_dir(config.site), site_layout.SITE_LOGS, self.log_counter,
-                config.log_max_size, config.log_backups, owned_like(config.site),
-                always=("error.log", "access.log") if config.access_log else ("error.log",))
+                site_layout.logs_dir(config.site), logs, self.log_counter,
+                config.log_max_size, config.log_backups, owned_like(config.site), always=always)
             pool.listener = bind(config.listen, config.socket_mode)
         except (StartupError, OSError) as exc:
             log.error("site %s: not served: %s", spec.name, exc)
             return
         try:  # SITE RELOAD (FTP) and logrotate signal the pid they find there: ours
-            _write_pid(site_layout.runner_pid_path(config.site))
+            _write_pid(site_layout.runner_pid_path(config.site, config.host_name))
         except OSError as exc:
             log.warning("site %s: cannot write its runner.pid (%s): SITE RELOAD over FTP will "
                         "not reach it", spec.name, exc.strerror)
@@ -210,7 +223,7 @@ class HostMaster:
                 pass
         pool.listener.close()
         pool.listener = None
-        pid_file = site_layout.runner_pid_path(pool.spec.runner.site)
+        pid_file = site_layout.runner_pid_path(pool.spec.runner.site, pool.spec.runner.host_name)
         try:
             if pid_file.read_text().strip() == str(os.getpid()):
                 pid_file.unlink()
@@ -339,10 +352,32 @@ class HostMaster:
                 log.error("site %s: cannot remove %s (%s): reloading it anyway", pool.name,
                           request, exc.strerror)
             log.info("site %s: reload asked; replacing its workers", pool.name)
-            for w in pool.workers.values():
-                self._retire(w, now)
-            pool.failures, pool.backoff_until = 0, 0.0
-            self._active.add(pool.name)
+            self._replace_workers(pool, now)
+
+    def _replace_workers(self, pool: SitePool, now: float) -> None:
+        """Requests in flight finish; new workers come as the site's pool decides."""
+        for w in pool.workers.values():
+            self._retire(w, now)
+        pool.failures, pool.backoff_until = 0, 0.0
+        self._active.add(pool.name)
+        self._dirty.add(pool.name)
+
+    # -- the gateway's notices (notices.py has checked them) -------------------------------
+
+    def _on_publish(self, name: str) -> int:
+        """Every later request of the site's workers, those started later included, sees
+        the publish: the notice is acknowledged once this returns."""
+        pool = self.pools[name]
+        pool.noticed_at = time.monotonic()
+        pool.notices += 1
+        for w in pool.workers.values():
+            self.activity.publishes(w.slot).bump()
+        log.info("site %s: publish notice %d", name, pool.notices)
+        return pool.notices
+
+    def _on_reload_notice(self, name: str) -> None:
+        log.info("site %s: reload notice; replacing its workers", name)
+        self._replace_workers(self.pools[name], time.monotonic())
 
     # -- the pools ------------------------------------------------------------------------
 
@@ -398,6 +433,7 @@ class HostMaster:
         slot = self._free_slots.pop()
         self.slots.set(slot, 0.0, 0)
         self.activity.reset(slot)
+        self.activity.publishes(slot).set(1 if pool.in_publish_window(now) else 0)
         spec = pool.spec
         order = SpawnOrder(spec.name, spec.runner, slot, spec.max_workers,
                            fork_template=pool.uses_fork or spec.runner.mode == "fork")
@@ -633,10 +669,14 @@ class HostMaster:
                     old.removed = True
                     self.draining.append(old)
                     self._start_site(spec)
+                    # A publish window still open holds for the new pool's workers too.
+                    new = self.pools[name]
+                    new.noticed_at, new.notices = old.noticed_at, old.notices
                 else:
                     pool_.spec = spec
                     pool_.failures, pool_.backoff_until = 0, 0.0
                     self._active.add(name)
+        self.notices.sites(plan.sites.values())
         if self.status is not None:
             self.status.sites(self.pools.values())
         notify("READY=1")

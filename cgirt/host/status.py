@@ -1,5 +1,7 @@
 """The host master's status: one admin-only address, every site a pool.
 
+The same address takes the FTP gateway's signed notices for the host's sites (notices.py).
+
 The runner's status server (runner/statusserver.py) answers; each site has a `SiteMonitor`
 that reads the master's account of the site's workers and the shared request clocks.
 A monitor outlives its SitePool (a reload may replace the pool), so its counters and the
@@ -14,7 +16,7 @@ from __future__ import annotations
 import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..configfile import ConfigFile
 from ..errors import ConfigError
@@ -113,8 +115,9 @@ class SiteMonitor:
 class HostStatus:
     """The status server of a host master and a monitor per site, kept across reloads."""
 
-    def __init__(self, listener: socket.socket, address: str, slots: Scoreboard) -> None:
-        self.server = StatusServer(listener, [])
+    def __init__(self, listener: socket.socket, address: str, slots: Scoreboard,
+                 on_notice: Callable[[str, str, str], bytes] | None = None) -> None:
+        self.server = StatusServer(listener, [], on_notice)
         self.address = address
         self.slots = slots
         self.monitors: dict[str, SiteMonitor] = {}

@@ -7,7 +7,8 @@ Shared with the master (anonymous memory mapped before the zygote was forked): t
 runner's request clocks (Scoreboard: the master's deadline) and an activity table, this
 module's own, with when each worker last finished a connection (the master's idle timeout)
 and whether it met a fork-mode request (later workers of the site start the template at
-boot, while still clean).
+boot, while still clean); and beside it each slot's publish epoch (runner/freshness.py),
+which the master bumps on a publish notice for the worker's site.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..fastcgi.server import FastCGIRequest, FastCGIServer, io_timeout
 from ..runner.app import CgiApp
 from ..runner.executors import Executor, Work
 from ..runner.forkmode import ForkExecutor, ForkServer, Serve
+from ..runner.freshness import PublishEpoch
 from ..runner.scoreboard import Scoreboard
 from ..runner.supervisor import Supervisor, SupervisorSettings, WorkerControl, die_with_parent
 
@@ -35,6 +37,11 @@ class ActivityTable:
     def __init__(self, size: int) -> None:
         self.size = size
         self._mem = mmap.mmap(-1, _ACTIVITY.size * size)
+        self._epochs = mmap.mmap(-1, PublishEpoch.SIZE * size)
+
+    def publishes(self, slot: int) -> PublishEpoch:
+        """The publish epoch of the worker in `slot`: the master writes, the worker reads."""
+        return PublishEpoch(self._epochs, slot)
 
     def touch(self, slot: int) -> None:
         _, fork = _ACTIVITY.unpack_from(self._mem, slot * _ACTIVITY.size)
@@ -102,6 +109,7 @@ class HostApp(CgiApp):
         self.slot = slot
         self.activity = activity
         self.ran_script = False
+        self.publishes = activity.publishes(slot)  # the master's, not a page of our own
         self.forks = LazyForkServer(self, fork_template, config.timeout, config.kill_grace,
                                     io_timeout(config))
         self.executors["fork"] = ForkExecutor(self.forks, self.persistent, self._error_page)

@@ -131,20 +131,30 @@ class PublishEpoch:
     """A counter in memory shared by the master and its workers (made before the fork).
 
     The master bumps it when a publish notification arrives; a worker compares it once per
-    request, a read of eight bytes.
+    request, a read of eight bytes. `cgirt host` keeps one per worker slot in one shared
+    table (`memory`, the counter at `slot`): its workers are forked long after the master
+    made the table, and each site's notices reach only that site's workers.
     """
 
-    def __init__(self) -> None:
-        self._map = mmap.mmap(-1, 8)
+    SIZE = 8
+
+    def __init__(self, memory: mmap.mmap | None = None, slot: int = 0) -> None:
+        self._map = mmap.mmap(-1, self.SIZE) if memory is None else memory
+        self._at = slot * self.SIZE
 
     def read(self) -> int:
-        value: int = struct.unpack_from("Q", self._map, 0)[0]
+        value: int = struct.unpack_from("Q", self._map, self._at)[0]
         return value
 
     def bump(self) -> int:
         value = self.read() + 1
-        struct.pack_into("Q", self._map, 0, value)  # only the master writes
+        struct.pack_into("Q", self._map, self._at, value)  # only the master writes
         return value
+
+    def set(self, value: int) -> None:
+        """The master, before a worker takes the slot: what its first request compares with
+        the 0 it starts from."""
+        struct.pack_into("Q", self._map, self._at, value)
 
 
 class PublishNotices:

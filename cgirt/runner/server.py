@@ -126,14 +126,10 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
         if status_sock is not None:
             log.info("cgirt: status on %s", describe(status_sock))
 
-    host = config.host_name
-    # One of several hosts rotates only its own logs: deploy.log is every host's to see.
-    logs = (tuple(site_layout.per_host(n, host) for n in site_layout.RUNNER_LOGS) if host
-            else site_layout.SITE_LOGS)
-    written = ("error.log", "access.log") if config.access_log else ("error.log",)
+    logs, always = site_layout.rotated_logs(config.host_name, config.access_log)
     rotator = Rotator(site_layout.logs_dir(config.site), logs, app.log_counter,
                       config.log_max_size, config.log_backups, owned_like(config.site),
-                      always=tuple(site_layout.per_host(n, host) for n in written))
+                      always=always)
     supervisor = Supervisor(sock, fcgi.handle_connection, settings, child_init=app.child_init,
                             on_ready=ready, on_reopen=rotator.reopen, on_tick=rotator.tick,
                             wake_fds=(app.log_counter.poke_r,))

@@ -51,8 +51,10 @@ class Cluster:
     export: Path
     mounts: dict[str, Path]
     secret: Path
+    runner: str = "serve"  # or "host": each machine's runner is a `cgirt host` master
     web: str = ""
-    masters: dict[str, int] = field(default_factory=dict)
+    masters: dict[str, int] = field(default_factory=dict)  # the workers' parent on each
+    runners: dict[str, int] = field(default_factory=dict)  # the runner process on each
     versions: dict[int, str] = field(default_factory=dict)
     changed: dict[int, float] = field(default_factory=dict)
 
@@ -61,17 +63,32 @@ class Cluster:
 
     def start_runner(self, machine: str) -> None:
         address = self.lan.addresses[machine]
-        proc = Proc([*self.lan.enter(machine), sys.executable, "-m", "cgirt", "serve",
-                     "--site", str(self.mounts[machine] / "site"),
-                     "--listen", f"{address}:{RUNNER_PORT}", "--workers", "2",
-                     "--status-listen", self.status(machine), "--host-name", machine,
-                     "--publish-secret", str(self.secret)],
+        if self.runner == "host":
+            # The site's directory is "site": the name the gateway's notices give.
+            config = self.workdir / f"host-{machine}" / "cgirt.toml"
+            config.parent.mkdir()
+            config.write_text(
+                f'[host]\nstatus_listen = "{self.status(machine)}"\n\n'
+                f'[sites.site]\nsite = "{self.mounts[machine] / "site"}"\n'
+                f'listen = "{address}:{RUNNER_PORT}"\npm = "static"\nworkers = 2\n'
+                f'host_name = "{machine}"\npublish_secret = "{self.secret}"\n'
+                "allow_root_site = true\n")  # the sftp server writes the files as root
+            argv = ["host", "--config", str(config)]
+        else:
+            argv = ["serve", "--site", str(self.mounts[machine] / "site"),
+                    "--listen", f"{address}:{RUNNER_PORT}", "--workers", "2",
+                    "--status-listen", self.status(machine), "--host-name", machine,
+                    "--publish-secret", str(self.secret)]
+        proc = Proc([*self.lan.enter(machine), sys.executable, "-m", "cgirt", *argv],
                     self.workdir / f"runner-{machine}.log", cwd=REPO)
         self.lan.on_close(proc.stop)
         wait_for(lambda: not proc.alive() or connectable(self.status(machine)), 30,
                  f"the runner of {machine}")
         assert proc.alive(), proc.output()
-        self.masters[machine] = proc.pid
+        self.runners[machine] = proc.pid
+        # A host's workers are the zygote's children, the master's only child.
+        self.masters[machine] = (proc.pid if self.runner == "serve" else
+                                 wait_for(lambda: children_of(proc.pid)[:1], 30, "the zygote")[0])
 
     def start_gateway(self, *extra: str) -> tuple[Proc, str]:
         users = self.workdir / "users.json"
@@ -132,8 +149,14 @@ class Cluster:
         return client
 
 
+# Every test on each filesystem with `cgirt serve` runners; the tests of the notices' path also
+# with `cgirt host` runners (on sshfs: the runner kind does not change what the mount does).
+WITH_HOST = pytest.mark.parametrize("cluster", [*FILESYSTEMS, "sshfs+host"], indirect=True)
+
+
 @pytest.fixture(params=FILESYSTEMS)
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    filesystem, _, runner = str(request.param).partition("+")
     if not IS_ROOT:
         message = "*** network namespaces and FUSE mounts need root (./run-tests as root) ***"
         if os.environ.get("CI") == "true":
@@ -142,7 +165,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
     started = time.monotonic()
     lan = Lan(f"{os.getpid() % 10000}", ["r1", "r2", "gw"])
     try:
-        server = file_server(request.param, lan, tmp_path / "files", tmp_path / "export")
+        server = file_server(filesystem, lan, tmp_path / "files", tmp_path / "export")
         export = server.export
         site = export / "site"
         (site / "cgi-bin").mkdir(parents=True)
@@ -155,7 +178,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
         mounts = {}
         for machine in ("r1", "r2", "gw"):
             mounts[machine] = server.mount(machine, tmp_path / f"mnt-{machine}")
-        c = Cluster(lan, tmp_path, export, mounts, secret,
+        c = Cluster(lan, tmp_path, export, mounts, secret, runner or "serve",
                     versions={k: "v0" for k in range(SCRIPTS)},
                     changed={k: time.time() for k in range(SCRIPTS)})
         c.start_runner("r1")
@@ -181,6 +204,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
     assert f"cgirt-{lan.tag}-" not in names
 
 
+@WITH_HOST
 def test_every_host_runs_the_new_code_after_the_226(cluster: Cluster) -> None:
     gateway, _ = cluster.start_gateway(  # the runners named for their site, as INSTALL.md has
         "--runners", f"site={cluster.status('r1')},site={cluster.status('r2')}",
@@ -195,6 +219,7 @@ def test_every_host_runs_the_new_code_after_the_226(cluster: Cluster) -> None:
     assert stale == 0, f"{stale} stale answers of {100 * HITS}"
 
 
+@WITH_HOST
 def test_without_the_notice_hosts_answer_stale(cluster: Cluster) -> None:
     """The negative control: the same rounds, with a gateway that notifies nobody."""
     gateway, _ = cluster.start_gateway()
@@ -227,6 +252,7 @@ def test_a_host_that_does_not_answer_is_named_in_the_reply(cluster: Cluster) -> 
     assert f"not yet live on: {down}" in Path(log).read_text()
 
 
+@WITH_HOST
 def test_a_forged_notice_changes_nothing(cluster: Cluster) -> None:
     forged = fetch(cluster.status("r1"), "/publish?site=site&time=%d&nonce=00" % time.time(),
                    method="POST", headers={"Authorization": "cgirt-hmac " + "0" * 64})
@@ -260,6 +286,7 @@ def test_a_forced_stat_sees_what_the_attribute_cache_hides(cluster: Cluster) -> 
     assert cached_stale > 0, "the mount caches no attributes: nothing here to prove"
 
 
+@WITH_HOST
 def test_site_reload_reaches_every_host(cluster: Cluster) -> None:
     gateway, _ = cluster.start_gateway(
         "--runners", f"{cluster.status('r1')},{cluster.status('r2')}",
@@ -276,6 +303,9 @@ def test_site_reload_reaches_every_host(cluster: Cluster) -> None:
     for machine, pid in cluster.masters.items():
         wait_for(lambda: len(set(children_of(pid)) - before[machine]) >= 2, 60,
                  f"new workers on {machine}")
+        if cluster.runner == "host":  # its zygote's spare child was there before
+            log = cluster.workdir / f"runner-{machine}.log"
+            assert "site site: reload notice; replacing its workers" in log.read_text()
 
 
 def test_one_status_shows_every_host(cluster: Cluster) -> None:
@@ -296,6 +326,7 @@ def test_one_status_shows_every_host(cluster: Cluster) -> None:
     assert f"no status at {down}" in out.stderr
 
 
+@WITH_HOST
 def test_each_host_keeps_its_own_state_and_logs(cluster: Cluster) -> None:
     (cluster.export / "site" / "cgi-bin" / "err.py").write_bytes(
         b'import os, sys\nsys.stderr.write("note from %d\\n" % os.getppid())\n'
@@ -304,7 +335,7 @@ def test_each_host_keeps_its_own_state_and_logs(cluster: Cluster) -> None:
     assert masters == set(cluster.masters.values())
     state = cluster.export / "site" / ".cgirt"
     for machine, master in cluster.masters.items():
-        assert (state / f"runner.{machine}.pid").read_text() == f"{master}\n"
+        assert (state / f"runner.{machine}.pid").read_text() == f"{cluster.runners[machine]}\n"
         wait_for(lambda: f"note from {master}" in _read(state / "logs" / f"error.{machine}.log"),
                  30, f"{machine}'s error log")
         other = next(m for m in cluster.masters.values() if m != master)

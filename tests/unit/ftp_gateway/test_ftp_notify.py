@@ -20,11 +20,16 @@ SECRET = b"k" * 32
 class Host:
     """A listening socket that answers each connection with `answer` (None: never)."""
 
-    def __init__(self, answer: bytes | None) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+    def __init__(self, answer: bytes | None, unix: Path | None = None) -> None:
+        if unix is None:
+            self.sock = socket.socket()
+            self.sock.bind(("127.0.0.1", 0))
+            self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        else:  # a runner host on the gateway's machine
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.bind(str(unix))
+            self.address = f"unix:{unix}"
         self.sock.listen(8)
-        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
         self.answer = answer
         self.received: list[bytes] = []
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -114,3 +119,19 @@ def test_a_site_runner_needs_its_site_name() -> None:
 
     _, issues = parse_values(GatewayConfig, {"runners": "=10.0.0.2:9001"})
     assert issues and "names no site" in str(issues[0])
+
+
+def test_a_runner_host_on_this_machine_is_reached_on_its_unix_socket(
+        hosts: list[Host], tmp_path: Path) -> None:
+    from cgirt.config import parse_values
+
+    host = Host(b"HTTP/1.0 200 OK\r\n\r\npublished 1\n", unix=tmp_path / "status.sock")
+    hosts.append(host)
+    fields, issues = parse_values(GatewayConfig, {"runners": f"www={host.address}"})
+    assert not issues and fields["runners"] == (f"www={host.address}",)
+    assert announce(Runners(fields["runners"], SECRET, 5.0), "www") == []
+    assert host.received[0].startswith(b"POST /publish?site=www&")
+    gone = f"unix:{tmp_path}/nothing.sock"
+    assert announce(Runners((gone,), SECRET, 5.0), "www") == [f"{gone}: No such file or directory"]
+    _, issues = parse_values(GatewayConfig, {"runners": "www=unix:"})
+    assert issues and "names no socket" in str(issues[0])
