@@ -6,6 +6,7 @@ import ctypes
 
 import pytest
 
+from cgirt.runner import sandbox
 from cgirt.runner.sandbox import c_environment, encode_environment
 
 
@@ -24,7 +25,13 @@ def _c_strings(pointers: "ctypes.Array[ctypes.c_char] | object") -> list[bytes]:
     {"PATH_INFO": "/a\udcffb", "": "empty name"},  # undecodable bytes come back as they came
     {"HTTP_X": "a\x00b", "Y": "1"},  # a NUL: the split cannot be trusted, one by one
 ])
-def test_encoded_as_python_encodes_an_environment(env: dict[str, str]) -> None:
+@pytest.mark.parametrize("argz", [True, False], ids=["argz_extract", "python"])
+def test_encoded_as_python_encodes_an_environment(env: dict[str, str], argz: bool,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # glibc's argz_extract builds the pointers when there is one; Python does elsewhere.
+    assert sandbox._argz_extract is not None  # this glibc has it: both ways are tested
+    if not argz:
+        monkeypatch.setattr(sandbox, "_argz_extract", None)
     encoded, (blob, pointers) = encode_environment(env)
     assert encoded == {k.encode("utf-8", "surrogateescape"): v.encode("utf-8", "surrogateescape")
                        for k, v in env.items()}
