@@ -22,7 +22,7 @@ import threading
 import traceback
 import types
 from dataclasses import dataclass, field
-from itertools import accumulate, chain
+from itertools import accumulate
 from types import CodeType
 from typing import Any, Callable, Mapping
 
@@ -254,17 +254,19 @@ def _c_array(items: list[bytes]) -> CEnvironment:
 
 def encode_environment(env: Mapping[str, str]) -> tuple[dict[bytes, bytes], CEnvironment]:
     """`env` encoded as Python encodes a process environment (os.environ's data), and its C
-    array. All names and values are encoded by one call, then split: an encode per name and
-    value cost a third of the request's environment work. A NUL in a name or value (no
-    real environment has one) makes the split ambiguous: then one by one."""
-    flat = "\0".join(chain.from_iterable(env.items()))
-    if env and flat.count("\0") != 2 * len(env) - 1:
+    array. All names, and all values, are encoded by one call each, then split: an encode
+    per name and value cost a third of the request's environment work. A NUL in a name or
+    value (no real environment has one) makes the split ambiguous: then one by one."""
+    if not env:
+        return {}, c_environment({})
+    names, values = "\0".join(env), "\0".join(env.values())  # two joins: no tuple per item
+    if not names.count("\0") == values.count("\0") == len(env) - 1:
         encoded = {k.encode(_fs_encoding, "surrogateescape"): v.encode(_fs_encoding, "surrogateescape")
                    for k, v in env.items()}
         return encoded, c_environment(encoded)
-    pairs = iter(flat.encode(_fs_encoding, "surrogateescape").split(b"\0"))
-    encoded = dict(zip(pairs, pairs))
-    if _argz_extract is None or not encoded:
+    encoded = dict(zip(names.encode(_fs_encoding, "surrogateescape").split(b"\0"),
+                       values.encode(_fs_encoding, "surrogateescape").split(b"\0")))
+    if _argz_extract is None:
         return encoded, c_environment(encoded)
     # No NUL inside a name or value (checked above): the buffer holds exactly one string per
     # variable, so glibc's argz_extract fills the array of pointers in one foreign call,
