@@ -254,28 +254,50 @@ def _c_array(items: list[bytes]) -> CEnvironment:
 
 def encode_environment(env: Mapping[str, str]) -> tuple[dict[bytes, bytes], CEnvironment]:
     """`env` encoded as Python encodes a process environment (os.environ's data), and its C
-    array. All names, and all values, are encoded by one call each, then split: an encode
-    per name and value cost a third of the request's environment work. A NUL in a name or
-    value (no real environment has one) makes the split ambiguous: then one by one."""
+    array. All values are encoded by one call, then split: an encode per name and value
+    cost a third of the request's environment work. The names come from a web server's
+    params, the same ones in the same order request after request: their encoded forms and
+    the format string of the C environment's buffer are kept (`_layout`), by the names
+    joined. A NUL in a name or value (no real environment has one) makes the split
+    ambiguous: then one by one."""
     if not env:
         return {}, c_environment({})
+    n = len(env) - 1
     names, values = "\0".join(env), "\0".join(env.values())  # two joins: no tuple per item
-    if not names.count("\0") == values.count("\0") == len(env) - 1:
+    layout = _LAYOUTS.get(names) or _layout(names, n)
+    if layout is None or values.count("\0") != n:
         encoded = {k.encode(_fs_encoding, "surrogateescape"): v.encode(_fs_encoding, "surrogateescape")
                    for k, v in env.items()}
         return encoded, c_environment(encoded)
-    encoded = dict(zip(names.encode(_fs_encoding, "surrogateescape").split(b"\0"),
-                       values.encode(_fs_encoding, "surrogateescape").split(b"\0")))
+    template, keys = layout
+    encoded = dict(zip(keys, values.encode(_fs_encoding, "surrogateescape").split(b"\0")))
     if _argz_extract is None:
         return encoded, c_environment(encoded)
-    # No NUL inside a name or value (checked above): the buffer holds exactly one string per
-    # variable, so glibc's argz_extract fills the array of pointers in one foreign call,
-    # instead of a Python integer or two per variable (a quarter of the environment's cost).
-    blob = b"\0".join(map(_join_pair, encoded.items())) + b"\0"
-    count = len(encoded) + 1
+    # "NAME=value" strings made by one format (encoding commutes with concatenation), each
+    # ended by a NUL and with none inside (checked above): glibc's argz_extract fills the
+    # array of pointers in one foreign call, instead of a Python integer or two per variable.
+    blob = (template % tuple(env.values())).encode(_fs_encoding, "surrogateescape")
+    count = n + 2
     pointers = _NULLS[:count] if count <= len(_NULLS) else array.array(_POINTER, bytes(count * _POINTER_SIZE))
     _argz_extract(id(blob) + _BYTES_DATA, len(blob), pointers.buffer_info()[0])
     return encoded, (blob, pointers)
+
+
+# Names joined by NUL → the C buffer's format string and the encoded names.
+_LAYOUTS: dict[str, tuple[str, list[bytes]]] = {}
+_LAYOUTS_KEPT = 64  # names come from web servers' configurations: a few sets
+
+
+def _layout(names: str, n: int) -> tuple[str, list[bytes]] | None:
+    if names.count("\0") != n:
+        return None  # a NUL inside a name
+    split = names.split("\0")
+    layout = ("".join(name.replace("%", "%%") + "=%s\0" for name in split),
+              names.encode(_fs_encoding, "surrogateescape").split(b"\0"))
+    if len(_LAYOUTS) >= _LAYOUTS_KEPT:
+        _LAYOUTS.clear()
+    _LAYOUTS[names] = layout
+    return layout
 
 
 def _bytes_data_offset() -> int:

@@ -46,3 +46,19 @@ def test_c_environment_points_into_its_own_buffer() -> None:
     blob, pointers = c_environment({b"A": b"1", b"BB": b"22"})
     assert _c_strings(pointers) == [b"A=1", b"BB=22"]
     assert pointers[0] == ctypes.cast(blob, ctypes.c_void_p).value
+
+
+def test_the_same_names_again_get_their_own_values() -> None:
+    """The second request with a web server's names takes their kept layout: only the values
+    are its own, a name with a % in it included (the layout is a format string)."""
+    first = {"REQUEST_METHOD": "GET", "X%sY": "%s", "QUERY_STRING": "a=1"}
+    second = {"REQUEST_METHOD": "POST", "X%sY": "%d%%", "QUERY_STRING": "b=é"}
+    encode_environment(first)
+    assert "\0".join(first) in sandbox._LAYOUTS  # kept: the next call takes it
+    encoded, (_, pointers) = encode_environment(second)
+    assert encoded == {b"REQUEST_METHOD": b"POST", b"X%sY": b"%d%%", b"QUERY_STRING": "b=é".encode()}
+    assert _c_strings(pointers) == [b"REQUEST_METHOD=POST", b"X%sY=%d%%", "QUERY_STRING=b=é".encode()]
+    # A NUL in a value: one by one, even with the names' layout kept.
+    encoded, (_, pointers) = encode_environment({**second, "QUERY_STRING": "a\0b"})
+    assert encoded[b"QUERY_STRING"] == b"a\0b"
+    assert _c_strings(pointers) == [b"REQUEST_METHOD=POST", b"X%sY=%d%%", b"QUERY_STRING=a"]
