@@ -10,6 +10,7 @@ through interpreter.py and libwatch.py, interpreter-wide settings and library mo
 from __future__ import annotations
 
 import _signal
+import _thread
 import array
 import atexit
 import builtins
@@ -42,6 +43,9 @@ _getsignal = _signal.getsignal
 _libc = ctypes.CDLL(None)
 _c_environ = ctypes.c_void_p.in_dll(_libc, "environ")
 _fs_encoding = sys.getfilesystemencoding()
+# Threads running besides the main one, in C: threading.active_count() takes a lock in
+# Python, twice per request. Threads started by _thread directly are counted too.
+_thread_count: Callable[[], int] = _thread._count
 
 
 class RequestBody(io.RawIOBase):
@@ -468,7 +472,7 @@ def run_script(
     output is flushed."""
     result = Result()
     atexit_calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
-    threads_before = threading.active_count()
+    threads_before = _thread_count()
     namespace, saved = state.apply(env, stdio, argv, os.path.dirname(path), atexit_calls)
     try:
         namespace.update(__file__=path, __builtins__=builtins, __cached__=None, __package__=None)
@@ -496,7 +500,7 @@ def run_script(
         result.changes = state.restore(saved)
     if result.changes:
         result.recycle = True
-    if threading.active_count() > threads_before:
+    if _thread_count() > threads_before:
         result.recycle = _join_stray_threads() or result.recycle
     return result
 
