@@ -35,12 +35,14 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("piece", [3, 1 << 20], ids=["pieces", "whole"])
 @pytest.mark.parametrize("output, kind, expected", CASES)
-def test_corpus(output: bytes, kind: str, expected: object) -> None:
+def test_corpus(output: bytes, kind: str, expected: object, piece: int) -> None:
     sent: list[bytes] = []
     parser = ResponseParser(sent.append)
-    for i in range(0, len(output), 3):  # arrives in small pieces, as a script may write it
-        parser.write(output[i:i + 3])
+    # In small pieces, as a script may write it; or whole, as a buffered stdout sends it.
+    for i in range(0, len(output), piece):
+        parser.write(output[i:i + piece])
     outcome = parser.finish()
     assert outcome.kind == kind
     if kind == "sent":
