@@ -14,7 +14,9 @@ no state of theirs reaches the next request; only library modules stay loaded. A
 holding a file named `.cgirt-keep-modules` (or below one, in the site) opts out: its modules
 stay loaded between requests, as a long-running app's package wants, if the admin allows it
 (`allow_keep_modules`). When any kept module changes, or its opt-in file goes, all of them
-are dropped, so a helper that imports another helper is re-executed too.
+are dropped, so a helper that imports another helper is re-executed too. A site
+directory's finder (`SiteFinder`) remembers where it found each module while the
+directory is unchanged, so importing afresh skips the path search.
 """
 
 from __future__ import annotations
