@@ -366,6 +366,9 @@ class ProcessState:
 
     def __post_init__(self) -> None:
         self._worker_data: dict[bytes, bytes] = os.environ._data  # type: ignore[attr-defined]
+        # The objects themselves: a script that rebinds os.environ (and has its worker
+        # replaced for it) cannot make the restore fail.
+        self._environs: tuple[Any, Any] = (os.environ, os.environb)
         self._handler_values = [self.handlers[s] for s in _WATCHED_SIGNALS]
         if self.site_root is not None and self.library is None:
             self.library = LibraryWatch(self.site_root)
@@ -395,7 +398,7 @@ class ProcessState:
         # glibc keep every value forever. The mapping under os.environ and os.environb (one
         # dict, shared) is swapped for the request's, as the C environment is: nothing else
         # holds the worker's own, which comes back untouched.
-        os.environ._data = os.environb._data = encoded  # type: ignore[attr-defined]
+        self._environs[0]._data = self._environs[1]._data = encoded
         saved_c_environ = _c_environ.value
         _c_environ.value = c_env[1].buffer_info()[0]
         main = types.ModuleType("__main__")
@@ -412,7 +415,7 @@ class ProcessState:
         """Put the worker's state back; returns what could not be put back."""
         _, saved_c_environ, (atexit.register, atexit.unregister) = saved
         _c_environ.value = saved_c_environ
-        os.environ._data = os.environb._data = self._worker_data  # type: ignore[attr-defined]
+        self._environs[0]._data = self._environs[1]._data = self._worker_data
         sys.stdin, sys.stdout, sys.stderr = self.stdio
         sys.argv = list(self.argv)
         sys.path[:] = self.path

@@ -1,4 +1,5 @@
-"""A thread a script leaves running: waited for briefly, then the worker is replaced."""
+"""What a script leaves that cannot be put back gets its worker replaced after the response:
+a thread left running (after a brief wait), os.environ rebound."""
 
 from __future__ import annotations
 
@@ -51,3 +52,26 @@ def test_a_thread_left_running_replaces_the_worker(in_process: StartRunner) -> N
                 t.join(10)
         os.close(r)
         os.close(w)
+
+
+REBINDS = """\
+import os
+os.environ = {"X": "1"}
+print("Content-Type: text/plain")
+print()
+print("rebound")
+"""
+
+
+def test_a_script_rebinding_os_environ_gets_its_worker_replaced(in_process: StartRunner) -> None:
+    runner = in_process({"rebinds.py": REBINDS})
+    control = runner.control = RecordingControl()
+    environ = os.environ
+    try:
+        resp = runner.request(cgi_params("/cgi-bin/rebinds.py"))
+    finally:
+        os.environ = environ  # what the replaced worker would never need
+    assert (resp.status, resp.body) == (200, b"rebound\n")
+    assert control.recycled == 1
+    assert "changed os.environ" in (runner.site / ".cgirt" / "logs" / "error.log").read_text()
+    assert os.environ.get("X") is None and "PATH" in os.environ  # the worker's own, whole
