@@ -1,7 +1,7 @@
 """The runner's per-request cost in instructions: steady on a shared, noisy machine, where
 wall time and CPU time are not.
 
-    python -m bench.instructions [--script hello|form] [--requests A B]
+    python -m bench.instructions [--script hello|form|helpers] [--requests A B]
 
 Runs `python -m bench.hotpath --requests N` under valgrind's callgrind for two N and prints
 the difference of the instructions executed, divided by the difference of the requests: the
@@ -52,7 +52,7 @@ def measure(script: str, requests: int, workdir: Path) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.instructions")
-    ap.add_argument("--script", choices=("hello", "form"), default="hello")
+    ap.add_argument("--script", choices=("hello", "form", "helpers"), default="hello")
     ap.add_argument("--requests", type=int, nargs=2, default=(100, 600), metavar=("A", "B"))
     args = ap.parse_args()
     if shutil.which("valgrind") is None:

@@ -14,7 +14,9 @@ no state of theirs reaches the next request; only library modules stay loaded. A
 holding a file named `.cgirt-keep-modules` (or below one, in the site) opts out: its modules
 stay loaded between requests, as a long-running app's package wants, if the admin allows it
 (`allow_keep_modules`). When any kept module changes, or its opt-in file goes, all of them
-are dropped, so a helper that imports another helper is re-executed too.
+are dropped, so a helper that imports another helper is re-executed too. A site
+directory's finder (`SiteFinder`) remembers where it found each module while the
+directory is unchanged, so importing afresh skips the path search.
 """
 
 from __future__ import annotations
@@ -206,6 +208,54 @@ class SiteModules:
         return True
 
 
+class SiteFinder(machinery.FileFinder):
+    """The path entry finder of a site directory: FileFinder's answers, remembered.
+
+    A site's modules are imported afresh by every request, and FileFinder's search (a stat
+    of the directory, a path per suffix, a stat of the file, a spec and its cached-file
+    name) cost more than executing a small helper. What it found is kept while the
+    directory's mtime, FileFinder's own test for a change of its listing, stays the same:
+    any file added, removed or renamed in it changes that. Not while the mtime is within
+    RACY_SECONDS of now (a change in the same clock tick would not show), nor after
+    `importlib.invalidate_caches()` (a publish). Each import still gets a new spec and a
+    new loader; an edit to the file itself is the loader's to see (`SiteModules.code`)."""
+
+    _cgirt_site_finder = True  # a finder of the worker's own: kept between requests (interpreter.py)
+
+    def __init__(self, path: str, *loader_details: tuple[type, list[str]]) -> None:
+        super().__init__(path, *loader_details)
+        # name → (directory mtime, loader class, file, package directories, cached-file name)
+        self._found: dict[str, tuple[float, Any, str, list[str] | None, str | None]] = {}
+
+    def invalidate_caches(self) -> None:
+        self._found.clear()
+        super().invalidate_caches()
+
+    def find_spec(self, fullname: str, target: Any = None) -> Any:
+        try:
+            mtime = freshness.stat(self.path or os.getcwd()).st_mtime
+        except OSError:
+            mtime = -1.0
+        found = self._found.get(fullname)
+        if found is not None and found[0] == mtime and target is None:
+            _, loader_class, origin, locations, cached = found
+            fresh = machinery.ModuleSpec(fullname, loader_class(fullname, origin), origin=origin,
+                                         is_package=locations is not None)
+            fresh.has_location = True
+            fresh.submodule_search_locations = None if locations is None else list(locations)
+            fresh.cached = cached
+            return fresh
+        spec = super().find_spec(fullname, target)
+        if (spec is not None and spec.loader is not None and spec.has_location
+                and isinstance(spec.origin, str) and time.time() - mtime >= RACY_SECONDS):
+            locations = spec.submodule_search_locations
+            self._found[fullname] = (mtime, type(spec.loader), spec.origin,
+                                     None if locations is None else list(locations), spec.cached)
+        else:
+            self._found.pop(fullname, None)
+        return spec
+
+
 def install_site_loader(site_modules: SiteModules) -> None:
     """Make imports from inside the site go through a recording, always-from-source loader."""
 
@@ -213,7 +263,7 @@ def install_site_loader(site_modules: SiteModules) -> None:
         def get_code(self, fullname: str) -> CodeType:
             return site_modules.code(fullname, self.path)
 
-    make_finder: Callable[[str], Any] = machinery.FileFinder.path_hook(
+    make_finder: Callable[[str], Any] = SiteFinder.path_hook(
         (machinery.ExtensionFileLoader, machinery.EXTENSION_SUFFIXES),
         (SiteSourceLoader, machinery.SOURCE_SUFFIXES),
     )

@@ -6,7 +6,6 @@ in a registry by name and hands each request's `Work` to the one the mode policy
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol
 
@@ -29,7 +28,7 @@ class Work:
 
     def response_parser(self, send: Callable[[bytes], None]) -> ResponseParser:
         return ResponseParser(send, head_only=self.env["REQUEST_METHOD"] == "HEAD",
-                              nph=os.path.basename(self.target.path).startswith("nph-"))
+                              nph=self.target.path.rpartition("/")[2].startswith("nph-"))
 
 
 class Executor(Protocol):

@@ -380,7 +380,7 @@ def _plain_finder(finder: Any) -> bool:
     (or the site's, a subclass), or None. A lazy loader's (demandimport) is not."""
     if finder is None:
         return True
-    if type(finder) is not machinery.FileFinder:
+    if type(finder) is not machinery.FileFinder and not getattr(type(finder), "_cgirt_site_finder", False):
         return False
     loaders = getattr(finder, "_loaders", None)
     return isinstance(loaders, list) and bool(loaders) and all(

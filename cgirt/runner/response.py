@@ -60,6 +60,13 @@ class ResponseParser:
             return n
         if self._state != "headers":
             return n  # discarded: redirect body or after a malformed header
+        if not self._buf and type(data) is bytes:
+            # Nearly always: the whole header block in the first write (a script's stdout is
+            # buffered), parsed from the bytes as they came, without copying them first.
+            end, sep_len = _header_end(data)
+            if end >= 0:
+                self._complete_headers(data[:end], data[end + sep_len :])
+                return n
         self._buf += data
         self._parse_headers()
         return n
@@ -146,7 +153,7 @@ class ResponseParser:
         return ResponseOutcome("sent", status=self.status)
 
 
-def _header_end(buf: bytearray) -> tuple[int, int]:
+def _header_end(buf: bytes | bytearray) -> tuple[int, int]:
     """Where the header block ends and the length of the blank line after it, or (-1, 0).
 
     The block may keep the "\r" of its last line ("\r\n\r\n" is found as "\n\r\n"):

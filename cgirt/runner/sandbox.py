@@ -10,6 +10,7 @@ through interpreter.py and libwatch.py, interpreter-wide settings and library mo
 from __future__ import annotations
 
 import _signal
+import _thread
 import array
 import atexit
 import builtins
@@ -22,7 +23,7 @@ import threading
 import traceback
 import types
 from dataclasses import dataclass, field
-from itertools import accumulate, chain
+from itertools import accumulate
 from types import CodeType
 from typing import Any, Callable, Mapping
 
@@ -42,6 +43,9 @@ _getsignal = _signal.getsignal
 _libc = ctypes.CDLL(None)
 _c_environ = ctypes.c_void_p.in_dll(_libc, "environ")
 _fs_encoding = sys.getfilesystemencoding()
+# Threads running besides the main one, in C: threading.active_count() takes a lock in
+# Python, twice per request. Threads started by _thread directly are counted too.
+_thread_count: Callable[[], int] = _thread._count
 
 
 class RequestBody(io.RawIOBase):
@@ -254,17 +258,50 @@ def _c_array(items: list[bytes]) -> CEnvironment:
 
 def encode_environment(env: Mapping[str, str]) -> tuple[dict[bytes, bytes], CEnvironment]:
     """`env` encoded as Python encodes a process environment (os.environ's data), and its C
-    array. All names and values are encoded by one call, then split: an encode per name and
-    value cost a third of the request's environment work. A NUL in a name or value (no
-    real environment has one) makes the split ambiguous: then one by one."""
-    flat = "\0".join(chain.from_iterable(env.items()))
-    if env and flat.count("\0") != 2 * len(env) - 1:
+    array. All values are encoded by one call, then split: an encode per name and value
+    cost a third of the request's environment work. The names come from a web server's
+    params, the same ones in the same order request after request: their encoded forms and
+    the format string of the C environment's buffer are kept (`_layout`), by the names
+    joined. A NUL in a name or value (no real environment has one) makes the split
+    ambiguous: then one by one."""
+    if not env:
+        return {}, c_environment({})
+    n = len(env) - 1
+    names, values = "\0".join(env), "\0".join(env.values())  # two joins: no tuple per item
+    layout = _LAYOUTS.get(names) or _layout(names, n)
+    if layout is None or values.count("\0") != n:
         encoded = {k.encode(_fs_encoding, "surrogateescape"): v.encode(_fs_encoding, "surrogateescape")
                    for k, v in env.items()}
         return encoded, c_environment(encoded)
-    parts = flat.encode(_fs_encoding, "surrogateescape").split(b"\0")
-    names, values = parts[0::2], parts[1::2]
-    return dict(zip(names, values)), _c_array(list(map(_join_pair, zip(names, values))))
+    template, keys = layout
+    encoded = dict(zip(keys, values.encode(_fs_encoding, "surrogateescape").split(b"\0")))
+    if _argz_extract is None:
+        return encoded, c_environment(encoded)
+    # "NAME=value" strings made by one format (encoding commutes with concatenation), each
+    # ended by a NUL and with none inside (checked above): glibc's argz_extract fills the
+    # array of pointers in one foreign call, instead of a Python integer or two per variable.
+    blob = (template % tuple(env.values())).encode(_fs_encoding, "surrogateescape")
+    count = n + 2
+    pointers = _NULLS[:count] if count <= len(_NULLS) else array.array(_POINTER, bytes(count * _POINTER_SIZE))
+    _argz_extract(id(blob) + _BYTES_DATA, len(blob), pointers.buffer_info()[0])
+    return encoded, (blob, pointers)
+
+
+# Names joined by NUL → the C buffer's format string and the encoded names.
+_LAYOUTS: dict[str, tuple[str, list[bytes]]] = {}
+_LAYOUTS_KEPT = 64  # names come from web servers' configurations: a few sets
+
+
+def _layout(names: str, n: int) -> tuple[str, list[bytes]] | None:
+    if names.count("\0") != n:
+        return None  # a NUL inside a name
+    split = names.split("\0")
+    layout = ("".join(name.replace("%", "%%") + "=%s\0" for name in split),
+              names.encode(_fs_encoding, "surrogateescape").split(b"\0"))
+    if len(_LAYOUTS) >= _LAYOUTS_KEPT:
+        _LAYOUTS.clear()
+    _LAYOUTS[names] = layout
+    return layout
 
 
 def _bytes_data_offset() -> int:
@@ -277,7 +314,24 @@ _join_pair = b"=".join
 _plus_one = (1).__add__
 
 
-_POINTER = "Q" if ctypes.sizeof(ctypes.c_void_p) == 8 else "I"
+_POINTER_SIZE = ctypes.sizeof(ctypes.c_void_p)
+_POINTER = "Q" if _POINTER_SIZE == 8 else "I"
+_NULLS = array.array(_POINTER, bytes(256 * _POINTER_SIZE))  # sliced: a new array, zeroed
+
+
+def _load_argz_extract() -> Callable[[int, int, int], None] | None:
+    """glibc's argz_extract(buffer, length, array): a pointer to each NUL-ended string of
+    the buffer, then NULL. None where the C library has none (then Python does it)."""
+    fn = getattr(_libc, "argz_extract", None)
+    if fn is None:
+        return None
+    fn.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+    fn.restype = None
+    extract: Callable[[int, int, int], None] = fn
+    return extract
+
+
+_argz_extract = _load_argz_extract()
 
 
 @dataclass
@@ -311,6 +365,11 @@ class ProcessState:
     library: LibraryWatch | None = None
 
     def __post_init__(self) -> None:
+        self._worker_data: dict[bytes, bytes] = os.environ._data  # type: ignore[attr-defined]
+        # The objects themselves: a script that rebinds os.environ (and has its worker
+        # replaced for it) cannot make the restore fail.
+        self._environs: tuple[Any, Any] = (os.environ, os.environb)
+        self._handler_values = [self.handlers[s] for s in _WATCHED_SIGNALS]
         if self.site_root is not None and self.library is None:
             self.library = LibraryWatch(self.site_root)
         # The worker's C environment moves into an array of its own: glibc's putenv reallocs
@@ -334,12 +393,12 @@ class ProcessState:
         os.chdir(cwd)
         if self.library is not None:
             self.library.watch_new()
-        data = os.environ._data  # type: ignore[attr-defined]
         encoded, c_env = encode_environment(env)
-        # In place, not per key: os.environ's __setitem__ calls putenv, which is slow and
-        # makes glibc keep every value forever. The C environment is swapped whole instead.
-        data.clear()
-        data.update(encoded)
+        # Whole, not per key: os.environ's __setitem__ calls putenv, which is slow and makes
+        # glibc keep every value forever. The mapping under os.environ and os.environb (one
+        # dict, shared) is swapped for the request's, as the C environment is: nothing else
+        # holds the worker's own, which comes back untouched.
+        self._environs[0]._data = self._environs[1]._data = encoded
         saved_c_environ = _c_environ.value
         _c_environ.value = c_env[1].buffer_info()[0]
         main = types.ModuleType("__main__")
@@ -356,9 +415,7 @@ class ProcessState:
         """Put the worker's state back; returns what could not be put back."""
         _, saved_c_environ, (atexit.register, atexit.unregister) = saved
         _c_environ.value = saved_c_environ
-        data = os.environ._data  # type: ignore[attr-defined]
-        data.clear()
-        data.update(self.environ)
+        self._environs[0]._data = self._environs[1]._data = self._worker_data
         sys.stdin, sys.stdout, sys.stderr = self.stdio
         sys.argv = list(self.argv)
         sys.path[:] = self.path
@@ -376,10 +433,13 @@ class ProcessState:
 
     def _restore_globals(self) -> None:
         os.umask(self.umask)
-        for s, handler in self.handlers.items():
-            # `!=`, not `is not`: a bound method is a new object each time it is looked up.
-            if _getsignal(s) != handler:
-                signal.signal(s, handler)
+        # All read by one map in C and compared as one list (nearly always equal), rather
+        # than a loop in Python around every signal.
+        if list(map(_getsignal, _WATCHED_SIGNALS)) != self._handler_values:
+            for s, handler in self.handlers.items():
+                # `!=`, not `is not`: a bound method is a new object each time it is looked up.
+                if _getsignal(s) != handler:
+                    signal.signal(s, handler)
         cgi = sys.modules.get("cgi")
         if cgi is not None and getattr(cgi, "maxlen", 0) != self.cgi_maxlen:
             setattr(cgi, "maxlen", self.cgi_maxlen)  # cgi.test() sets it to 50
@@ -415,7 +475,7 @@ def run_script(
     output is flushed."""
     result = Result()
     atexit_calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
-    threads_before = threading.active_count()
+    threads_before = _thread_count()
     namespace, saved = state.apply(env, stdio, argv, os.path.dirname(path), atexit_calls)
     try:
         namespace.update(__file__=path, __builtins__=builtins, __cached__=None, __package__=None)
@@ -443,7 +503,7 @@ def run_script(
         result.changes = state.restore(saved)
     if result.changes:
         result.recycle = True
-    if threading.active_count() > threads_before:
+    if _thread_count() > threads_before:
         result.recycle = _join_stray_threads() or result.recycle
     return result
 

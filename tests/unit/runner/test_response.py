@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from cgirt.runner.response import ResponseParser
+from tests.support.fcgi import cgi_params
+
+from .conftest import StartRunner
 
 CASES = [
     # (script output, expected kind, expected forwarded bytes or message fragment)
@@ -32,12 +35,14 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("piece", [3, 1 << 20], ids=["pieces", "whole"])
 @pytest.mark.parametrize("output, kind, expected", CASES)
-def test_corpus(output: bytes, kind: str, expected: object) -> None:
+def test_corpus(output: bytes, kind: str, expected: object, piece: int) -> None:
     sent: list[bytes] = []
     parser = ResponseParser(sent.append)
-    for i in range(0, len(output), 3):  # arrives in small pieces, as a script may write it
-        parser.write(output[i:i + 3])
+    # In small pieces, as a script may write it; or whole, as a buffered stdout sends it.
+    for i in range(0, len(output), piece):
+        parser.write(output[i:i + piece])
     outcome = parser.finish()
     assert outcome.kind == kind
     if kind == "sent":
@@ -89,3 +94,14 @@ def test_header_names_are_checked_the_same_way_on_every_response() -> None:
         assert parser.finish().kind == "sent"
         assert b"".join(sent) == (b"Status: 404 Not Found\r\nX-Mixed-Case: v\r\n"
                                   b"location: http://example.com/\r\n\r\n")
+
+
+NPH_SCRIPT = 'import sys\nsys.stdout.write("HTTP/1.1 201 Created\\r\\nContent-Type: text/plain\\r\\n\\r\\nmade")\n'
+
+
+def test_a_script_named_nph_gives_a_whole_response(in_process: StartRunner) -> None:
+    """By its file name only: the same output from another script is a malformed header."""
+    runner = in_process({"nph-made.py": NPH_SCRIPT, "made.py": NPH_SCRIPT})
+    resp = runner.request(cgi_params("/cgi-bin/nph-made.py"))
+    assert (resp.status, resp.body) == (201, b"made")
+    assert runner.request(cgi_params("/cgi-bin/made.py")).status == 500

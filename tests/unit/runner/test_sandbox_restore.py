@@ -59,6 +59,8 @@ def handler(signum):
     return getattr(h, "__qualname__", None) or getattr(h, "name", None) or repr(h)
 state = {
     "environ": [os.environ.get("LEFT_BEHIND"), libc.getenv(b"LEFT_BEHIND")],
+    # The bytes view of the same mapping: the request's too, and nothing left behind in it.
+    "environb": [os.environb.get(b"LEFT_BEHIND"), os.environb.get(b"REQUEST_METHOD")],
     "stdio": sys.stdin.read(),
     "argv": sys.argv[1:],
     "cwd": os.getcwd(),
@@ -76,7 +78,7 @@ print()
 print(json.dumps(state, default=repr))
 """
 
-PIECES = ["environ", "stdio", "argv", "cwd", "sys.path", "__main__", "signals", "umask",
+PIECES = ["environ", "environb", "stdio", "argv", "cwd", "sys.path", "__main__", "signals", "umask",
           "excepthook", "cgi.maxlen"]
 
 
@@ -118,6 +120,8 @@ def test_the_next_request_finds_nothing_left_behind(runner: InProcessRunner, pie
         assert after["cwd"] == str(runner.site / "cgi-bin")
     if piece == "environ":
         assert after["environ"] == [None, None]
+    if piece == "environb":
+        assert after["environb"] == [None, repr(b"POST")]
 
 
 def test_atexit_handlers_run_once_at_the_end_of_their_own_request(
@@ -139,6 +143,7 @@ def process_state() -> dict[str, Any]:
     return {
         # pytest names the test phase in PYTEST_CURRENT_TEST.
         "environ": {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"},
+        "environb": {k: v for k, v in os.environb.items() if k != b"PYTEST_CURRENT_TEST"},
         "c environ": libc.getenv(b"LEFT_BEHIND"),
         "stdio": (sys.stdin, sys.stdout, sys.stderr), "argv": list(sys.argv),
         "sys.path": [os.path.abspath(p) for p in sys.path], "__main__": sys.modules["__main__"],

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -79,3 +81,57 @@ def test_the_admin_can_refuse(site: Path, caplog: pytest.LogCaptureFixture) -> N
         assert [request(modules) for _ in range(3)] == [2, 2, 2]
     refused = [r for r in caplog.records if "not allowed here" in r.getMessage()]
     assert len(refused) == 1 and KEEP_FILE in refused[0].getMessage()
+
+
+def _age(directory: Path) -> None:
+    """Past the racy window, as a directory of a site served for a while is."""
+    old = time.time() - 60
+    os.utime(directory, (old, old))
+
+
+def _site_finder(site: Path) -> cache.SiteFinder:
+    finder = sys.path_importer_cache[str(site / "cgi-bin")]
+    assert isinstance(finder, cache.SiteFinder)
+    return finder
+
+
+def test_what_the_finder_found_is_remembered_while_its_directory_is_unchanged(site: Path) -> None:
+    modules = SiteModules(str(site))
+    install_site_loader(modules)
+    _age(site / "cgi-bin")
+    assert [request(modules) for _ in range(2)] == [2, 2]
+    finder = _site_finder(site)
+    assert "cgirt_tests_helper" in finder._found  # the second import was answered from it
+    first = importlib.import_module("cgirt_tests_helper")
+    spec = first.__spec__
+    assert spec is not None and spec.origin == str(site / "cgi-bin" / "cgirt_tests_helper.py")
+    assert first.__file__ == spec.origin and first.__cached__ == spec.cached is not None
+    modules.collect()
+    # A package of the same name, added next to it, wins from the next import on, as it
+    # does for Python's own finder: the directory's mtime changed.
+    package = site / "cgi-bin" / "cgirt_tests_helper"
+    package.mkdir()
+    (package / "__init__.py").write_text("STATE = ['package']\n")
+    assert request(modules) == 2
+    helper = importlib.import_module("cgirt_tests_helper")
+    assert helper.STATE[0] == "package" and helper.__path__ == [str(package)]
+    modules.collect()
+
+
+def test_a_helper_removed_is_gone_on_the_next_import(site: Path) -> None:
+    modules = SiteModules(str(site))
+    install_site_loader(modules)
+    _age(site / "cgi-bin")
+    assert [request(modules) for _ in range(2)] == [2, 2]
+    (site / "cgi-bin" / "cgirt_tests_helper.py").unlink()
+    with pytest.raises(ModuleNotFoundError):
+        request(modules)
+    modules.collect()
+
+
+def test_nothing_is_remembered_within_the_racy_window(site: Path) -> None:
+    modules = SiteModules(str(site))
+    install_site_loader(modules)
+    os.utime(site / "cgi-bin")  # now: a change in this clock tick would not show in the mtime
+    assert request(modules) == 2
+    assert "cgirt_tests_helper" not in _site_finder(site)._found
