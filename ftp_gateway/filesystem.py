@@ -11,21 +11,29 @@ class decides what that path means before touching the disk:
   stays inside the site and outside the state directory;
 * uploads never write the final path: `open(..., 'wb')` returns a `StagedUpload`.
 
+The logs live in the state directory, which the site's owner (whose scripts run as that
+user) can fill with symbolic links, and the gateway is root: they are reached through
+`cgirt.sitefiles`, which follows none (`logs/error.log -> /etc/shadow` is refused).
+
 The process working directory is never changed (pyftpdlib issue #475: `os.chdir` races
 between the threads of ThreadedFTPServer).
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
+import logging
 import os
 import re
+import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from pyftpdlib.filesystems import AbstractedFS
 
+from cgirt import sitefiles
 from cgirt.site import (HOST_NAME, RUNNER_LOGS, SITE_LOGS, STATE_DIR, fsync_dir, logs_dir,
                         own_like_site)
 
@@ -39,6 +47,7 @@ LOGS = "logs"
 _LOG_NAME = re.compile(r"(?:%s|(?:%s)\.%s\.log)(?:\.\d{1,4}(?:\.gz)?)?" % (
     "|".join(re.escape(n) for n in SITE_LOGS),
     "|".join(re.escape(n.rpartition(".")[0]) for n in RUNNER_LOGS), HOST_NAME.pattern))
+_log = logging.getLogger("cgirt.ftp")
 READ_ONLY = "logs/ is read-only: it shows the site's logs (error, access, slow, deploy)."
 
 
@@ -119,9 +128,35 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
 
     # --- reading ----------------------------------------------------------------------
 
+    def _in_logs(self, path: str) -> str | None:
+        """The disk path of a logs/ zone, else None."""
+        zone, disk = self.zone(path)
+        return disk if zone in (Zone.LOGS_DIR, Zone.LOG_FILE) else None
+
+    @contextlib.contextmanager
+    def _no_links(self, path: str) -> Iterator[None]:
+        """A link planted in the logs is refused: said to the client and in the log."""
+        try:
+            yield
+        except sitefiles.SymlinkRefused as exc:
+            _log.warning("%s", exc.strerror)
+            raise PathRefused(f"{self.fs2ftp(path)}: refused: a symbolic link in the site's "
+                              "logs is never followed.") from None
+
+    def _log_stat(self, disk: str) -> os.stat_result:
+        st = sitefiles.lstat(self.site, Path(disk))
+        if stat.S_ISLNK(st.st_mode):
+            raise sitefiles.SymlinkRefused(Path(disk), "a symbolic link")
+        return st
+
     def open(self, filename: str, mode: str) -> Any:
         if mode == "rb":
-            return open(self.readable(filename), "rb")
+            disk = self.readable(filename)
+            if self._in_logs(filename) is None:
+                return open(disk, "rb")
+            with self._no_links(filename):
+                return open(disk, "rb", opener=lambda path, flags: sitefiles.open_file(
+                    self.site, Path(path), flags))
         if mode == "wb":
             return self._staged_upload(filename)
         # APPE and REST+STOR are refused by the handler before they get here.
@@ -132,8 +167,13 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
         if zone is Zone.HIDDEN:
             raise _missing(self.fs2ftp(path))
         if zone is Zone.LOGS_DIR:
-            return sorted(n for n in os.listdir(disk) if _LOG_NAME.fullmatch(n)
-                          and os.path.isfile(os.path.join(disk, n)))
+            with self._no_links(path):
+                fd = sitefiles.open_dir(self.site, Path(disk))
+            try:
+                return sorted(n for n in os.listdir(fd) if _LOG_NAME.fullmatch(n) and stat.S_ISREG(
+                    os.stat(n, dir_fd=fd, follow_symlinks=False).st_mode))
+            finally:
+                os.close(fd)
         if zone is Zone.LOG_FILE:
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
         names = [n for n in os.listdir(disk) if self._listable(path, n)]
@@ -156,18 +196,36 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
         self.cwd = self.fs2ftp(path)
 
     def stat(self, path: str) -> os.stat_result:
-        return os.stat(self.readable(path))
+        disk = self.readable(path)
+        if self._in_logs(path) is None:
+            return os.stat(disk)
+        with self._no_links(path):
+            return self._log_stat(disk)
 
     def lstat(self, path: str) -> os.stat_result:
-        return os.lstat(self.readable(path))
+        disk = self.readable(path)
+        if self._in_logs(path) is None:
+            return os.lstat(disk)
+        with self._no_links(path):
+            return self._log_stat(disk)
 
     def isfile(self, path: str) -> bool:
         zone, disk = self.zone(path)
+        if zone in (Zone.LOGS_DIR, Zone.LOG_FILE):
+            return self._is(disk, stat.S_ISREG)
         return zone is not Zone.HIDDEN and os.path.isfile(disk)
 
     def isdir(self, path: str) -> bool:
         zone, disk = self.zone(path)
+        if zone in (Zone.LOGS_DIR, Zone.LOG_FILE):
+            return self._is(disk, stat.S_ISDIR)
         return zone is not Zone.HIDDEN and os.path.isdir(disk)
+
+    def _is(self, disk: str, kind: Callable[[int], bool]) -> bool:
+        try:
+            return kind(self._log_stat(disk).st_mode)
+        except (OSError, ValueError):
+            return False
 
     def islink(self, path: str) -> bool:
         zone, disk = self.zone(path)
@@ -178,10 +236,10 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
         return zone is not Zone.HIDDEN and os.path.lexists(disk)
 
     def getsize(self, path: str) -> int:
-        return os.path.getsize(self.readable(path))
+        return self.stat(path).st_size
 
     def getmtime(self, path: str) -> float:
-        return os.path.getmtime(self.readable(path))
+        return self.stat(path).st_mtime
 
     # --- writing ----------------------------------------------------------------------
 

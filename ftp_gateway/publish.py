@@ -31,6 +31,7 @@ from cgirt.site import (
 )
 
 from cgirt.logfiles import iso_stamp
+from cgirt.sitefiles import open_file
 
 from .errors import DiskFull, FileTooLarge, QuotaExceeded
 from .validate import Finding, check_file
@@ -191,11 +192,12 @@ _log_lock = threading.Lock()
 
 def deploy_log(site: Path, user: str, message: str) -> None:
     """One line per event, appended with a single write so lines never interleave."""
-    ensure_state(site)
     line = " ".join(f"{iso_stamp()} {user} {message}".split()) + "\n"
     with _log_lock:
         try:
-            fd = os.open(deploy_log_path(site), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            # The gateway is root: a deploy.log the owner made a link is refused, not followed.
+            fd = open_file(site, deploy_log_path(site), os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                           create_dirs=True)
             try:
                 os.write(fd, line.encode("utf-8", "replace"))
             finally:

@@ -27,6 +27,7 @@ from .. import site as site_layout
 from ..errors import ConfigError, StartupError
 from ..log import setup_runner_logging
 from ..logfiles import Rotator, owned_like, shared_counter
+from ..sitefiles import remove_pid, unlink, write_pid
 from ..runner.server import _warn_if_readable_by_other_sites, bind, describe
 from ..runner.scoreboard import Scoreboard
 from ..runner.slowlog import SLOW_SIGNAL
@@ -183,13 +184,14 @@ class HostMaster:
             pool.rotator = Rotator(
                 site_layout.logs_dir(config.site), site_layout.SITE_LOGS, self.log_counter,
                 config.log_max_size, config.log_backups, owned_like(config.site),
-                always=("error.log", "access.log") if config.access_log else ("error.log",))
+                always=("error.log", "access.log") if config.access_log else ("error.log",),
+                anchor=config.site)
             pool.listener = bind(config.listen, config.socket_mode)
         except (StartupError, OSError) as exc:
             log.error("site %s: not served: %s", spec.name, exc)
             return
         try:  # SITE RELOAD (FTP) and logrotate signal the pid they find there: ours
-            _write_pid(site_layout.runner_pid_path(config.site))
+            write_pid(config.site, site_layout.runner_pid_path(config.site))
         except OSError as exc:
             log.warning("site %s: cannot write its runner.pid (%s): SITE RELOAD over FTP will "
                         "not reach it", spec.name, exc.strerror)
@@ -210,10 +212,9 @@ class HostMaster:
                 pass
         pool.listener.close()
         pool.listener = None
-        pid_file = site_layout.runner_pid_path(pool.spec.runner.site)
+        site = pool.spec.runner.site
         try:
-            if pid_file.read_text().strip() == str(os.getpid()):
-                pid_file.unlink()
+            remove_pid(site, site_layout.runner_pid_path(site))
         except OSError:
             pass
 
@@ -332,7 +333,7 @@ class HostMaster:
         for pool in self.pools.values():
             request = site_layout.reload_request_path(pool.spec.runner.site)
             try:
-                request.unlink()
+                unlink(pool.spec.runner.site, request)
             except FileNotFoundError:
                 continue
             except OSError as exc:
@@ -645,22 +646,6 @@ class HostMaster:
 def _capped(plan: HostPlan, capacity: int) -> HostSettings:
     s = plan.settings
     return dataclasses.replace(s, max_workers_total=min(s.max_workers_total, capacity))
-
-
-def _write_pid(path: Path) -> None:
-    """A new file renamed into place: the master may be root in a folder the site's owner
-    controls, where runner.pid could be a link to any file."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, f"{os.getpid()}\n".encode())
-    finally:
-        os.close(fd)
-    try:
-        os.rename(temp, path)
-    except OSError:
-        temp.unlink()
-        raise
 
 
 def _readable(sock: socket.socket) -> bool:

@@ -58,7 +58,8 @@ class CgiApp:
         self.errlog = ErrorLog(site_layout.error_log_path(config.site, host), config.site,
                                self.log_counter, config.log_max_size)
         self.access = AccessLog(LogFile(site_layout.access_log_path(config.site, host),
-                                        self.log_counter, config.log_max_size)
+                                        self.log_counter, config.log_max_size,
+                                        anchor=config.site)
                                 ) if config.access_log else None
         self._mode = "-"
         self.slowlog = SlowLog(site_layout.slow_log_path(config.site, host), config.site,
