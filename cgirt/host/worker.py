@@ -26,7 +26,7 @@ from ..runner.app import CgiApp
 from ..runner.executors import Executor, Work
 from ..runner.forkmode import ForkExecutor, ForkServer, Serve
 from ..runner.scoreboard import Scoreboard
-from ..runner.supervisor import Supervisor, SupervisorSettings, WorkerControl, die_with_parent
+from ..runner.supervisor import Supervisor, SupervisorSettings, WorkerControl
 
 _ACTIVITY = struct.Struct("dB")  # last connection finished (monotonic), met fork mode
 
@@ -108,9 +108,7 @@ class HostApp(CgiApp):
         self.executors["persistent"] = _NotingExecutor(self, self.persistent)
 
     def child_init(self) -> None:
-        super().child_init()
-        # Changing uid clears the parent-death signal (kernel commit_creds): ask again.
-        die_with_parent()
+        super().child_init()  # its privilege drop asks again for the parent-death signal
         self.activity.reset(self.slot)
 
 
