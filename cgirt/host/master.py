@@ -129,13 +129,15 @@ class HostMaster:
                    signal.SIGUSR1)
         previous = {s: signal.signal(s, self._record_signal) for s in handled}
         self._epoll = select.epoll()
+        # The first zygote is started before any of these is open; one started again after
+        # a crash closes them, so that it too holds no site's socket (nor the admin's).
+        self.zygote.close_in_child = self._opened_after_the_zygote
         try:
             self.zygote.start()
             assert self.zygote.sock is not None
             bound = bind_host_status(self.plan.settings, self.config_path)
             if bound is not None:  # after the zygote: no site worker inherits it
                 self.status = HostStatus(*bound, self.slots)
-                self.zygote.close_in_child = self.status.server.fds
             for spec in self.plan.sites.values():
                 self._start_site(spec)
             if self.status is not None:
@@ -300,6 +302,11 @@ class HostMaster:
 
     def _all_pools(self) -> list[SitePool]:
         return [*self.pools.values(), *self.draining]
+
+    def _opened_after_the_zygote(self) -> list[int]:
+        """Every site's listening socket and the status server's descriptors."""
+        fds = [p.listener.fileno() for p in self._all_pools() if p.listener is not None]
+        return fds + (self.status.server.fds() if self.status is not None else [])
 
     def _on_signal(self, signum: int, now: float) -> None:
         if signum == signal.SIGHUP and self._stop_deadline is None:
