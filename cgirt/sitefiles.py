@@ -28,10 +28,12 @@ class SymlinkRefused(OSError):
 
 
 def _parts(anchor: Path, path: Path) -> list[str]:
-    rel = path.relative_to(anchor)  # ValueError: a caller's mistake, not the owner's
-    parts = list(rel.parts)
+    try:
+        parts = list(path.relative_to(anchor).parts)
+    except ValueError:  # e.g. a resolved path that a link took out of the site
+        raise SymlinkRefused(path, "outside the site") from None
     if not parts or ".." in parts:
-        raise ValueError(f"{path} is not below {anchor}")
+        raise SymlinkRefused(path, "outside the site")
     return parts
 
 
@@ -163,14 +165,30 @@ def unlink(anchor: Path, path: Path) -> None:
         os.close(parent)
 
 
-def chmod(path: Path, mode: int) -> None:
-    """chmod of `path` itself, refused when it is a link (os.chmod cannot refuse one on
-    Linux: without following it raises NotImplementedError). Through an O_PATH descriptor
-    and its /proc entry, which names that inode whatever is renamed meanwhile."""
-    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+def chmod(path: Path, mode: int, dir_fd: int | None = None) -> None:
+    """chmod of `path` itself (relative to `dir_fd` if given), refused when it is a link
+    (os.chmod cannot refuse one on Linux: without following it raises
+    NotImplementedError). Through an O_PATH descriptor and its /proc entry, which names
+    that inode whatever is renamed meanwhile."""
+    fd = _inode(path, dir_fd)
     try:
-        if stat.S_ISLNK(os.fstat(fd).st_mode):
-            raise SymlinkRefused(path, "a symbolic link")
         os.chmod(f"/proc/self/fd/{fd}", mode)
     finally:
         os.close(fd)
+
+
+def utime(path: Path, times: tuple[float, float], dir_fd: int | None = None) -> None:
+    """utime of `path` itself, as `chmod`."""
+    fd = _inode(path, dir_fd)
+    try:
+        os.utime(f"/proc/self/fd/{fd}", times)
+    finally:
+        os.close(fd)
+
+
+def _inode(path: Path, dir_fd: int | None) -> int:
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    if stat.S_ISLNK(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SymlinkRefused(path, "a symbolic link")
+    return fd

@@ -11,9 +11,12 @@ class decides what that path means before touching the disk:
   stays inside the site and outside the state directory;
 * uploads never write the final path: `open(..., 'wb')` returns a `StagedUpload`.
 
-The logs live in the state directory, which the site's owner (whose scripts run as that
-user) can fill with symbolic links, and the gateway is root: they are reached through
-`cgirt.sitefiles`, which follows none (`logs/error.log -> /etc/shadow` is refused).
+The gateway is root, and the site's owner (whose scripts run as that user) can plant or
+swap in a symbolic link anywhere in the site, the state directory included, at any
+moment. So the logs are reached through `cgirt.sitefiles`, which follows no link
+(`logs/error.log -> /etc/shadow` is refused), and each change is made in its folder as
+resolved now (links inside the site are the site's own), opened through no link: a folder
+swapped for a link between the check and the change refuses it.
 
 The process working directory is never changed (pyftpdlib issue #475: `os.chdir` races
 between the threads of ThreadedFTPServer).
@@ -34,8 +37,7 @@ from typing import Any, Callable, Iterator
 from pyftpdlib.filesystems import AbstractedFS
 
 from cgirt import sitefiles
-from cgirt.site import (HOST_NAME, RUNNER_LOGS, SITE_LOGS, STATE_DIR, fsync_dir, logs_dir,
-                        own_like_site)
+from cgirt.site import HOST_NAME, RUNNER_LOGS, SITE_LOGS, STATE_DIR, logs_dir
 
 from . import quota
 from .errors import CommandRefused, PathRefused, ReadOnlyPath
@@ -140,8 +142,28 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
             yield
         except sitefiles.SymlinkRefused as exc:
             _log.warning("%s", exc.strerror)
-            raise PathRefused(f"{self.fs2ftp(path)}: refused: a symbolic link in the site's "
-                              "logs is never followed.") from None
+            raise PathRefused(f"{self.fs2ftp(path)}: refused: a symbolic link (or one swapped "
+                              "in meanwhile) is never followed here.") from None
+
+    @contextlib.contextmanager
+    def _folder(self, path: str, disk: str, resolve: bool = False) -> Iterator[tuple[int, str]]:
+        """The folder of `disk` as it resolves now (a link inside the site is the site's
+        own) reached through no link, and the name in it. The gateway is root: a folder
+        the owner swaps for a link after `writable` checked it must not lead it elsewhere
+        (a rename into /etc/profile.d, a chown of /etc/passwd)."""
+        if resolve:
+            disk = os.path.realpath(disk)
+        parent = os.path.realpath(os.path.dirname(disk))
+        with self._no_links(path):
+            if not self._resolves_inside(parent):
+                raise sitefiles.SymlinkRefused(Path(disk), "reached through a link out of "
+                                                           "the site's own files")
+            fd = sitefiles.open_dir(self.site, Path(parent))
+        try:
+            with self._no_links(path):
+                yield fd, os.path.basename(disk)
+        finally:
+            os.close(fd)
 
     def _log_stat(self, disk: str) -> os.stat_result:
         st = sitefiles.lstat(self.site, Path(disk))
@@ -153,7 +175,11 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
         if mode == "rb":
             disk = self.readable(filename)
             if self._in_logs(filename) is None:
-                return open(disk, "rb")
+                # As resolved now, then opened through no link: a file swapped for a link
+                # to /etc/shadow after the check is not read (as root) for the owner.
+                disk = os.path.realpath(disk)
+                if not self._resolves_inside(disk):
+                    raise _missing(self.fs2ftp(filename))
             with self._no_links(filename):
                 return open(disk, "rb", opener=lambda path, flags: sitefiles.open_file(
                     self.site, Path(path), flags))
@@ -265,36 +291,47 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
 
     def mkdir(self, path: str) -> None:
         disk = self.writable(path)
-        os.mkdir(disk, 0o755)
-        own_like_site(Path(disk), self.site)
+        with self._folder(path, disk) as (fd, name):
+            os.mkdir(name, 0o755, dir_fd=fd)
+            st = os.stat(self.site)
+            if os.geteuid() == 0 and st.st_uid != 0:  # the site's owner's, as own_like_site
+                os.chown(name, st.st_uid, st.st_gid, dir_fd=fd, follow_symlinks=False)
         self._changed(f"created directory {self.fs2ftp(path)}", disk)
 
     def rmdir(self, path: str) -> None:
         disk = self.writable(path)
-        os.rmdir(disk)
+        with self._folder(path, disk) as (fd, name):
+            os.rmdir(name, dir_fd=fd)
         self._changed(f"removed directory {self.fs2ftp(path)}", disk)
 
     def remove(self, path: str) -> None:
         disk = self.writable(path)
-        if os.path.isdir(disk) and not os.path.islink(disk):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        os.remove(disk)
+        with self._folder(path, disk) as (fd, name):
+            if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+            os.unlink(name, dir_fd=fd)
         self._changed(f"deleted {self.fs2ftp(path)}", disk)
 
     def rename(self, src: str, dst: str) -> None:
         disk_src, disk_dst = self.writable(src), self.writable(dst)
-        os.rename(disk_src, disk_dst)
-        if os.path.dirname(disk_src) != os.path.dirname(disk_dst):
-            # Both directories changed; each must be durable before the bump.
-            fsync_dir(Path(os.path.dirname(disk_src)))
+        with self._folder(src, disk_src) as (src_fd, src_name), \
+                self._folder(dst, disk_dst) as (dst_fd, dst_name):
+            os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+            if os.path.dirname(disk_src) != os.path.dirname(disk_dst):
+                # Both directories changed; each must be durable before the bump.
+                os.fsync(src_fd)
         self._changed(f"renamed {self.fs2ftp(src)} to {self.fs2ftp(dst)}", disk_dst)
 
     def chmod(self, path: str, mode: int) -> None:
-        # setuid, setgid and sticky bits are never set over FTP.
-        os.chmod(self.writable(path), mode & 0o777)
+        disk = self.writable(path)
+        with self._folder(path, disk, resolve=True) as (fd, name):
+            # setuid, setgid and sticky bits are never set over FTP.
+            sitefiles.chmod(Path(name), mode & 0o777, dir_fd=fd)
 
     def utime(self, path: str, timeval: float) -> None:
-        os.utime(self.writable(path), (timeval, timeval))
+        disk = self.writable(path)
+        with self._folder(path, disk, resolve=True) as (fd, name):
+            sitefiles.utime(Path(name), (timeval, timeval), dir_fd=fd)
 
     def _changed(self, what: str, disk: str) -> None:
         user = self.cmd_channel.username if self.cmd_channel is not None else "?"

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 import pytest
 
@@ -25,7 +26,7 @@ from cgirt.sitefiles import SymlinkRefused
 from ftp_gateway.config import GatewayConfig
 from ftp_gateway.errors import PathRefused
 from ftp_gateway.filesystem import SiteFS
-from ftp_gateway.publish import deploy_log
+from ftp_gateway.publish import StagedUpload, complete_upload, deploy_log
 from ftp_gateway.site_commands import reload_runner, runner_pid
 
 SECRET = b"root:$6$secret-hash:19000:0:99999:7:::\n"
@@ -136,6 +137,52 @@ def test_deploy_log_through_a_link_is_refused_and_the_line_kept(
     assert "published /cgi-bin/a.py, generation 7" in caplog.text  # lost nowhere
 
 
+def test_a_staging_folder_swapped_mid_upload_is_not_followed(site: Path, outside: Path,
+                                                             target: Target) -> None:
+    # A file that is not Python is not compiled: the old code chmod'ed the staged path,
+    # then through the owner's links, to 0644.
+    (site / "htdocs").mkdir()
+    upload = StagedUpload(site, site / "htdocs" / "x.txt", "/htdocs/x.txt", None, None)
+    upload.write(b"plain text\n")
+    evil = outside / "evil"
+    evil.mkdir()
+    (evil / upload.staging_path.name).symlink_to(target.path)
+    staging = layout.staging_dir(site)
+    staging.rename(staging.with_name("staging.old"))
+    staging.symlink_to(evil)
+    with pytest.raises(SymlinkRefused, match="staging is a symbolic link"):
+        complete_upload(upload, "alice")
+    upload.discard()
+    assert not (site / "htdocs" / "x.txt").exists()
+    assert (evil / upload.staging_path.name).is_symlink()
+    assert target.unchanged()
+
+
+def test_a_target_folder_swapped_mid_upload_gets_nothing(site: Path, outside: Path) -> None:
+    upload = StagedUpload(site, site / "cgi-bin" / "evil.sh", "/cgi-bin/evil.sh", None, None)
+    upload.write(b"#!/bin/sh\necho run as root\n")
+    cgi = site / "cgi-bin"
+    cgi.rename(site / "cgi-bin.old")
+    cgi.symlink_to(outside)  # /etc/profile.d, say
+    with pytest.raises(SymlinkRefused, match="outside the site"):
+        complete_upload(upload, "alice")
+    upload.discard()
+    assert os.listdir(outside) == []
+    assert os.listdir(layout.staging_dir(site)) == []
+
+
+def test_a_check_reads_the_staged_bytes_not_a_file_swapped_in(site: Path, outside: Path,
+                                                              target: Target) -> None:
+    upload = StagedUpload(site, site / "cgi-bin" / "ok.py", "/cgi-bin/ok.py", None, None)
+    upload.write(b"print('fine')\n")
+    staged = layout.staging_dir(site) / upload.staging_path.name
+    staged.unlink()  # the owner's link at the staged name: the check still reads the upload
+    staged.symlink_to(target.path)
+    outcome = complete_upload(upload, "alice")
+    assert outcome.finding is None  # the upload's own bytes were checked, not the secret's
+    assert target.unchanged()  # mode and owner were set on the upload's inode alone
+
+
 def _fs(site: Path, tmp_path: Path) -> SiteFS:
     channel = SimpleNamespace(username="alice", use_gmt_times=True, encoding="utf8",
                               unicode_errors="replace",
@@ -170,6 +217,96 @@ def test_logs_folder_view_follows_no_link(site: Path, outside: Path, target: Tar
         fs.open(str(site / "logs" / "deploy.log"), "rb")
     assert not fs.isdir(str(site / "logs"))
     assert ".cgirt/logs is a symbolic link: refused" in caplog.text
+    assert target.unchanged()
+
+
+def _swap_after_the_check(monkeypatch: pytest.MonkeyPatch, swap: Callable[[], None],
+                          last: str = "") -> None:
+    """The owner's script wins the race: the path changes between the gateway's check
+    (`writable`, of the path ending with `last`) and its operation."""
+    checked = SiteFS.writable
+
+    def then_swap(self: SiteFS, path: str) -> str:
+        disk = checked(self, path)
+        if path.endswith(last):
+            swap()
+        return disk
+
+    monkeypatch.setattr(SiteFS, "writable", then_swap)
+
+
+def _to_outside(folder: Path, outside: Path) -> Callable[[], None]:
+    def swap() -> None:
+        if not folder.is_symlink():
+            folder.rename(folder.with_name(folder.name + ".old"))
+            folder.symlink_to(outside)
+    return swap
+
+
+@pytest.mark.parametrize("operation", ["mkdir", "rmdir", "remove", "rename"])
+def test_a_folder_swapped_for_a_link_after_the_check_leads_nowhere(
+        site: Path, outside: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, operation: str) -> None:
+    fs = _fs(site, tmp_path)
+    cgi = site / "cgi-bin"
+    (cgi / "a.py").write_text("A = 1\n")
+    (cgi / "sub").mkdir()
+    (outside / "a.py").write_text("the admin's\n")  # /etc/profile.d/a.sh, say
+    (outside / "sub").mkdir()
+    before = sorted(os.listdir(outside))
+    _swap_after_the_check(monkeypatch, _to_outside(cgi, outside),
+                          "b.py" if operation == "rename" else "")
+    with pytest.raises(PathRefused, match="refused: a symbolic link"):
+        if operation == "mkdir":
+            fs.mkdir(str(cgi / "new"))
+        elif operation == "rmdir":
+            fs.rmdir(str(cgi / "sub"))
+        elif operation == "remove":
+            fs.remove(str(cgi / "a.py"))
+        else:
+            fs.rename(str(cgi / "a.py"), str(cgi / "b.py"))
+    assert sorted(os.listdir(outside)) == before
+    assert (outside / "a.py").read_text() == "the admin's\n"
+    assert "is reached through a link out of the site's own files: refused" in caplog.text
+
+
+def test_a_download_swapped_for_a_link_after_the_check_sends_nothing(
+        site: Path, target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = _fs(site, tmp_path)
+    script = site / "cgi-bin" / "a.py"
+    script.write_text("A = 1\n")
+    with fs.open(str(script), "rb") as f:
+        assert f.read() == b"A = 1\n"
+    (site / "cgi-bin" / "inside.py").symlink_to("a.py")  # a link inside the site still works
+    with fs.open(str(site / "cgi-bin" / "inside.py"), "rb") as f:
+        assert f.read() == b"A = 1\n"
+    checked = SiteFS.readable
+
+    def then_swap(self: SiteFS, path: str) -> str:
+        disk = checked(self, path)
+        script.unlink()
+        script.symlink_to(target.path)
+        return disk
+
+    monkeypatch.setattr(SiteFS, "readable", then_swap)
+    with pytest.raises(FileNotFoundError):  # resolved now, it leads out: as if absent
+        fs.open(str(script), "rb").close()
+    assert target.unchanged()
+
+
+@pytest.mark.parametrize("operation", ["chmod", "utime"])
+def test_a_file_swapped_for_a_link_after_the_check_keeps_the_target_as_it_was(
+        site: Path, target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        operation: str) -> None:
+    fs = _fs(site, tmp_path)
+    script = site / "cgi-bin" / "a.py"
+    script.write_text("A = 1\n")
+    _swap_after_the_check(monkeypatch, lambda: (script.unlink(), script.symlink_to(target.path)))
+    with pytest.raises(PathRefused, match="refused: a symbolic link"):
+        if operation == "chmod":
+            fs.chmod(str(script), 0o777)
+        else:
+            fs.utime(str(script), 2_000_000)
     assert target.unchanged()
 
 
