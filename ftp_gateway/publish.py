@@ -159,7 +159,8 @@ def complete_upload(upload: StagedUpload, user: str) -> Outcome:
     # reached through no link: one swapped in meanwhile is refused, never followed.
     staging = open_dir(upload.site, upload.staging_path.parent)
     try:
-        folder = open_dir(upload.site, Path(os.path.realpath(upload.target.parent)))
+        folder = open_dir(Path(os.path.realpath(upload.site)),
+                          Path(os.path.realpath(upload.target.parent)))
         try:
             os.replace(upload.staging_path.name, upload.target.name,
                        src_dir_fd=staging, dst_dir_fd=folder)
