@@ -38,7 +38,7 @@ class ErrorLog:
                  max_bytes: int = 0) -> None:
         self.path = path
         self._site = str(site).rstrip("/") + "/"
-        self.file = LogFile(path, counter, max_bytes)
+        self.file = LogFile(path, counter, max_bytes, anchor=site)
         self.request = "-"  # "METHOD URI" of the request being served, set by the app
 
     def open(self) -> None:

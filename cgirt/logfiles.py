@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .sitefiles import open_dir, open_file
+
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
 
 _stamp_cache: tuple[int, str, str] = (-1, "", "")  # one tuple: threads see it whole
@@ -108,8 +110,11 @@ class LogFile:
     """One log file as a writer sees it: an O_APPEND descriptor, reopened when told."""
 
     def __init__(self, path: Path, counter: ReopenCounter | None = None,
-                 max_bytes: int = 0) -> None:
+                 max_bytes: int = 0, anchor: Path | None = None) -> None:
         self.path = path
+        # A site's log: opened below the site without following links (a worker opens it
+        # as root, before its privilege drop).
+        self._anchor = anchor
         self._counter = counter
         self._max_bytes = max_bytes
         self._limit = 2 * max_bytes  # past this since the last reopen the master is behind
@@ -125,8 +130,12 @@ class LogFile:
         if self._counter is not None:
             self._seen = self._counter.value
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, _OPEN_FLAGS, 0o640)
+            if self._anchor is not None:
+                self._anchor.mkdir(parents=True, exist_ok=True)  # the admin's: may be a link
+                fd = open_file(self._anchor, self.path, _OPEN_FLAGS, 0o640, create_dirs=True)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, _OPEN_FLAGS, 0o640)
         except OSError:
             if self._fd < 0:
                 raise
@@ -174,8 +183,9 @@ class Rotator:
 
     def __init__(self, folder: Path, names: Iterable[str], counter: ReopenCounter,
                  max_bytes: int, backups: int, owner: Callable[[int], None] = lambda fd: None,
-                 always: Iterable[str] = ()) -> None:
+                 always: Iterable[str] = (), anchor: Path | None = None) -> None:
         self.folder = folder
+        self.anchor = anchor  # the site: no link is followed from it to the folder either
         self.names = tuple(names)
         self.counter = counter
         self.max_bytes = max_bytes
@@ -190,7 +200,7 @@ class Rotator:
         if not self.max_bytes:
             return
         rotated = False
-        with _Folder(self.folder) as folder:
+        with _Folder(self.folder, self.anchor) as folder:
             if not self._usable(folder):
                 return
             for name in self.names:
@@ -206,7 +216,7 @@ class Rotator:
         """SIGUSR1: every writer reopens its files by name (after logrotate renamed them).
         A file that logrotate renamed is created again here, owned like the site, so that
         writers without the right to create it can reopen it."""
-        with _Folder(self.folder) as folder:
+        with _Folder(self.folder, self.anchor) as folder:
             if self._usable(folder):
                 for name in self.names:
                     if folder.lstat(name) is None and (
@@ -230,14 +240,19 @@ class _Folder:
     """The logs folder through one descriptor, never following a symlink: the master may run
     as root in a folder whose files a site's scripts can reach."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, anchor: Path | None = None) -> None:
         self.path = path
+        self.anchor = anchor
         self.fd = -1
         self.error = ""
 
     def __enter__(self) -> "_Folder":
         try:
-            self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            if self.anchor is not None:
+                self.fd = open_dir(self.anchor, self.path)
+            else:
+                self.fd = os.open(self.path,
+                                  os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
             self.error = exc.strerror or str(exc)
         return self

@@ -32,6 +32,8 @@ import os
 import re
 from pathlib import Path
 
+from .sitefiles import open_dir, open_file
+
 STATE_DIR = ".cgirt"
 CGI_ROOT = "cgi-bin"
 DOCUMENT_ROOT = "htdocs"
@@ -141,9 +143,11 @@ def reload_request_path(site: Path) -> Path:
 
 
 def ensure_state(site: Path) -> None:
-    """Create the state directories; private to the site owner."""
+    """Create the state directories; private to the site owner. One that is a symbolic
+    link is refused (`sitefiles.SymlinkRefused`): root must not follow it."""
+    site.mkdir(parents=True, exist_ok=True)
     for d in (state_dir(site), logs_dir(site), staging_dir(site)):
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(open_dir(site, d, create=True))
 
 
 def fsync_dir(path: Path) -> None:
@@ -168,23 +172,33 @@ def bump_generation(site: Path) -> int:
     because several gateway sessions may publish at once.
     """
     ensure_state(site)
-    target = generation_path(site)
-    lock_fd = os.open(state_dir(site) / "generation.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    # Through the state directory's descriptor, no link followed: the gateway is root here,
+    # and the owner can plant generation.PID.tmp -> /etc/shadow.
+    state = open_dir(site, state_dir(site))
     try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        value = read_generation(site) + 1
-        tmp = target.with_name(f"generation.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        lock_fd = open_file(site, state_dir(site) / "generation.lock", os.O_RDWR | os.O_CREAT)
         try:
-            os.write(fd, b"%d\n" % value)
-            os.fsync(fd)
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            value = read_generation(site) + 1
+            tmp = f"generation.{os.getpid()}.tmp"
+            try:
+                os.unlink(tmp, dir_fd=state)  # a leftover (or a planted link), never its target
+            except FileNotFoundError:
+                pass
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=state)
+            try:
+                os.write(fd, b"%d\n" % value)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, "generation", src_dir_fd=state, dst_dir_fd=state)
+            os.fsync(state)
+            return value
         finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
-        return value
+            os.close(lock_fd)
     finally:
-        os.close(lock_fd)
+        os.close(state)
 
 
 def own_like_site(path: Path, site: Path) -> None:

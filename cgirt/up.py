@@ -29,6 +29,7 @@ from pathlib import Path
 
 from . import site as site_layout
 from .errors import StartupError
+from .runner.supervisor import die_with_parent
 
 STARTUP_SECONDS = 30.0
 STOP_SECONDS = 15.0
@@ -125,8 +126,8 @@ def claim_site(site: Path) -> int:
     except BaseException:
         os.close(fd)
         raise
-    # A runner left by a `cgirt up` that was killed -9 still serves the site and owns its
-    # socket and pid file; a second runner would only fail on them, later and less clearly.
+    # A runner started otherwise (`cgirt serve`) may serve the site and own its socket and
+    # pid file; a second runner would only fail on them, later and less clearly.
     from ftp_gateway.site_commands import runner_pid
 
     runner = runner_pid(site)
@@ -223,10 +224,20 @@ def _accepts(path: Path) -> bool:
 
 
 def _spawn(argv: list[str], log: Path, stdout: Path | None = None) -> subprocess.Popen[bytes]:
+    parent = os.getpid()
     with open(log, "ab") as err, open(stdout or log, "ab") as out:
         # Own process group: Ctrl-C reaches `cgirt up` only, which stops the parts in order.
+        # Its own session would also outlive a `kill -9` of `cgirt up`: the kernel's
+        # parent-death signal (kept across exec) ends it then.
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=lambda: _die_with(parent))
+
+
+def _die_with(parent: int) -> None:
+    """In the part, between fork and exec: die with `cgirt up`, even if it is already gone."""
+    die_with_parent()
+    if os.getppid() != parent:
+        os._exit(1)  # `cgirt up` died before the kernel could be asked to tell us
 
 
 def _wait(ready: object, procs: dict[str, subprocess.Popen[bytes]], what: str,

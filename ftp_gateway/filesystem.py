@@ -11,23 +11,33 @@ class decides what that path means before touching the disk:
   stays inside the site and outside the state directory;
 * uploads never write the final path: `open(..., 'wb')` returns a `StagedUpload`.
 
+The gateway is root, and the site's owner (whose scripts run as that user) can plant or
+swap in a symbolic link anywhere in the site, the state directory included, at any
+moment. So the logs are reached through `cgirt.sitefiles`, which follows no link
+(`logs/error.log -> /etc/shadow` is refused), and each change is made in its folder as
+resolved now (links inside the site are the site's own), opened through no link: a folder
+swapped for a link between the check and the change refuses it.
+
 The process working directory is never changed (pyftpdlib issue #475: `os.chdir` races
 between the threads of ThreadedFTPServer).
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
+import logging
 import os
 import re
+import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from pyftpdlib.filesystems import AbstractedFS
 
-from cgirt.site import (HOST_NAME, RUNNER_LOGS, SITE_LOGS, STATE_DIR, fsync_dir, logs_dir,
-                        own_like_site)
+from cgirt import sitefiles
+from cgirt.site import HOST_NAME, RUNNER_LOGS, SITE_LOGS, STATE_DIR, logs_dir
 
 from . import quota
 from .errors import CommandRefused, PathRefused, ReadOnlyPath
@@ -39,6 +49,7 @@ LOGS = "logs"
 _LOG_NAME = re.compile(r"(?:%s|(?:%s)\.%s\.log)(?:\.\d{1,4}(?:\.gz)?)?" % (
     "|".join(re.escape(n) for n in SITE_LOGS),
     "|".join(re.escape(n.rpartition(".")[0]) for n in RUNNER_LOGS), HOST_NAME.pattern))
+_log = logging.getLogger("cgirt.ftp")
 READ_ONLY = "logs/ is read-only: it shows the site's logs (error, access, slow, deploy)."
 
 
@@ -119,9 +130,59 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
 
     # --- reading ----------------------------------------------------------------------
 
+    def _in_logs(self, path: str) -> str | None:
+        """The disk path of a logs/ zone, else None."""
+        zone, disk = self.zone(path)
+        return disk if zone in (Zone.LOGS_DIR, Zone.LOG_FILE) else None
+
+    @contextlib.contextmanager
+    def _no_links(self, path: str) -> Iterator[None]:
+        """A link planted in the logs is refused: said to the client and in the log."""
+        try:
+            yield
+        except sitefiles.SymlinkRefused as exc:
+            _log.warning("%s", exc.strerror)
+            raise PathRefused(f"{self.fs2ftp(path)}: refused: a symbolic link (or one swapped "
+                              "in meanwhile) is never followed here.") from None
+
+    @contextlib.contextmanager
+    def _folder(self, path: str, disk: str, resolve: bool = False) -> Iterator[tuple[int, str]]:
+        """The folder of `disk` as it resolves now (a link inside the site is the site's
+        own) reached through no link, and the name in it. The gateway is root: a folder
+        the owner swaps for a link after `writable` checked it must not lead it elsewhere
+        (a rename into /etc/profile.d, a chown of /etc/passwd)."""
+        if resolve:
+            disk = os.path.realpath(disk)
+        parent = os.path.realpath(os.path.dirname(disk))
+        with self._no_links(path):
+            if not self._resolves_inside(parent):
+                raise sitefiles.SymlinkRefused(Path(disk), "reached through a link out of "
+                                                           "the site's own files")
+            fd = sitefiles.open_dir(self.site, Path(parent))
+        try:
+            with self._no_links(path):
+                yield fd, os.path.basename(disk)
+        finally:
+            os.close(fd)
+
+    def _log_stat(self, disk: str) -> os.stat_result:
+        st = sitefiles.lstat(self.site, Path(disk))
+        if stat.S_ISLNK(st.st_mode):
+            raise sitefiles.SymlinkRefused(Path(disk), "a symbolic link")
+        return st
+
     def open(self, filename: str, mode: str) -> Any:
         if mode == "rb":
-            return open(self.readable(filename), "rb")
+            disk = self.readable(filename)
+            if self._in_logs(filename) is None:
+                # As resolved now, then opened through no link: a file swapped for a link
+                # to /etc/shadow after the check is not read (as root) for the owner.
+                disk = os.path.realpath(disk)
+                if not self._resolves_inside(disk):
+                    raise _missing(self.fs2ftp(filename))
+            with self._no_links(filename):
+                return open(disk, "rb", opener=lambda path, flags: sitefiles.open_file(
+                    self.site, Path(path), flags))
         if mode == "wb":
             return self._staged_upload(filename)
         # APPE and REST+STOR are refused by the handler before they get here.
@@ -132,8 +193,13 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
         if zone is Zone.HIDDEN:
             raise _missing(self.fs2ftp(path))
         if zone is Zone.LOGS_DIR:
-            return sorted(n for n in os.listdir(disk) if _LOG_NAME.fullmatch(n)
-                          and os.path.isfile(os.path.join(disk, n)))
+            with self._no_links(path):
+                fd = sitefiles.open_dir(self.site, Path(disk))
+            try:
+                return sorted(n for n in os.listdir(fd) if _LOG_NAME.fullmatch(n) and stat.S_ISREG(
+                    os.stat(n, dir_fd=fd, follow_symlinks=False).st_mode))
+            finally:
+                os.close(fd)
         if zone is Zone.LOG_FILE:
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
         names = [n for n in os.listdir(disk) if self._listable(path, n)]
@@ -156,18 +222,36 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
         self.cwd = self.fs2ftp(path)
 
     def stat(self, path: str) -> os.stat_result:
-        return os.stat(self.readable(path))
+        disk = self.readable(path)
+        if self._in_logs(path) is None:
+            return os.stat(disk)
+        with self._no_links(path):
+            return self._log_stat(disk)
 
     def lstat(self, path: str) -> os.stat_result:
-        return os.lstat(self.readable(path))
+        disk = self.readable(path)
+        if self._in_logs(path) is None:
+            return os.lstat(disk)
+        with self._no_links(path):
+            return self._log_stat(disk)
 
     def isfile(self, path: str) -> bool:
         zone, disk = self.zone(path)
+        if zone in (Zone.LOGS_DIR, Zone.LOG_FILE):
+            return self._is(disk, stat.S_ISREG)
         return zone is not Zone.HIDDEN and os.path.isfile(disk)
 
     def isdir(self, path: str) -> bool:
         zone, disk = self.zone(path)
+        if zone in (Zone.LOGS_DIR, Zone.LOG_FILE):
+            return self._is(disk, stat.S_ISDIR)
         return zone is not Zone.HIDDEN and os.path.isdir(disk)
+
+    def _is(self, disk: str, kind: Callable[[int], bool]) -> bool:
+        try:
+            return kind(self._log_stat(disk).st_mode)
+        except (OSError, ValueError):
+            return False
 
     def islink(self, path: str) -> bool:
         zone, disk = self.zone(path)
@@ -178,10 +262,10 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
         return zone is not Zone.HIDDEN and os.path.lexists(disk)
 
     def getsize(self, path: str) -> int:
-        return os.path.getsize(self.readable(path))
+        return self.stat(path).st_size
 
     def getmtime(self, path: str) -> float:
-        return os.path.getmtime(self.readable(path))
+        return self.stat(path).st_mtime
 
     # --- writing ----------------------------------------------------------------------
 
@@ -207,36 +291,47 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
 
     def mkdir(self, path: str) -> None:
         disk = self.writable(path)
-        os.mkdir(disk, 0o755)
-        own_like_site(Path(disk), self.site)
+        with self._folder(path, disk) as (fd, name):
+            os.mkdir(name, 0o755, dir_fd=fd)
+            st = os.stat(self.site)
+            if os.geteuid() == 0 and st.st_uid != 0:  # the site's owner's, as own_like_site
+                os.chown(name, st.st_uid, st.st_gid, dir_fd=fd, follow_symlinks=False)
         self._changed(f"created directory {self.fs2ftp(path)}", disk)
 
     def rmdir(self, path: str) -> None:
         disk = self.writable(path)
-        os.rmdir(disk)
+        with self._folder(path, disk) as (fd, name):
+            os.rmdir(name, dir_fd=fd)
         self._changed(f"removed directory {self.fs2ftp(path)}", disk)
 
     def remove(self, path: str) -> None:
         disk = self.writable(path)
-        if os.path.isdir(disk) and not os.path.islink(disk):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        os.remove(disk)
+        with self._folder(path, disk) as (fd, name):
+            if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+            os.unlink(name, dir_fd=fd)
         self._changed(f"deleted {self.fs2ftp(path)}", disk)
 
     def rename(self, src: str, dst: str) -> None:
         disk_src, disk_dst = self.writable(src), self.writable(dst)
-        os.rename(disk_src, disk_dst)
-        if os.path.dirname(disk_src) != os.path.dirname(disk_dst):
-            # Both directories changed; each must be durable before the bump.
-            fsync_dir(Path(os.path.dirname(disk_src)))
+        with self._folder(src, disk_src) as (src_fd, src_name), \
+                self._folder(dst, disk_dst) as (dst_fd, dst_name):
+            os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+            if os.path.dirname(disk_src) != os.path.dirname(disk_dst):
+                # Both directories changed; each must be durable before the bump.
+                os.fsync(src_fd)
         self._changed(f"renamed {self.fs2ftp(src)} to {self.fs2ftp(dst)}", disk_dst)
 
     def chmod(self, path: str, mode: int) -> None:
-        # setuid, setgid and sticky bits are never set over FTP.
-        os.chmod(self.writable(path), mode & 0o777)
+        disk = self.writable(path)
+        with self._folder(path, disk, resolve=True) as (fd, name):
+            # setuid, setgid and sticky bits are never set over FTP.
+            sitefiles.chmod(Path(name), mode & 0o777, dir_fd=fd)
 
     def utime(self, path: str, timeval: float) -> None:
-        os.utime(self.writable(path), (timeval, timeval))
+        disk = self.writable(path)
+        with self._folder(path, disk, resolve=True) as (fd, name):
+            sitefiles.utime(Path(name), (timeval, timeval), dir_fd=fd)
 
     def _changed(self, what: str, disk: str) -> None:
         user = self.cmd_channel.username if self.cmd_channel is not None else "?"

@@ -237,9 +237,13 @@ class GatewayHandlerMixin:
 
     def on_login(self, username: str) -> None:
         site = Path(self.fs.root)
-        ensure_state(site)
-        if sweep_stale_staging(site):
-            log.info("removed stale staging files of %s", site)
+        try:
+            ensure_state(site)
+        except OSError as exc:  # e.g. a symlinked .cgirt/: uploads are refused, reads work
+            log.error("%s: %s", site, exc.strerror)
+        else:
+            if sweep_stale_staging(site):
+                log.info("removed stale staging files of %s", site)
         super().on_login(username)  # type: ignore[misc]
 
     # --- uploads ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import contextlib
 import errno
 import logging
 import os
-import tempfile
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -26,11 +26,11 @@ from cgirt.site import (
     deploy_log_path,
     ensure_state,
     fsync_dir,
-    own_like_site,
     staging_dir,
 )
 
-from cgirt.logfiles import iso_stamp
+from cgirt.logfiles import iso_stamp, owned_like
+from cgirt.sitefiles import open_dir, open_file
 
 from .errors import DiskFull, FileTooLarge, QuotaExceeded
 from .validate import Finding, check_file
@@ -45,8 +45,13 @@ class StagedUpload:
     """A staging file with limits enforced as the bytes arrive.
 
     `name` is the final path (pyftpdlib logs it); the bytes go to `staging_path`,
-    created by mkstemp (O_EXCL, mode 0600) inside the site's staging directory, on the
-    same filesystem so that os.replace is atomic.
+    created (O_EXCL, mode 0600) inside the site's staging directory, on the same
+    filesystem so that os.replace is atomic.
+
+    The gateway is root and the site's owner can swap any folder of the site, `.cgirt/`
+    included, for a link meanwhile: the staged file is created, checked, given its mode
+    and renamed through descriptors (the file's own, its folders' reached through no
+    link), never through a path that could lead elsewhere.
     """
 
     def __init__(
@@ -58,8 +63,8 @@ class StagedUpload:
         quota_room: int | None,
     ) -> None:
         ensure_state(site)
-        fd, staged = tempfile.mkstemp(prefix=".upload-", suffix=".part", dir=staging_dir(site))
-        self._file = os.fdopen(fd, "wb")
+        fd, staged = _create_staged(site)
+        self._file = os.fdopen(fd, "w+b")  # read back by the check, through this inode
         self.site = site
         self.target = target
         self.virtual = virtual
@@ -95,10 +100,18 @@ class StagedUpload:
     def flush(self) -> None:
         self._file.flush()
 
-    def seal(self) -> None:
-        """Make the staged bytes durable before they become visible."""
+    def reading_path(self) -> Path:
+        """The staged bytes, by this very inode whatever its folders' names lead to now."""
+        return Path(f"/proc/self/fd/{self._file.fileno()}")
+
+    def seal(self, mode: int) -> None:
+        """Make the staged bytes durable, with their mode and owner, before they become
+        visible."""
         self._file.flush()
-        os.fsync(self._file.fileno())
+        fd = self._file.fileno()
+        os.fchmod(fd, mode)
+        owned_like(self.site)(fd)
+        os.fsync(fd)
         self._file.close()
 
     def close(self) -> None:
@@ -116,8 +129,13 @@ class StagedUpload:
         except OSError:
             pass
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.staging_path)
+            # A staging folder swapped for a link: left to the sweep of stale files.
+            with contextlib.suppress(OSError):
+                folder = open_dir(self.site, self.staging_path.parent)
+                try:
+                    os.unlink(self.staging_path.name, dir_fd=folder)
+                finally:
+                    os.close(folder)
 
 
 @dataclass(frozen=True)
@@ -130,18 +148,28 @@ class Outcome:
 def complete_upload(upload: StagedUpload, user: str) -> Outcome:
     """Validate, then publish atomically. The caller replies 226 only afterwards."""
     upload.flush()
-    finding = check_file(upload.staging_path, upload.virtual, upload.target.name)
+    finding = check_file(upload.reading_path(), upload.virtual, upload.target.name)
     if finding is not None:
         upload.discard()
         deploy_log(upload.site, user, f"rejected {upload.virtual}: {finding.describe()}; "
                    "the previous version stays live")
         return Outcome(published=False, finding=finding)
-    upload.seal()
-    os.chmod(upload.staging_path, mode_for(upload.site, upload.target))
-    own_like_site(upload.staging_path, upload.site)
-    os.replace(upload.staging_path, upload.target)
-    upload.done = True
-    fsync_dir(upload.target.parent)
+    upload.seal(mode_for(upload.site, upload.target))
+    # The target's folder as resolved now (a link inside the site is the site's own), then
+    # reached through no link: one swapped in meanwhile is refused, never followed.
+    staging = open_dir(upload.site, upload.staging_path.parent)
+    try:
+        folder = open_dir(Path(os.path.realpath(upload.site)),
+                          Path(os.path.realpath(upload.target.parent)))
+        try:
+            os.replace(upload.staging_path.name, upload.target.name,
+                       src_dir_fd=staging, dst_dir_fd=folder)
+            upload.done = True
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    finally:
+        os.close(staging)
     generation = bump_generation(upload.site)
     deploy_log(upload.site, user, f"published {upload.virtual} ({upload.size} bytes), "
                f"generation {generation}")
@@ -151,6 +179,22 @@ def complete_upload(upload: StagedUpload, user: str) -> Outcome:
 STALE_STAGING_AGE = 3600.0
 
 
+def _create_staged(site: Path) -> tuple[int, Path]:
+    folder = open_dir(site, staging_dir(site), create=True)
+    try:
+        for _ in range(100):
+            name = f".upload-{secrets.token_hex(8)}.part"
+            try:
+                fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o600, dir_fd=folder)
+            except FileExistsError:
+                continue
+            return fd, staging_dir(site) / name
+        raise FileExistsError(f"no free staging name in {staging_dir(site)}")
+    finally:
+        os.close(folder)
+
+
 def sweep_stale_staging(site: Path, now: float | None = None) -> int:
     """Remove staging files left by a gateway that died mid-upload; returns the count.
 
@@ -158,13 +202,20 @@ def sweep_stale_staging(site: Path, now: float | None = None) -> int:
     """
     now = time.time() if now is None else now
     removed = 0
-    for entry in staging_dir(site).glob(".upload-*.part"):
-        try:
-            if now - entry.lstat().st_mtime > STALE_STAGING_AGE:
-                entry.unlink()
-                removed += 1
-        except FileNotFoundError:
-            continue
+    folder = open_dir(site, staging_dir(site))  # root: not a folder a link leads to
+    try:
+        for name in os.listdir(folder):
+            if not (name.startswith(".upload-") and name.endswith(".part")):
+                continue
+            try:
+                if now - os.stat(name, dir_fd=folder, follow_symlinks=False).st_mtime \
+                        > STALE_STAGING_AGE:
+                    os.unlink(name, dir_fd=folder)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    finally:
+        os.close(folder)
     return removed
 
 
@@ -191,11 +242,12 @@ _log_lock = threading.Lock()
 
 def deploy_log(site: Path, user: str, message: str) -> None:
     """One line per event, appended with a single write so lines never interleave."""
-    ensure_state(site)
     line = " ".join(f"{iso_stamp()} {user} {message}".split()) + "\n"
     with _log_lock:
         try:
-            fd = os.open(deploy_log_path(site), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            # The gateway is root: a deploy.log the owner made a link is refused, not followed.
+            fd = open_file(site, deploy_log_path(site), os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                           create_dirs=True)
             try:
                 os.write(fd, line.encode("utf-8", "replace"))
             finally:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cgirt.site import reload_request_path, runner_pid_path, state_dir
+from cgirt.sitefiles import open_file
 
 from .validate import Finding, check_file, python_files
 
@@ -44,7 +45,11 @@ def runner_pid(site: Path) -> int | None:
     process must look like cgirt before it is signalled.
     """
     try:
-        pid = int(runner_pid_path(site).read_text().strip())
+        fd = open_file(site, runner_pid_path(site), os.O_RDONLY)  # root: no link followed
+        try:
+            pid = int(os.read(fd, 32).strip())
+        finally:
+            os.close(fd)
     except (OSError, ValueError):
         return None
     if pid <= 1:
@@ -74,8 +79,8 @@ def reload_runner(site: Path) -> tuple[bool, str]:
     if pid is None:
         return False, ("No runner is serving this site right now; "
                        "the next request will load the current files anyway.")
-    try:
-        reload_request_path(site).touch()  # which site, for a `cgirt host` of many
+    try:  # which site, for a `cgirt host` of many; root: a planted link is not followed
+        os.close(open_file(site, reload_request_path(site), os.O_WRONLY | os.O_CREAT))
     except OSError:
         pass  # a runner of this site alone replaces its workers all the same
     try:

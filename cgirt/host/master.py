@@ -29,6 +29,7 @@ from .. import site as site_layout
 from ..errors import ConfigError, StartupError
 from ..log import setup_runner_logging
 from ..logfiles import Rotator, owned_like, shared_counter
+from ..sitefiles import remove_pid, unlink, write_pid
 from ..runner.server import _warn_if_readable_by_other_sites, bind, describe
 from ..runner.scoreboard import Scoreboard
 from ..runner.slowlog import SLOW_SIGNAL
@@ -139,13 +140,15 @@ class HostMaster:
                    signal.SIGUSR1)
         previous = {s: signal.signal(s, self._record_signal) for s in handled}
         self._epoll = select.epoll()
+        # The first zygote is started before any of these is open; one started again after
+        # a crash closes them, so that it too holds no site's socket (nor the admin's).
+        self.zygote.close_in_child = self._opened_after_the_zygote
         try:
             self.zygote.start()
             assert self.zygote.sock is not None
             bound = bind_host_status(self.plan.settings, self.config_path)
             if bound is not None:  # after the zygote: no site worker inherits it
                 self.status = HostStatus(*bound, self.slots, self.notices)
-                self.zygote.close_in_child = self.status.server.fds
             for spec in self.plan.sites.values():
                 self._start_site(spec)
             self.notices.sites(self.plan.sites.values())
@@ -196,13 +199,14 @@ class HostMaster:
             logs, always = site_layout.rotated_logs(config.host_name, config.access_log)
             pool.rotator = Rotator(
                 site_layout.logs_dir(config.site), logs, self.log_counter,
-                config.log_max_size, config.log_backups, owned_like(config.site), always=always)
+                config.log_max_size, config.log_backups, owned_like(config.site), always=always,
+                anchor=config.site)
             pool.listener = bind(config.listen, config.socket_mode)
         except (StartupError, OSError) as exc:
             log.error("site %s: not served: %s", spec.name, exc)
             return
         try:  # SITE RELOAD (FTP) and logrotate signal the pid they find there: ours
-            _write_pid(site_layout.runner_pid_path(config.site, config.host_name))
+            write_pid(config.site, site_layout.runner_pid_path(config.site, config.host_name))
         except OSError as exc:
             log.warning("site %s: cannot write its runner.pid (%s): SITE RELOAD over FTP will "
                         "not reach it", spec.name, exc.strerror)
@@ -223,10 +227,9 @@ class HostMaster:
                 pass
         pool.listener.close()
         pool.listener = None
-        pid_file = site_layout.runner_pid_path(pool.spec.runner.site, pool.spec.runner.host_name)
+        site = pool.spec.runner.site
         try:
-            if pid_file.read_text().strip() == str(os.getpid()):
-                pid_file.unlink()
+            remove_pid(site, site_layout.runner_pid_path(site, pool.spec.runner.host_name))
         except OSError:
             pass
 
@@ -313,6 +316,11 @@ class HostMaster:
     def _all_pools(self) -> list[SitePool]:
         return [*self.pools.values(), *self.draining]
 
+    def _opened_after_the_zygote(self) -> list[int]:
+        """Every site's listening socket and the status server's descriptors."""
+        fds = [p.listener.fileno() for p in self._all_pools() if p.listener is not None]
+        return fds + (self.status.server.fds() if self.status is not None else [])
+
     def _on_signal(self, signum: int, now: float) -> None:
         if signum == signal.SIGHUP and self._stop_deadline is None:
             self.reload(now)
@@ -345,7 +353,7 @@ class HostMaster:
         for pool in self.pools.values():
             request = site_layout.reload_request_path(pool.spec.runner.site)
             try:
-                request.unlink()
+                unlink(pool.spec.runner.site, request)
             except FileNotFoundError:
                 continue
             except OSError as exc:
@@ -685,22 +693,6 @@ class HostMaster:
 def _capped(plan: HostPlan, capacity: int) -> HostSettings:
     s = plan.settings
     return dataclasses.replace(s, max_workers_total=min(s.max_workers_total, capacity))
-
-
-def _write_pid(path: Path) -> None:
-    """A new file renamed into place: the master may be root in a folder the site's owner
-    controls, where runner.pid could be a link to any file."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, f"{os.getpid()}\n".encode())
-    finally:
-        os.close(fd)
-    try:
-        os.rename(temp, path)
-    except OSError:
-        temp.unlink()
-        raise
 
 
 def _readable(sock: socket.socket) -> bool:

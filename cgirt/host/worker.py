@@ -28,7 +28,7 @@ from ..runner.executors import Executor, Work
 from ..runner.forkmode import ForkExecutor, ForkServer, Serve
 from ..runner.freshness import PublishEpoch
 from ..runner.scoreboard import Scoreboard
-from ..runner.supervisor import Supervisor, SupervisorSettings, WorkerControl, die_with_parent
+from ..runner.supervisor import Supervisor, SupervisorSettings, WorkerControl
 
 _ACTIVITY = struct.Struct("dB")  # last connection finished (monotonic), met fork mode
 
@@ -116,9 +116,7 @@ class HostApp(CgiApp):
         self.executors["persistent"] = _NotingExecutor(self, self.persistent)
 
     def child_init(self) -> None:
-        super().child_init()
-        # Changing uid clears the parent-death signal (kernel commit_creds): ask again.
-        die_with_parent()
+        super().child_init()  # its privilege drop asks again for the parent-death signal
         self.activity.reset(self.slot)
 
 

@@ -75,6 +75,9 @@ class Zygote:
         self.close_in_child: Callable[[], list[int]] = list
 
     def start(self) -> None:
+        if self._spare is not None:  # a dead zygote's spare: died with it
+            self._spare[1].close()
+            self._spare = None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:

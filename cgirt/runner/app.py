@@ -25,7 +25,7 @@ from ..config import RunnerConfig
 from .dispatch import Dispatcher, Target
 from .environ import build_environ, coerce_c_locale, redirect_environ, search_words
 from ..errors import (BadRequest, HttpError, PayloadTooLarge, RedirectLoop, RequestTimeout,
-                      ScriptFailed)
+                      ScriptFailed, StartupError)
 from .executors import Executor, Work
 from ..fastcgi.server import FastCGIRequest, io_timeout
 from .forkmode import ForkExecutor, ForkServer
@@ -37,6 +37,7 @@ from .modes import ModePolicy
 from .persistent import PersistentExecutor
 from .response import ResponseParser
 from .slowlog import SLOW_SIGNAL, SlowLog
+from .supervisor import die_with_parent
 
 log = logging.getLogger("cgirt.error")
 MAX_REDIRECTS = 10
@@ -58,7 +59,8 @@ class CgiApp:
         self.errlog = ErrorLog(site_layout.error_log_path(config.site, host), config.site,
                                self.log_counter, config.log_max_size)
         self.access = AccessLog(LogFile(site_layout.access_log_path(config.site, host),
-                                        self.log_counter, config.log_max_size)
+                                        self.log_counter, config.log_max_size,
+                                        anchor=config.site)
                                 ) if config.access_log else None
         self._mode = "-"
         self.slowlog = SlowLog(site_layout.slow_log_path(config.site, host), config.site,
@@ -312,11 +314,17 @@ def drop_to_site_owner(site: Path) -> None:
     st = os.stat(site)
     if st.st_uid == 0:
         return  # a root-owned site: nothing to separate from
+    parent = os.getppid()
     os.setgroups([])
     os.setgid(st.st_gid)
     os.setuid(st.st_uid)
     if os.geteuid() != st.st_uid or os.getegid() != st.st_gid:
         raise PermissionError(f"could not become uid {st.st_uid}, gid {st.st_gid}")
+    # The kernel clears the parent-death signal on a change of credentials: ask again, or
+    # a SIGKILLed master leaves this worker behind. A parent gone before that is seen here.
+    die_with_parent()
+    if os.getppid() != parent:
+        raise StartupError("the master exited while this worker dropped its privileges")
 
 
 def _explain(exc: HttpError) -> str:

@@ -20,6 +20,8 @@ from .slowlog import SLOW_SIGNAL
 from .statusserver import (PoolMonitor, StatusServer, bind_status, remove_socket,
                            status_address)
 from ..logfiles import Rotator, owned_like
+from .. import sitefiles
+from ..sitefiles import remove_pid, write_pid
 from .supervisor import Supervisor, SupervisorSettings
 
 log = logging.getLogger("cgirt.error")
@@ -70,7 +72,8 @@ def _bind_unix(path: str, mode: int) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
-        os.chmod(path, mode)
+        # Not through a link: in a site's .cgirt/ its owner can swap one in after the bind.
+        sitefiles.chmod(Path(path), mode)
     except OSError as exc:
         sock.close()
         raise StartupError(f"cannot listen on unix:{path}: {exc.strerror}") from None
@@ -100,7 +103,8 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
     try:
         status_sock, status_at = bind_status(config, bind)
     except StartupError:
-        _cleanup(sock, config.listen, site_layout.runner_pid_path(config.site, config.host_name))
+        _cleanup(sock, config.listen, config.site,
+                 site_layout.runner_pid_path(config.site, config.host_name))
         raise
     app = CgiApp(config)
     fcgi = FastCGIServer(app, max_conns=config.workers, io_timeout=io_timeout(config))
@@ -116,8 +120,8 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
     pid_file = site_layout.runner_pid_path(config.site, config.host_name)
 
     def ready() -> None:
-        try:
-            pid_file.write_text(f"{os.getpid()}\n")
+        try:  # root may write here: never through a link the site's owner planted
+            write_pid(config.site, pid_file)
         except OSError as exc:
             log.warning("cannot write %s (%s): SITE RELOAD over FTP will not reach this runner",
                         pid_file, exc.strerror)
@@ -129,7 +133,7 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
     logs, always = site_layout.rotated_logs(config.host_name, config.access_log)
     rotator = Rotator(site_layout.logs_dir(config.site), logs, app.log_counter,
                       config.log_max_size, config.log_backups, owned_like(config.site),
-                      always=always)
+                      always=always, anchor=config.site)
     supervisor = Supervisor(sock, fcgi.handle_connection, settings, child_init=app.child_init,
                             on_ready=ready, on_reopen=rotator.reopen, on_tick=rotator.tick,
                             wake_fds=(app.log_counter.poke_r,))
@@ -145,7 +149,7 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
             log.error("cgirt: halting: %s", supervisor.halt_reason)
         return status
     finally:
-        _cleanup(sock, config.listen, pid_file)
+        _cleanup(sock, config.listen, config.site, pid_file)
         if status_sock is not None:
             status_sock.close()
             remove_socket(status_at or "")
@@ -161,7 +165,7 @@ def _warn_if_readable_by_other_sites(config: RunnerConfig) -> None:
                     d, config.site)
 
 
-def _cleanup(sock: socket.socket, listen: str, pid_file: Path) -> None:
+def _cleanup(sock: socket.socket, listen: str, site: Path, pid_file: Path) -> None:
     if listen.startswith("unix:"):
         try:
             os.unlink(listen[5:])
@@ -169,7 +173,6 @@ def _cleanup(sock: socket.socket, listen: str, pid_file: Path) -> None:
             pass
     sock.close()
     try:
-        if pid_file.read_text().strip() == str(os.getpid()):
-            pid_file.unlink()
+        remove_pid(site, pid_file)
     except OSError:
         pass

@@ -34,7 +34,7 @@ class SlowLog:
         self.path = path
         self._prefixes = tuple({str(site).rstrip("/") + "/", os.path.realpath(site) + "/"})
         # Bounded and reopened (rotation, SIGUSR1) like every site log.
-        self._file = LogFile(path, counter, max_bytes)
+        self._file = LogFile(path, counter, max_bytes, anchor=site)
         self._opened = False
 
     def open(self) -> None:

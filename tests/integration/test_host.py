@@ -146,6 +146,35 @@ def test_zygote_is_the_workers_parent_and_never_ran_site_code(
     assert not set(s.workers("a")) & set(s.workers("b"))
 
 
+def _listening_sockets(pid: int) -> set[str]:
+    """The inodes of the listening unix sockets `pid` holds."""
+    listening = {f[6] for f in (line.split() for line in
+                                Path("/proc/net/unix").read_text().splitlines()[1:])
+                 if len(f) >= 7 and f[3] == "00010000"}  # __SO_ACCEPTCON
+    links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+    return {link[8:-1] for link in links if link.startswith("socket:[")} & listening
+
+
+def test_a_zygote_started_again_after_a_crash_is_as_clean_as_the_first(
+        stack: Callable[..., Stack]) -> None:
+    s = stack("idle_timeout = 30", a="", b="")
+    assert s.host is not None
+    assert s.get("a", "/cgi-bin/pid.py").status == 200
+    first = s.host.zygote
+    assert not _listening_sockets(first)
+    os.kill(first, signal.SIGKILL)  # its workers die with it
+    s.host.zygote = int(wait_for(lambda: [p for p in children_of(s.host.pid) if p != first],
+                                 20, "a new zygote")[0])  # type: ignore[index]
+    wait_for(lambda: "the zygote died" in s.log(), 20, "the master to say so")
+    for name in s.sites:
+        assert s.get(name, "/cgi-bin/pid.py").status == 200
+    assert not _listening_sockets(s.host.zygote)
+    a, b = s.workers("a"), s.workers("b")
+    assert a and b and not set(a) & set(b)  # each worker holds its own site's socket only
+    for pid in (*a, *b):
+        assert len(_listening_sockets(pid)) == 1
+
+
 def burst(s: Stack, names: list[str], per_site: int) -> tuple[list[HttpResponse], dict[str, int]]:
     """`per_site` concurrent slow requests to each site; the most workers seen meanwhile."""
     most = {"all": 0, **{n: 0 for n in s.sites}}

@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import pytest
 
 from tests.conftest import make_site
-from tests.support.fcgi import cgi_params, request
+from tests.support.fcgi import cgi_params, connect, request, send_request
 from tests.support.procs import group_members, wait_for
 from tests.support.servers import Runner, make_traversable
 
@@ -132,3 +132,38 @@ def test_workers_that_cannot_reach_the_logs_are_replaced_after_sigusr1(
     serves(runner)
     wait_for(lambda: len((logs / "access.log").read_text().splitlines()) >= 2, 10, "new lines")
     assert len((logs / "access.old").read_text().splitlines()) == 3
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: workers drop to the site's owner")
+def test_kill_9_of_the_master_leaves_no_worker_that_dropped_privileges(
+        owned_site: Path, start_runner: Callable[..., Runner]) -> None:
+    # The uid change clears the parent-death signal; a worker busy in a script (so not
+    # polling for its master) must still die with it.
+    site = owned_site
+    script = site / "cgi-bin" / "busy.py"
+    script.write_text("import os, time\n"
+                      "open(os.path.join(os.path.dirname(__file__), 'started'), 'w').close()\n"
+                      "time.sleep(600)\n")
+    os.chown(script, 65534, 65534)
+    runner = start_runner(site, "--timeout", "600", workers=2)
+    workers = runner.worker_pids()
+    assert all(Path(f"/proc/{p}").stat().st_uid == 65534 for p in workers)
+    conns = [connect(runner.address) for _ in workers]
+    try:
+        for conn in conns:
+            send_request(conn, cgi_params("/cgi-bin/busy.py"))
+        wait_for(lambda: (site / "cgi-bin" / "started").exists(), 20, "a script to start")
+        os.kill(runner.pid, signal.SIGKILL)
+        wait_for(lambda: not any(_alive(p) for p in workers), 20,
+                 "workers to die with their master")
+    finally:
+        for conn in conns:
+            conn.close()

@@ -163,3 +163,26 @@ def test_wrong_password_and_unknown_user(gateway: Gateway) -> None:
         client.login("mallory", "whatever")
     client.close()
     assert "wrong" not in gateway.log() and "whatever" not in gateway.log()
+
+
+def test_a_log_the_owner_links_to_a_root_only_file_is_refused(gateway: Gateway,
+                                                              outside: Path) -> None:
+    # The gateway runs as root; the owner's scripts can plant links in .cgirt/logs.
+    secret = outside / "secret.txt"
+    os.chmod(secret, 0o600)
+    before = os.stat(secret)
+    logs = gateway.site / ".cgirt" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / "error.log").unlink(missing_ok=True)
+    (logs / "error.log").symlink_to(secret)
+    client = gateway.ftp()
+    with pytest.raises(ftplib.error_perm, match=r"^550 /logs/error\.log: refused: a symbolic link"):
+        client.retrbinary("RETR logs/error.log", lambda data: None)
+    assert "error.log" not in mlsd_names(client, "logs")
+    store(client, "cgi-bin/new.py", b"print('Content-Type: text/plain\\n')\n")  # deploy.log
+    client.quit()
+    assert "error.log is a symbolic link: refused" in gateway.log()
+    after = os.stat(secret)
+    assert secret.read_text() == "TOP SECRET\n"
+    assert (after.st_mode, after.st_size, after.st_mtime_ns) == (
+        before.st_mode, before.st_size, before.st_mtime_ns)
