@@ -11,7 +11,8 @@ when forked and its wait status when it exits (workers are the zygote's children
 A cold start should not wait for a fork, nor for the zygote to be scheduled: the zygote
 keeps one spare child forked ahead, and hands the master a socket to it. The master sends
 the next order straight to the spare, which becomes that site's worker, and asks the
-zygote for a new spare, forked while the worker boots.
+zygote for a new spare, forked while the worker boots. Before it waits, the spare copies
+the pages the last worker had to copy (prefault.py), so its own boot finds them copied.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Callable
 from ..runner.app import preload
 from ..runner.scoreboard import Scoreboard
 from ..runner.supervisor import die_with_parent
+from . import prefault
 from .worker import ActivityTable, SpawnOrder, serve_site
 
 log = logging.getLogger("cgirt.error")
@@ -161,7 +163,8 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
         # first collection does not touch (and so copy) every page it inherited.
         gc.collect()
         gc.freeze()
-        _fork_spare(sock, wake_r, wake_w, slots, activity)
+        spares = [_fork_spare(sock, wake_r, wake_w, slots, activity, [])]
+        learned: list[int] = []
         while True:
             try:
                 ready, _, _ = select.select([sock.fileno(), wake_r], [], [])
@@ -175,7 +178,13 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
                 if not data:
                     break  # the master is gone or stopping
                 if data == _MAKE_SPARE:
-                    _fork_spare(sock, wake_r, wake_w, slots, activity)
+                    # The last spare has just taken an order; the one before it became a
+                    # worker at the cold start before, and has served since, most likely.
+                    if len(spares) == 2:
+                        learned = prefault.copied_pages(spares[0], prefault.private_ranges()) \
+                            or learned
+                    spares = [spares[-1], _fork_spare(sock, wake_r, wake_w, slots, activity,
+                                                      learned)]
                     continue
                 order: SpawnOrder = pickle.loads(data)
                 pid = os.fork()
@@ -200,7 +209,7 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
 
 
 def _fork_spare(sock: socket.socket, wake_r: int, wake_w: int, slots: Scoreboard,
-                activity: ActivityTable) -> None:
+                activity: ActivityTable, pages: list[int]) -> int:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
@@ -208,17 +217,22 @@ def _fork_spare(sock: socket.socket, wake_r: int, wake_w: int, slots: Scoreboard
         os.close(wake_w)
         sock.close()
         ours.close()
-        _spare_main(theirs, slots, activity)  # never returns
+        _spare_main(theirs, slots, activity, pages)  # never returns
     theirs.close()
     socket.send_fds(sock, [pickle.dumps(Spare(pid))], [ours.fileno()])
     ours.close()
+    return pid
 
 
-def _spare_main(sock: socket.socket, slots: Scoreboard, activity: ActivityTable) -> None:
+def _spare_main(sock: socket.socket, slots: Scoreboard, activity: ActivityTable,
+                pages: list[int]) -> None:
     code = 0
     try:
         die_with_parent()  # not inherited across fork
         signal.set_wakeup_fd(-1)
+        poll = select.poll()
+        poll.register(sock, select.POLLIN)
+        prefault.copy_ahead(pages, lambda: bool(poll.poll(0)))
         while True:
             try:
                 data, fds, _, _ = socket.recv_fds(sock, 65536, 4)
