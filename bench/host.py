@@ -329,6 +329,8 @@ def run(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> dict[str, Any]
     for key, r in results["cold_start"].items():
         _log(f"cold {key}: p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms "
              f"(warm p50 {r['warm_p50_ms']:.2f} ms)")
+    if args.cold_only:
+        return results
 
     # -- spread over 200 sites, and one busy site ------------------------------------------
     spread = min(200, n)
@@ -478,8 +480,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--total", type=int, default=512, help="cgirt host's max_workers_total")
     ap.add_argument("--out", type=Path, default=BENCH / "results", help="report directory")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    ap.add_argument("--cold-only", action="store_true",
+                    help="measure density and cold starts only, print them, write no report")
     args = ap.parse_args(argv)
-    if args.cold > args.sites - 200 and args.sites > 200:
+    if args.cold > args.sites:
+        ap.error("--cold cannot exceed --sites: each cold start needs a site never asked")
+    if args.cold > args.sites - 200 and args.sites > 200 and not args.cold_only:
         ap.error("--cold must leave the 200 sites of the spread test untouched")
     signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(KeyboardInterrupt()))
     tmp = Path(tempfile.mkdtemp(prefix="cgirt-bench-host-"))
@@ -492,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
             _log(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    if args.cold_only:
+        return 0
     php_version = subprocess.run([which("php-fpm", "php-fpm8.2", "php-fpm8.3"), "-v"],
                                  capture_output=True, text=True).stdout.split("\n")[0]
     meta = {
