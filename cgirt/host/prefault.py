@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import struct
 from typing import Callable
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -51,14 +50,14 @@ def copied_pages(pid: int, ranges: list[tuple[int, int]]) -> list[int]:
     """The pages of `ranges` (the zygote's; its children inherit the layout) that the
     process `pid` now holds alone: the ones it copied. [] if it is gone or not readable."""
     pages: list[int] = []
+    copied = _PRESENT | _EXCLUSIVE
     try:
         with open(f"/proc/{pid}/pagemap", "rb", buffering=0) as f:
             for start, end in ranges:
                 f.seek(start // PAGE * 8)
-                entries = f.read((end - start) // PAGE * 8)
-                for i, (entry,) in enumerate(struct.iter_unpack("Q", entries)):
-                    if entry & _PRESENT and entry & _EXCLUSIVE:
-                        pages.append(start + i * PAGE)
+                entries = memoryview(f.read((end - start) // PAGE * 8)).cast("Q")
+                pages += [start + i * PAGE for i, entry in enumerate(entries)
+                          if entry & copied == copied]
     except OSError:
         return []
     return pages
@@ -75,11 +74,11 @@ def runs(pages: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def copy_ahead(pages: list[int], interrupted: Callable[[], bool]) -> int:
-    """Make `pages` this process's own without changing them; stops early when
-    `interrupted()` says an order is waiting. Returns how many were asked for."""
+def copy_ahead(pages: list[tuple[int, int]], interrupted: Callable[[], bool]) -> int:
+    """Make `pages` (runs: start, length) this process's own without changing them; stops
+    early when `interrupted()` says an order is waiting. Returns how many were asked for."""
     done = 0
-    for start, length in runs(pages):
+    for start, length in pages:
         while length > 0:
             if interrupted():
                 return done

@@ -59,6 +59,7 @@ class Spare:
 
 
 _MAKE_SPARE = b"spare"
+RELEARN_EVERY = 32  # spares: how often the pages a worker copies are read again
 
 
 class Zygote:
@@ -164,7 +165,8 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
         gc.collect()
         gc.freeze()
         spares = [_fork_spare(sock, wake_r, wake_w, slots, activity, [])]
-        learned: list[int] = []
+        learned: list[tuple[int, int]] = []
+        made = 1
         while True:
             try:
                 ready, _, _ = select.select([sock.fileno(), wake_r], [], [])
@@ -180,11 +182,14 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
                 if data == _MAKE_SPARE:
                     # The last spare has just taken an order; the one before it became a
                     # worker at the cold start before, and has served since, most likely.
-                    if len(spares) == 2:
-                        learned = prefault.copied_pages(spares[0], prefault.private_ranges()) \
-                            or learned
+                    # Which pages a boot copies changes little: learnt now and then (it
+                    # costs about a millisecond of CPU, as a worker boots).
+                    if len(spares) == 2 and (not learned or made % RELEARN_EVERY == 0):
+                        learned = prefault.runs(prefault.copied_pages(
+                            spares[0], prefault.private_ranges())) or learned
                     spares = [spares[-1], _fork_spare(sock, wake_r, wake_w, slots, activity,
                                                       learned)]
+                    made += 1
                     continue
                 order: SpawnOrder = pickle.loads(data)
                 pid = os.fork()
@@ -209,7 +214,7 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
 
 
 def _fork_spare(sock: socket.socket, wake_r: int, wake_w: int, slots: Scoreboard,
-                activity: ActivityTable, pages: list[int]) -> int:
+                activity: ActivityTable, pages: list[tuple[int, int]]) -> int:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
@@ -225,7 +230,7 @@ def _fork_spare(sock: socket.socket, wake_r: int, wake_w: int, slots: Scoreboard
 
 
 def _spare_main(sock: socket.socket, slots: Scoreboard, activity: ActivityTable,
-                pages: list[int]) -> None:
+                pages: list[tuple[int, int]]) -> None:
     code = 0
     try:
         die_with_parent()  # not inherited across fork

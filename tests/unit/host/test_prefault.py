@@ -79,7 +79,7 @@ def test_copy_ahead_makes_the_pages_a_childs_own_and_changes_nothing(
     before = bytes(m)
 
     def copy() -> bool:
-        return copy_ahead(wanted, lambda: False) == 4 and bytes(m) == before
+        return copy_ahead(runs(wanted), lambda: False) == 4 and bytes(m) == before
 
     pid, ready_r, go_w = in_child(copy)
     try:
@@ -94,7 +94,7 @@ def test_copy_ahead_stops_as_soon_as_an_order_waits(region: tuple[mmap.mmap, int
     _, base = region
 
     def interrupted() -> bool:
-        return copy_ahead([base + PAGE], lambda: True) == 0
+        return copy_ahead(runs([base + PAGE]), lambda: True) == 0
 
     pid, ready_r, go_w = in_child(interrupted)
     try:
@@ -118,7 +118,7 @@ def test_a_page_no_longer_mapped_is_skipped() -> None:
     gone = ctypes.addressof(view)
     del view
     m.close()
-    assert copy_ahead([gone, gone + PAGE], lambda: False) == 2  # asked, and no harm done
+    assert copy_ahead([(gone, 2 * PAGE)], lambda: False) == 2  # asked, and no harm done
 
 
 def test_adjacent_pages_go_in_one_call() -> None:
