@@ -67,7 +67,8 @@ def test_the_pages_a_child_wrote_are_the_ones_it_copied(region: tuple[mmap.mmap,
     pid, ready_r, go_w = in_child(write)
     try:
         assert os.read(ready_r, 1) == b"1"
-        assert copied_pages(pid, [(base, base + PAGES * PAGE)]) == [base + 3 * PAGE, base + 7 * PAGE]
+        copied = copied_pages(pid, [(base, base + PAGES * PAGE)])
+        assert copied == [base + 3 * PAGE, base + 7 * PAGE]
     finally:
         assert finish(pid, ready_r, go_w) == 0
 
@@ -122,7 +123,8 @@ def test_a_page_no_longer_mapped_is_skipped() -> None:
 
 
 def test_adjacent_pages_go_in_one_call() -> None:
-    assert runs([5 * PAGE, 3 * PAGE, 4 * PAGE, 9 * PAGE]) == [(3 * PAGE, 3 * PAGE), (9 * PAGE, PAGE)]
+    pages = [5 * PAGE, 3 * PAGE, 4 * PAGE, 9 * PAGE]
+    assert runs(pages) == [(3 * PAGE, 3 * PAGE), (9 * PAGE, PAGE)]
     assert runs([]) == []
 
 
@@ -134,5 +136,5 @@ def test_a_mapping_too_large_to_read_is_left_out(tmp_path: os.PathLike[str]) -> 
                 f"00010000-{0x10000 + huge:08x} rw-p 00000000 00:00 0 \n"
                 "7f0000000000-7f0000001000 r--p 00000000 08:01 12 /usr/lib/libc.so.6\n"
                 "7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]\n"
-                "7f0000002000-7f0000003000 rw-s 00000000 00:01 5                          /dev/zero (deleted)\n")
+                "7f0000002000-7f0000003000 rw-s 00000000 00:01 5    /dev/zero (deleted)\n")
     assert private_ranges(maps) == [(0x1000, 0x3000)]
