@@ -59,7 +59,7 @@ class Spare:
 
 
 _MAKE_SPARE = b"spare"
-RELEARN_EVERY = 32  # spares: how often the pages a worker copies are read again
+RELEARN_EVERY = 32  # spares: how often the pages a worker copies are read again (prefault.py)
 
 
 class Zygote:
@@ -164,9 +164,8 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
         # first collection does not touch (and so copy) every page it inherited.
         gc.collect()
         gc.freeze()
-        spares = [_fork_spare(sock, wake_r, wake_w, slots, activity, [])]
-        learned: list[tuple[int, int]] = []
-        made = 1
+        learner = prefault.Learner(RELEARN_EVERY)
+        _fork_spare(sock, wake_r, wake_w, slots, activity, learner)
         while True:
             try:
                 ready, _, _ = select.select([sock.fileno(), wake_r], [], [])
@@ -180,16 +179,8 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
                 if not data:
                     break  # the master is gone or stopping
                 if data == _MAKE_SPARE:
-                    # The last spare has just taken an order; the one before it became a
-                    # worker at the cold start before, and has served since, most likely.
-                    # Which pages a boot copies changes little: learnt now and then (it
-                    # costs about a millisecond of CPU, as a worker boots).
-                    if len(spares) == 2 and (not learned or made % RELEARN_EVERY == 0):
-                        learned = prefault.runs(prefault.copied_pages(
-                            spares[0], prefault.private_ranges())) or learned
-                    spares = [spares[-1], _fork_spare(sock, wake_r, wake_w, slots, activity,
-                                                      learned)]
-                    made += 1
+                    learner.taken()
+                    _fork_spare(sock, wake_r, wake_w, slots, activity, learner)
                     continue
                 order: SpawnOrder = pickle.loads(data)
                 pid = os.fork()
@@ -197,6 +188,7 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
                     os.close(wake_r)
                     os.close(wake_w)
                     sock.close()
+                    learner.close()
                     _worker(order, fds[0], slots, activity)  # never returns
                 for fd in fds:
                     os.close(fd)
@@ -214,7 +206,7 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
 
 
 def _fork_spare(sock: socket.socket, wake_r: int, wake_w: int, slots: Scoreboard,
-                activity: ActivityTable, pages: list[tuple[int, int]]) -> int:
+                activity: ActivityTable, learner: prefault.Learner) -> None:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
@@ -222,11 +214,12 @@ def _fork_spare(sock: socket.socket, wake_r: int, wake_w: int, slots: Scoreboard
         os.close(wake_w)
         sock.close()
         ours.close()
-        _spare_main(theirs, slots, activity, pages)  # never returns
+        learner.close()
+        _spare_main(theirs, slots, activity, learner.pages)  # never returns
     theirs.close()
+    learner.forked(pid)  # before the master may hand it an order and it changes owner
     socket.send_fds(sock, [pickle.dumps(Spare(pid))], [ours.fileno()])
     ours.close()
-    return pid
 
 
 def _spare_main(sock: socket.socket, slots: Scoreboard, activity: ActivityTable,

@@ -176,6 +176,10 @@ def test_the_spare_copies_ahead_the_pages_the_last_worker_copied(
              f"the spare to copy ahead (clean {clean} KiB, a worker {learned_from} KiB)")
     c = s.get("c", "/cgi-bin/pid.py")
     assert c.status == 200 and int(c.body) == third  # and it serves as any worker
+    # The zygote reads its spares' page maps; no worker holds one (another site's process).
+    for worker in (a, b, third):
+        held = [os.readlink(fd) for fd in Path(f"/proc/{worker}/fd").iterdir()]
+        assert not [h for h in held if h.endswith("/pagemap")], held
 
 
 def burst(s: Stack, names: list[str], per_site: int) -> tuple[list[HttpResponse], dict[str, int]]:

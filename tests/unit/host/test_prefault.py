@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from cgirt.host import prefault
-from cgirt.host.prefault import PAGE, copied_pages, copy_ahead, private_ranges, runs
+from cgirt.host.prefault import (PAGE, Learner, copied_pages, copy_ahead, open_pagemap,
+                                  private_ranges, runs)
 
 PAGES = 16
 
@@ -27,50 +28,60 @@ def region() -> Iterator[tuple[mmap.mmap, int]]:
     m.close()
 
 
-def in_child(work: Callable[[], bool]) -> tuple[int, int, int]:
-    """Fork a child that runs `work`, then waits: (pid, its exit pipe, our end to release it)."""
-    ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(ready_r)
-            os.close(go_w)
-            ok = work()
-            os.write(ready_w, b"1" if ok else b"0")
-            os.read(go_r, 1)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(ready_w)
-    os.close(go_r)
-    return pid, ready_r, go_w
+class Child:
+    """A forked child whose page map we open first; then it runs `work` and waits to be let go."""
 
+    def __init__(self, work: Callable[[], bool]) -> None:
+        ready_r, ready_w = os.pipe()
+        go_r, go_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 1
+            try:
+                os.close(ready_r)
+                os.close(go_w)
+                os.read(go_r, 1)  # the page map is open
+                os.write(ready_w, b"1" if work() else b"0")
+                os.read(go_r, 1)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(ready_w)
+        os.close(go_r)
+        self.ready_r, self.go_w = ready_r, go_w
+        self.pagemap = open_pagemap(self.pid)
+        os.write(go_w, b"g")
 
-def finish(pid: int, ready_r: int, go_w: int) -> int:
-    os.close(go_w)
-    os.close(ready_r)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+    def worked(self) -> bool:
+        return os.read(self.ready_r, 1) == b"1"
+
+    def finish(self) -> int:
+        os.write(self.go_w, b"x")  # not the end of file: a later child holds this pipe too
+        os.close(self.go_w)
+        os.close(self.ready_r)
+        _, status = os.waitpid(self.pid, 0)
+        if self.pagemap >= 0:
+            os.close(self.pagemap)
+        return os.waitstatus_to_exitcode(status)
 
 
 def test_the_pages_a_child_wrote_are_the_ones_it_copied(region: tuple[mmap.mmap, int]) -> None:
     m, base = region
-    assert (base, base + PAGES * PAGE) in private_ranges()
+    # Within one range (the kernel may merge it with a neighbouring mapping).
+    assert any(s <= base and base + PAGES * PAGE <= e for s, e in private_ranges())
 
     def write() -> bool:
         m[3 * PAGE] = 99
         m[7 * PAGE + 100] = 99
         return True
 
-    pid, ready_r, go_w = in_child(write)
+    child = Child(write)
     try:
-        assert os.read(ready_r, 1) == b"1"
-        copied = copied_pages(pid, [(base, base + PAGES * PAGE)])
+        assert child.worked()
+        copied = copied_pages(child.pagemap, [(base, base + PAGES * PAGE)])
         assert copied == [base + 3 * PAGE, base + 7 * PAGE]
     finally:
-        assert finish(pid, ready_r, go_w) == 0
+        assert child.finish() == 0
 
 
 def test_copy_ahead_makes_the_pages_a_childs_own_and_changes_nothing(
@@ -82,13 +93,13 @@ def test_copy_ahead_makes_the_pages_a_childs_own_and_changes_nothing(
     def copy() -> bool:
         return copy_ahead(runs(wanted), lambda: False) == 4 and bytes(m) == before
 
-    pid, ready_r, go_w = in_child(copy)
+    child = Child(copy)
     try:
-        assert os.read(ready_r, 1) == b"1", "the child's memory changed"
-        assert copied_pages(pid, [(base, base + PAGES * PAGE)]) == wanted
+        assert child.worked(), "the child's memory changed"
+        assert copied_pages(child.pagemap, [(base, base + PAGES * PAGE)]) == wanted
         assert bytes(m) == before
     finally:
-        assert finish(pid, ready_r, go_w) == 0
+        assert child.finish() == 0
 
 
 def test_copy_ahead_stops_as_soon_as_an_order_waits(region: tuple[mmap.mmap, int]) -> None:
@@ -97,20 +108,24 @@ def test_copy_ahead_stops_as_soon_as_an_order_waits(region: tuple[mmap.mmap, int
     def interrupted() -> bool:
         return copy_ahead(runs([base + PAGE]), lambda: True) == 0
 
-    pid, ready_r, go_w = in_child(interrupted)
+    child = Child(interrupted)
     try:
-        assert os.read(ready_r, 1) == b"1"
-        assert copied_pages(pid, [(base, base + PAGES * PAGE)]) == []
+        assert child.worked()
+        assert copied_pages(child.pagemap, [(base, base + PAGES * PAGE)]) == []
     finally:
-        assert finish(pid, ready_r, go_w) == 0
+        assert child.finish() == 0
 
 
 def test_a_worker_gone_teaches_nothing(region: tuple[mmap.mmap, int]) -> None:
     _, base = region
-    pid, ready_r, go_w = in_child(lambda: True)
-    assert os.read(ready_r, 1) == b"1"
-    assert finish(pid, ready_r, go_w) == 0
-    assert copied_pages(pid, [(base, base + PAGE)]) == []
+    child = Child(lambda: True)
+    assert child.worked()
+    pagemap, child.pagemap = child.pagemap, -1
+    assert child.finish() == 0
+    try:
+        assert copied_pages(pagemap, [(base, base + PAGE)]) == []
+    finally:
+        os.close(pagemap)
 
 
 def test_a_page_no_longer_mapped_is_skipped() -> None:
@@ -138,3 +153,52 @@ def test_a_mapping_too_large_to_read_is_left_out(tmp_path: os.PathLike[str]) -> 
                 "7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]\n"
                 "7f0000002000-7f0000003000 rw-s 00000000 00:01 5    /dev/zero (deleted)\n")
     assert private_ranges(maps) == [(0x1000, 0x3000)]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a change of owner needs root")
+def test_a_page_map_opened_at_the_fork_is_read_after_the_child_became_another_user(
+        region: tuple[mmap.mmap, int]) -> None:
+    m, base = region
+
+    def become_nobody_and_write() -> bool:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+        m[4 * PAGE] = 42
+        return True
+
+    child = Child(become_nobody_and_write)
+    try:
+        assert child.worked()
+        assert copied_pages(child.pagemap, [(base, base + PAGES * PAGE)]) == [base + 4 * PAGE]
+    finally:
+        assert child.finish() == 0
+
+
+def test_the_learner_reads_the_spare_before_the_newest_and_its_children_get_no_page_map(
+        region: tuple[mmap.mmap, int]) -> None:
+    m, base = region
+
+    def write() -> bool:
+        m[6 * PAGE] = 7
+        return True
+
+    older, newer = Child(write), Child(lambda: True)
+    learner = Learner(every=32)
+    try:
+        assert older.worked() and newer.worked()
+        learner.forked(older.pid)
+        learner.taken()  # one spare so far: nothing to learn from
+        assert learner.pages == []
+        learner.forked(newer.pid)
+        fds = learner.fds()
+        assert len(fds) == 2
+        learner.taken()
+        assert (base + 6 * PAGE, PAGE) in learner.pages  # what `older` copied
+        assert (base + 6 * PAGE, PAGE) not in runs(
+            copied_pages(newer.pagemap, [(base, base + PAGES * PAGE)]))
+        learner.forked(os.getpid())  # a third: the oldest's descriptor is closed
+        assert fds[0] not in learner.fds() and len(learner.fds()) == 2
+    finally:
+        learner.close()
+        assert older.finish() == 0 and newer.finish() == 0
