@@ -32,17 +32,22 @@ _libc.madvise.restype = ctypes.c_int
 
 
 def private_ranges(maps: str = "/proc/self/maps") -> list[tuple[int, int]]:
-    """(start, end) of each private writable mapping: what a child shares copy-on-write."""
+    """(start, end) of each private writable mapping: what a child shares copy-on-write.
+    [] where /proc cannot tell: only the speed-up is lost, the zygote must not fail."""
     ranges: list[tuple[int, int]] = []
-    with open(maps) as f:
-        for line in f:
-            fields = line.split(maxsplit=5)
-            perms, name = fields[1], fields[5].strip() if len(fields) > 5 else ""
-            if perms[0] != "r" or perms[1] != "w" or perms[3] != "p" or name.startswith(_NOT_HEAP):
-                continue
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            if end - start <= _LARGEST:
-                ranges.append((start, end))
+    try:
+        with open(maps) as f:
+            for line in f:
+                fields = line.split(maxsplit=5)
+                perms, name = fields[1], fields[5].strip() if len(fields) > 5 else ""
+                if (perms[0] != "r" or perms[1] != "w" or perms[3] != "p"
+                        or name.startswith(_NOT_HEAP)):
+                    continue
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                if end - start <= _LARGEST:
+                    ranges.append((start, end))
+    except OSError:
+        return []
     return ranges
 
 

@@ -155,6 +155,16 @@ def test_a_mapping_too_large_to_read_is_left_out(tmp_path: os.PathLike[str]) -> 
     assert private_ranges(maps) == [(0x1000, 0x3000)]
 
 
+def test_without_proc_there_is_nothing_to_learn_and_nothing_fails(
+        tmp_path: os.PathLike[str]) -> None:
+    assert private_ranges(os.path.join(tmp_path, "no-proc", "maps")) == []
+    learner = Learner()
+    learner.forked(2 ** 22 + 1)  # above the largest pid: no page map to open
+    learner.forked(2 ** 22 + 2)
+    learner.taken()
+    assert learner.pages == [] and learner.fds() == []
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="a change of owner needs root")
 def test_a_page_map_opened_at_the_fork_is_read_after_the_child_became_another_user(
         region: tuple[mmap.mmap, int]) -> None:
