@@ -11,7 +11,8 @@ when forked and its wait status when it exits (workers are the zygote's children
 A cold start should not wait for a fork, nor for the zygote to be scheduled: the zygote
 keeps one spare child forked ahead, and hands the master a socket to it. The master sends
 the next order straight to the spare, which becomes that site's worker, and asks the
-zygote for a new spare, forked while the worker boots.
+zygote for a new spare, forked while the worker boots. Before it waits, the spare copies
+the pages the last worker had to copy (prefault.py), so its own boot finds them copied.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Callable
 from ..runner.app import preload
 from ..runner.scoreboard import Scoreboard
 from ..runner.supervisor import die_with_parent
+from . import prefault
 from .worker import ActivityTable, SpawnOrder, serve_site
 
 log = logging.getLogger("cgirt.error")
@@ -57,6 +59,7 @@ class Spare:
 
 
 _MAKE_SPARE = b"spare"
+RELEARN_EVERY = 32  # spares: how often the pages a worker copies are read again (prefault.py)
 
 
 class Zygote:
@@ -164,7 +167,8 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
         # first collection does not touch (and so copy) every page it inherited.
         gc.collect()
         gc.freeze()
-        _fork_spare(sock, wake_r, wake_w, slots, activity)
+        learner = prefault.Learner(RELEARN_EVERY)
+        _fork_spare(sock, wake_r, wake_w, slots, activity, learner)
         while True:
             try:
                 ready, _, _ = select.select([sock.fileno(), wake_r], [], [])
@@ -178,7 +182,8 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
                 if not data:
                     break  # the master is gone or stopping
                 if data == _MAKE_SPARE:
-                    _fork_spare(sock, wake_r, wake_w, slots, activity)
+                    learner.taken()
+                    _fork_spare(sock, wake_r, wake_w, slots, activity, learner)
                     continue
                 order: SpawnOrder = pickle.loads(data)
                 pid = os.fork()
@@ -186,6 +191,7 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
                     os.close(wake_r)
                     os.close(wake_w)
                     sock.close()
+                    learner.close()
                     _worker(order, fds[0], slots, activity)  # never returns
                 for fd in fds:
                     os.close(fd)
@@ -203,7 +209,7 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
 
 
 def _fork_spare(sock: socket.socket, wake_r: int, wake_w: int, slots: Scoreboard,
-                activity: ActivityTable) -> None:
+                activity: ActivityTable, learner: prefault.Learner) -> None:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
@@ -211,17 +217,23 @@ def _fork_spare(sock: socket.socket, wake_r: int, wake_w: int, slots: Scoreboard
         os.close(wake_w)
         sock.close()
         ours.close()
-        _spare_main(theirs, slots, activity)  # never returns
+        learner.close()
+        _spare_main(theirs, slots, activity, learner.pages)  # never returns
     theirs.close()
+    learner.forked(pid)  # before the master may hand it an order and it changes owner
     socket.send_fds(sock, [pickle.dumps(Spare(pid))], [ours.fileno()])
     ours.close()
 
 
-def _spare_main(sock: socket.socket, slots: Scoreboard, activity: ActivityTable) -> None:
+def _spare_main(sock: socket.socket, slots: Scoreboard, activity: ActivityTable,
+                pages: list[tuple[int, int]]) -> None:
     code = 0
     try:
         die_with_parent()  # not inherited across fork
         signal.set_wakeup_fd(-1)
+        poll = select.poll()
+        poll.register(sock, select.POLLIN)
+        prefault.copy_ahead(pages, lambda: bool(poll.poll(0)))
         while True:
             try:
                 data, fds, _, _ = socket.recv_fds(sock, 65536, 4)

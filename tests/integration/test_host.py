@@ -175,6 +175,42 @@ def test_a_zygote_started_again_after_a_crash_is_as_clean_as_the_first(
         assert len(_listening_sockets(pid)) == 1
 
 
+def _private_dirty_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Private_Dirty:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Private_Dirty for {pid}")
+
+
+def _spare(s: Stack, not_: set[int]) -> int:
+    assert s.host is not None
+    every = set(s.host.worker_pids())
+    spares = [p for p in children_of(s.host.zygote) if p not in every and p not in not_]
+    return spares[0] if len(spares) == 1 else 0
+
+
+def test_the_spare_copies_ahead_the_pages_the_last_worker_copied(
+        stack: Callable[..., Stack]) -> None:
+    s = stack("idle_timeout = 60", a="", b="", c="")
+    first = int(wait_for(lambda: _spare(s, set()), 20, "the first spare"))
+    clean = _private_dirty_kib(first)  # nothing learned yet: a fresh fork's few pages
+    a = int(s.get("a", "/cgi-bin/pid.py").body)
+    assert a == first  # the spare took the order
+    learned_from = _private_dirty_kib(a)
+    assert learned_from > clean + 2048, (clean, learned_from)  # a worker copies megabytes
+    b = int(s.get("b", "/cgi-bin/pid.py").body)  # the next spare learns from a's pages
+    third = int(wait_for(lambda: _spare(s, {a, b}), 20, "the spare after b's"))
+    # It copies ahead while it waits: most of what `a` copied, before any order.
+    wait_for(lambda: _private_dirty_kib(third) > clean + learned_from // 2, 20,
+             f"the spare to copy ahead (clean {clean} KiB, a worker {learned_from} KiB)")
+    c = s.get("c", "/cgi-bin/pid.py")
+    assert c.status == 200 and int(c.body) == third  # and it serves as any worker
+    # The zygote reads its spares' page maps; no worker holds one (another site's process).
+    for worker in (a, b, third):
+        held = [os.readlink(fd) for fd in Path(f"/proc/{worker}/fd").iterdir()]
+        assert not [h for h in held if h.endswith("/pagemap")], held
+
+
 def burst(s: Stack, names: list[str], per_site: int) -> tuple[list[HttpResponse], dict[str, int]]:
     """`per_site` concurrent slow requests to each site; the most workers seen meanwhile."""
     most = {"all": 0, **{n: 0 for n in s.sites}}
