@@ -57,7 +57,11 @@ def main() -> int:
                     help="report the best of this many batches (more on a loaded machine)")
     ap.add_argument("--mode", choices=("persistent", "fork"), default="persistent")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="cgirt-hotpath-"))
+    with tempfile.TemporaryDirectory(prefix="cgirt-hotpath-") as tmp:
+        return measure(args, Path(tmp))
+
+
+def measure(args: argparse.Namespace, tmp: Path) -> int:
     site = make_site(tmp / "site", sys.executable)
     time.sleep(RACY_SECONDS + 0.1)  # past the cache's racy window, as a long-served site is
     runner = InProcessRunner(site, mode=args.mode)
@@ -85,6 +89,7 @@ def main() -> int:
             one()
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+        runner.stop()
         return 0
     best = float("inf")
     size = max(1, args.requests // args.batches)
@@ -94,6 +99,7 @@ def main() -> int:
             one()
         best = min(best, (time.perf_counter() - t0) / size)
     print(f"{args.script}: {best * 1e6:.1f} µs per request (best of {args.batches} batches)")
+    runner.stop()
     return 0
 
 
