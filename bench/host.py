@@ -37,25 +37,12 @@ from typing import Any
 from .load import parse_wrk
 from .procs import CpuGroup, Proc, cpu_seconds, tree, wait_for
 from .stack import BENCH, IS_ROOT, REPO, which
+from tests.support.nginxconf import nginx_main
 
 HELLO_PY = '#!/usr/bin/python3\nprint("Content-Type: text/plain")\nprint()\nprint("Hello, world!")\n'
 HELLO_PHP = '<?php\nheader("Content-Type: text/plain");\necho "Hello, world!\\n";\n'
 
-NGINX = """
-daemon off;
-master_process on;
-worker_processes 1;
-{user}
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    fastcgi_temp_path {tmp}/fastcgi;
-    proxy_temp_path {tmp}/proxy;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
+NGINX_SERVERS = """
     server {{
         listen 127.0.0.1:{cgirt_port};
         server_name ~^(?<site>s\\d+|serve)\\.bench$;
@@ -85,7 +72,6 @@ http {{
             fastcgi_buffering off;
         }}
     }}
-}}
 """
 
 PHP_GLOBAL = """[global]
@@ -296,8 +282,8 @@ def run(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> dict[str, Any]
     cgirt_port, php_port = free_ports(2)
     (tmp / "nginx").mkdir()
     conf = tmp / "nginx" / "nginx.conf"
-    conf.write_text(NGINX.format(tmp=tmp, cgirt_port=cgirt_port, php_port=php_port,
-                                 user="user root;" if IS_ROOT else ""))
+    conf.write_text(nginx_main(tmp, [NGINX_SERVERS.format(
+        tmp=tmp, cgirt_port=cgirt_port, php_port=php_port)], level="warn", connections=4096))
     nginx = Proc([which("nginx"), "-e", str(tmp / "nginx-error.log"), "-p", str(tmp / "nginx"),
                   "-c", str(conf)], tmp / "nginx.out")
     stack.callback(nginx.stop)

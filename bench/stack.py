@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from tests.support.nginxconf import nginx_main
+
 from .procs import CpuGroup, Proc, tree, wait_for
 
 # The form request of the benchmark (bench.__main__ and bench.hotpath): kept here, where
@@ -162,26 +164,6 @@ def php_fpm_opcache_on(binary_argv: Sequence[str]) -> bool:
 
 # -- nginx ----------------------------------------------------------------------------
 
-NGINX_MAIN = """
-daemon off;
-master_process on;
-worker_processes 1;
-{user}
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    include /etc/nginx/mime.types;
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    fastcgi_temp_path {tmp}/fastcgi;
-    proxy_temp_path {tmp}/proxy;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-{servers}
-}}
-"""
-
 # The tested deployment block (deploy/nginx-cgirt.conf) serves classic CGI and cgirt alike;
 # the PHP and WSGI blocks below use the same FastCGI settings.
 PHP_BLOCK = """
@@ -272,8 +254,7 @@ def start_nginx(stack: ExitStack, tmp: Path, servers: Sequence[Server]) -> Nginx
         ports = _free_ports(len(servers))
         blocks = [_server_block(s, f"127.0.0.1:{p}") for s, p in zip(servers, ports)]
         conf = tmp / "nginx.conf"
-        conf.write_text(NGINX_MAIN.format(tmp=tmp, user="user root;" if IS_ROOT else "",
-                                          servers="\n".join(blocks)))
+        conf.write_text(nginx_main(tmp, blocks, level="warn", connections=1024))
         log = tmp / f"nginx-{attempt}.out"
         proc = Proc([binary, "-e", str(tmp / "nginx-error.log"), "-p", str(tmp), "-c", str(conf)], log,
                     cgroup=group)

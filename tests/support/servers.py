@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import pytest
 
+from .nginxconf import nginx_main
 from .procs import Proc, children_of, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,27 +103,6 @@ class Runner:
         return self.proc.stop()
 
 
-NGINX_MAIN = """
-daemon off;
-master_process on;
-worker_processes 1;
-{user}
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log info;
-events {{ worker_connections 512; }}
-http {{
-    include /etc/nginx/mime.types;
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    fastcgi_temp_path {tmp}/fastcgi;
-    proxy_temp_path {tmp}/proxy;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-{servers}
-}}
-"""
-
-
 def nginx_server_block(site: Path, listen: str, backend: str) -> str:
     template = (DEPLOY / "nginx-cgirt.conf").read_text()
     return (template.replace("{listen}", listen).replace("{site}", str(site))
@@ -134,8 +114,7 @@ class Nginx:
         binary = require("nginx")
         workdir.mkdir(parents=True, exist_ok=True)
         conf = workdir / "nginx.conf"
-        conf.write_text(NGINX_MAIN.format(
-            tmp=workdir, user="user root;" if IS_ROOT else "", servers="\n".join(servers)))
+        conf.write_text(nginx_main(workdir, servers))
         self.proc = Proc([binary, "-e", str(workdir / "nginx-error.log"), "-p", str(workdir),
                           "-c", str(conf)], workdir / "nginx.out", long_lived=True)
         self.workdir = workdir
