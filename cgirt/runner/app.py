@@ -167,9 +167,10 @@ class CgiApp:
 
     def _prepare_fork(self, work: Work) -> None:
         """In the template, before each fork: what every child would otherwise redo, done once
-        and inherited: the compiled script, and the module census (else each child walks all
-        of sys.modules, copying every page it touches). Neither runs any script code."""
+        and inherited: the compiled script, and the module censuses (else each child walks all
+        of sys.modules, copying every page it touches). None runs any script code."""
         self.modules.collect()
+        self.persistent.watch_new_modules()
         try:
             self.scripts.get(work.target.path)
         except (SyntaxError, OSError):
