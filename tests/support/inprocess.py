@@ -47,6 +47,9 @@ class InProcessRunner:
         signal.setitimer(signal.ITIMER_REAL, 0)  # each request arms it and leaves it armed
         self.app.forks.stop()
         self.app.errlog.close()
+        state = self.app.persistent._state
+        if state is not None and state.library is not None:
+            state.library.close()  # library modules get their own class back
         if self._saved is not None:
             handler, hooks, no_bytecode = self._saved
             signal.signal(signal.SIGALRM, handler)
