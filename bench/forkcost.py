@@ -6,7 +6,8 @@ Starts `cgirt serve --mode fork --workers 1` on a unix socket (and, with --compa
 same from another commit in a temporary git worktree), sends N sequential FastCGI requests
 to each in interleaved rounds, and counts, with `perf stat` attached to the worker and its
 template (every child forked later is counted too), the page faults and task-clock per
-request; the server's cgroup (root only) gives its whole CPU including the master. Then
+request; the server's cgroup (root only) gives its whole CPU including the master, with perf
+attached and, in the same round, without. Then
 the same counters for `bench.forkfloor`'s bare fork + exit. Counts of page faults are
 steady on a shared machine; CPU times are medians over rounds.
 """
@@ -35,10 +36,12 @@ class Counts:
     faults: list[float] = field(default_factory=list)  # per request, one per round
     task_us: list[float] = field(default_factory=list)  # worker + template + children
     group_us: list[float] = field(default_factory=list)  # the whole server's cgroup, if any
+    bare_us: list[float] = field(default_factory=list)  # the same without perf attached
 
     def line(self, name: str) -> str:
         med = statistics.median
-        group = f"  cgroup {med(self.group_us):6.0f} us" if self.group_us else ""
+        group = (f"  cgroup {med(self.group_us):6.0f} us, without perf {med(self.bare_us):6.0f} us"
+                 if self.group_us else "")
         return (f"{name:<10} faults/request {med(self.faults):7.1f} "
                 f"(min {min(self.faults):.1f} max {max(self.faults):.1f})  "
                 f"task-clock {med(self.task_us):6.0f} us{group}")
@@ -166,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                 c.task_us.append(task_us / args.requests)
                 if group:
                     c.group_us.append((group.cpu_seconds() - before) / args.requests * 1e6)
+                    before = group.cpu_seconds()
+                    run.send()
+                    c.bare_us.append((group.cpu_seconds() - before) / args.requests * 1e6)
             print(f"round {n + 1}/{args.rounds} done", file=sys.stderr, flush=True)
         floor_faults, floor_task = [], []
         for _ in range(args.rounds):
@@ -174,11 +180,19 @@ def main(argv: list[str] | None = None) -> int:
             floor_faults.append((f2 - f) / 1000)
             floor_task.append((t2 - t) / 1000)
         floor = statistics.median(floor_task)
+        bare_floor = statistics.median(
+            float(subprocess.run([py, "-m", "bench.forkfloor", "1000"], cwd=REPO, check=True,
+                                 capture_output=True, text=True).stdout)
+            for _ in range(args.rounds))
         print(f"{args.script}, {args.requests} requests x {args.rounds} rounds, 1 worker")
         for name, c in counts.items():
-            print(c.line(name) + f"  ratio to the floor {statistics.median(c.task_us) / floor:.2f}")
+            bare = (f", without perf {statistics.median(c.bare_us) / bare_floor:.2f}"
+                    if c.bare_us else "")
+            print(c.line(name) + f"  ratio to the floor {statistics.median(c.task_us) / floor:.2f}"
+                  + bare)
         print(f"{'floor':<10} faults/fork    {statistics.median(floor_faults):7.1f}  "
-              f"task-clock {floor:6.0f} us  (bench.forkfloor under perf stat)")
+              f"task-clock {floor:6.0f} us  (bench.forkfloor under perf stat), "
+              f"without perf {bare_floor:.0f} us")
     return 0
 
 
