@@ -7,9 +7,9 @@ same from another commit in a temporary git worktree), sends N sequential FastCG
 to each in interleaved rounds, and counts, with `perf stat` attached to the worker and its
 template (every child forked later is counted too), the page faults and task-clock per
 request; the server's cgroup (root only) gives its whole CPU including the master, with perf
-attached and, in the same round, without. Then
-the same counters for `bench.forkfloor`'s bare fork + exit. Counts of page faults are
-steady on a shared machine; CPU times are medians over rounds.
+attached and, in the same round, without. Then the same for `bench.forkfloor`'s bare fork
+and exit. Counts of page faults are steady on a shared machine; CPU times are medians over
+rounds, and noisy there.
 """
 
 from __future__ import annotations
