@@ -81,10 +81,10 @@ class LazyForkServer(ForkServer):
         self._app = app
         self._eager = eager
         self._started = False
-        self._start_args: tuple[Serve, Any] | None = None
+        self._start_args: tuple[Serve, Any, Any] | None = None
 
-    def start(self, serve: Serve, prepare: Any) -> None:
-        self._start_args = (serve, prepare)
+    def start(self, serve: Serve, prepare: Any, warm_up: Any = None) -> None:
+        self._start_args = (serve, prepare, warm_up)
         if self._eager:
             self._start_now()
 

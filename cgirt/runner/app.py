@@ -22,7 +22,7 @@ from .. import site as site_layout
 from .cache import ScriptCache, SiteModules, install_site_loader, signature
 from .classic import ExecExecutor
 from ..config import RunnerConfig
-from .dispatch import Dispatcher, Target
+from .dispatch import CgiRoot, Dispatcher, Target
 from .environ import build_environ, coerce_c_locale, redirect_environ, search_words
 from ..errors import (BadRequest, HttpError, PayloadTooLarge, RedirectLoop, RequestTimeout,
                       ScriptFailed, StartupError)
@@ -41,6 +41,8 @@ from .supervisor import die_with_parent
 
 log = logging.getLogger("cgirt.error")
 MAX_REDIRECTS = 10
+# The runner's own script that fork mode's template runs once (`CgiApp._warm_fork`).
+WARM_UP_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "warm-up.cgi")
 
 
 class CgiApp:
@@ -101,7 +103,8 @@ class CgiApp:
         signal.signal(signal.SIGALRM, self._on_deadline)
         signal.signal(SLOW_SIGNAL, self._on_slow)  # before the fork template: its children too
         self.persistent.start()
-        self.forks.start(self._serve_forked, self._prepare_fork)  # clean: no script has run yet
+        # Clean: no script has run yet.
+        self.forks.start(self._serve_forked, self._prepare_fork, self._warm_fork)
 
     # -- the request --------------------------------------------------------------------
 
@@ -167,15 +170,35 @@ class CgiApp:
         work = Work(target, env, search_words(env["QUERY_STRING"]), depth, body_length)
         self.executors[mode].execute(req, work)
 
-    def _prepare_fork(self, work: Work) -> None:
+    def _prepare_fork(self, path: str) -> None:
         """In the template, before each fork: what every child would otherwise redo, done once
-        and inherited: the compiled script, and the module census (else each child walks all
-        of sys.modules, copying every page it touches). Neither runs any script code."""
+        and inherited: the compiled script and whether it uses descriptors by number, and the
+        module censuses (else each child walks all of sys.modules, copying every page it
+        touches). None runs any script code."""
         self.modules.collect()
+        self.persistent.watch_new_modules()
         try:
-            self.scripts.get(work.target.path)
+            self.persistent.descriptors.by_number(self.scripts.get(path))
         except (SyntaxError, OSError):
             pass  # the child meets the same error and reports it
+
+    def _warm_fork(self, answer: Callable[[Work], None]) -> None:
+        """In the template, once before its first fork: a GET of the runner's own warm-up
+        script (never a site's), answered as a child answers (forkmode._warm_up)."""
+        st = os.stat(WARM_UP_SCRIPT)
+        root = CgiRoot("/.cgirt-warm-up", os.path.dirname(WARM_UP_SCRIPT))
+        target = Target(WARM_UP_SCRIPT, root.url + "/warm-up.cgi", "", root, st, WARM_UP_SCRIPT)
+        params = {"REQUEST_METHOD": "GET", "QUERY_STRING": "", "SCRIPT_NAME": target.script_name,
+                  "REQUEST_URI": target.script_name, "SERVER_PROTOCOL": "HTTP/1.1",
+                  "SERVER_NAME": "localhost", "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1"}
+        env = build_environ(params, target, self.document_root, self.config.script_path_env)
+        coerce_c_locale(env)
+        try:
+            answer(Work(target, env, [], 0, 0))
+        finally:
+            self.scripts.clear()  # the template's cache holds the site's scripts only
+            self._current = None
+            self.errlog.request = "-"
 
     def _serve_forked(self, req: FastCGIRequest, work: Work) -> None:
         """Fork mode, in the request's own child of the template."""

@@ -13,6 +13,7 @@ without a word.
 
 from __future__ import annotations
 
+import _signal
 import array
 import gc
 import logging
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import HttpError, RequestTimeout
+from ..fastcgi.records import STDIN, encode_record
 from ..fastcgi.server import FastCGIConnection, FastCGIRequest, FastCGIServer, SingleRequestControl
 from .executors import Executor, Work
 from .supervisor import die_with_parent
@@ -34,6 +36,14 @@ from .supervisor import die_with_parent
 _NOTHING, _STARTED, _ENDED = 0, 1, 2
 # The child's pid, what it has sent, and for the access log: status, header and total bytes.
 _SHARED = struct.Struct("iBiqq")
+# A job's message: its length after this header, the length of the script's path that comes
+# first, then the pickled Job. The template reads the path alone; only the child unpickles.
+_HEAD = struct.Struct("!II")
+# Warm-up requests the template answers before its first fork: past the interpreter's own
+# warm-up of a function (its first calls write to the code object), so a child finds the
+# request path's bytecode specialised already. One does most of the good; ten save a few
+# dozen more page faults per request (bench/forkcost.py).
+_WARM_UPS = 10
 
 
 class ChildDied(HttpError):
@@ -54,6 +64,9 @@ class Job:
 
 Serve = Callable[[FastCGIRequest, Work], None]
 ErrorPage = Callable[[FastCGIRequest, HttpError], None]
+# Given a function that answers one request for a `Work` as a child would, the app runs its
+# warm-up request through it (in the template, once).
+WarmUp = Callable[[Callable[[Work], None]], None]
 
 
 class ForkExecutor:
@@ -83,7 +96,8 @@ class ForkServer:
         self._template = 0
         self._waiting = False
 
-    def start(self, serve: Serve, prepare: Callable[[Work], None]) -> None:
+    def start(self, serve: Serve, prepare: Callable[[str], None],
+              warm_up: WarmUp | None = None) -> None:
         """In the worker, before any script runs: fork the template."""
         self._shared = mmap.mmap(-1, _SHARED.size)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -91,7 +105,8 @@ class ForkServer:
         if pid == 0:
             ours.close()
             self.in_child = True
-            _template(theirs, serve, prepare, self.io_timeout, self._shared)  # never returns
+            _template(theirs, serve, prepare, warm_up, self.timeout, self.io_timeout,
+                      self._shared)  # never returns
         theirs.close()
         self._sock = ours
         self._template = pid
@@ -111,9 +126,10 @@ class ForkServer:
         conn = req.conn
         job = Job(req.requestId, req.flags, dict(req.params), conn.take_buffered(), remaining, work)
         _SHARED.pack_into(self._shared, 0, 0, _NOTHING, 0, 0, 0)
+        path = os.fsencode(work.target.path)
         payload = pickle.dumps(job)
         try:
-            self._sock.sendmsg([struct.pack("!I", len(payload)) + payload],
+            self._sock.sendmsg([_HEAD.pack(len(path) + len(payload), len(path)) + path + payload],
                                [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                  array.array("i", [conn.fileno()]))])
         except OSError as exc:
@@ -177,12 +193,20 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-def _template(sock: socket.socket, serve: Serve, prepare: Callable[[Work], None],
-              io_timeout: float, shared: mmap.mmap) -> None:
+def _template(sock: socket.socket, serve: Serve, prepare: Callable[[str], None],
+              warm_up: WarmUp | None, timeout: float, io_timeout: float,
+              shared: mmap.mmap) -> None:
     """The clean process: forks one child per job, until its worker goes away."""
     code = 0
     try:
         die_with_parent()
+        if warm_up is not None:
+            # First: a request puts the worker's signal handlers back after it.
+            try:
+                for _ in range(_WARM_UPS):
+                    warm_up(lambda work: _warm_up(work, serve, timeout, io_timeout))
+            except Exception:  # the children are only slower: each does that work itself
+                logging.getLogger("cgirt.error").exception("fork mode's warm-up request failed")
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
         for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(s, signal.SIG_DFL)
@@ -194,16 +218,17 @@ def _template(sock: socket.socket, serve: Serve, prepare: Callable[[Work], None]
             data, fds, _, _ = socket.recv_fds(sock, 65536, 1)
             if not data or not fds:
                 break
-            (length,) = struct.unpack("!I", data[:4])
-            payload = data[4:]
-            if len(payload) < length:
-                payload += _recv_exactly(sock, length - len(payload))
-            job = pickle.loads(payload)
-            prepare(job.work)
+            length, path_length = _HEAD.unpack_from(data)
+            if len(data) < _HEAD.size + length:
+                data += _recv_exactly(sock, _HEAD.size + length - len(data))
+            # Every object the template makes or frees between forks is a write to a page
+            # its last child may still share (a copy) or shared (a fault): the job stays bytes.
+            prepare(os.fsdecode(data[_HEAD.size:_HEAD.size + path_length]))
             pid = os.fork()
             if pid == 0:
                 sock.close()
-                _child(job, fds[0], serve, io_timeout, shared)  # never returns
+                _child(data, _HEAD.size + path_length, fds[0], serve, io_timeout,
+                       shared)  # never returns
             os.close(fds[0])
             sock.sendall(struct.pack("!i", pid))
     except (EOFError, OSError):
@@ -212,29 +237,53 @@ def _template(sock: socket.socket, serve: Serve, prepare: Callable[[Work], None]
         os._exit(code)
 
 
-def _child(job: Job, fd: int, serve: Serve, io_timeout: float, shared: mmap.mmap) -> None:
+def _warm_up(work: Work, serve: Serve, timeout: float, io_timeout: float) -> None:
+    """In the template, before its first fork: one request answered as a child answers it,
+    on a socket pair. What a child does for the first time in its life (a lazy import or
+    initialisation, a cache filled, a first write to a type or a code object) it would do
+    for every request, on pages shared with the template that the kernel must then copy:
+    done once here, it is inherited done."""
+    web, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with web:  # the answer is small: it waits in the socket's buffer, unread
+        # The web server's end of input, as a worker has usually read it already.
+        job = Job(1, 0, dict(work.env), encode_record(STDIN, 1), timeout, work)
+        _answer(job, ours.detach(), serve, io_timeout, lambda sent, req: None)
+
+
+def _child(data: bytes, start: int, fd: int, serve: Serve, io_timeout: float,
+           shared: mmap.mmap) -> None:
     code = 0
     try:
         die_with_parent()
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        _SHARED.pack_into(shared, 0, os.getpid(), _NOTHING, 0, 0, 0)
-        server = FastCGIServer(lambda req: None, max_conns=1, io_timeout=io_timeout)
-        conn = FastCGIConnection.adopt(fd, server, SingleRequestControl(), job.buffered)
-        req = conn.resume_request(job.request_id, job.flags, job.params)
+        # The C function, not signal.signal: the wrapper's enums are more pages to copy.
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+        pid = os.getpid()
+        _SHARED.pack_into(shared, 0, pid, _NOTHING, 0, 0, 0)
 
-        def started() -> None:
-            _SHARED.pack_into(shared, 0, os.getpid(), _STARTED, req.status, req.head_bytes, 0)
+        def note(sent: int, req: FastCGIRequest) -> None:
+            _SHARED.pack_into(shared, 0, pid, sent, req.status, req.head_bytes,
+                              req.sent_bytes if sent == _ENDED else 0)
 
-        req.on_first_write = started
-        signal.setitimer(signal.ITIMER_REAL, job.remaining)
-        serve(req, job.work)
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        req.end()
-        _SHARED.pack_into(shared, 0, os.getpid(), _ENDED, req.status, req.head_bytes,
-                          req.sent_bytes)
-        conn.close()
+        job = pickle.loads(memoryview(data)[start:])
+        _answer(job, fd, serve, io_timeout, note)
     except BaseException:  # noqa: B036 - the child must never return into the template
         logging.getLogger("cgirt.error").exception("fork-mode child failed")
         code = 1
     finally:
         os._exit(code)
+
+
+def _answer(job: Job, fd: int, serve: Serve, io_timeout: float,
+            note: Callable[[int, FastCGIRequest], None]) -> None:
+    """Answer the job's request on the connection `fd`; `note` hears when the response
+    has started and when it has ended."""
+    server = FastCGIServer(lambda req: None, max_conns=1, io_timeout=io_timeout)
+    conn = FastCGIConnection.adopt(fd, server, SingleRequestControl(), job.buffered)
+    req = conn.resume_request(job.request_id, job.flags, job.params)
+    req.on_first_write = lambda: note(_STARTED, req)
+    signal.setitimer(signal.ITIMER_REAL, job.remaining)
+    serve(req, job.work)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    req.end()
+    note(_ENDED, req)
+    conn.close()

@@ -33,6 +33,12 @@ class PersistentExecutor:
         self._streams = StdStreams()
         self.descriptors.install(LineTagger)
 
+    def watch_new_modules(self) -> None:
+        """Watch the library modules imported since the last request (each request does it
+        first; fork mode's template does it once for all its children)."""
+        if self._state is not None and self._state.library is not None:
+            self._state.library.watch_new()
+
     def execute(self, req: FastCGIRequest, work: Work) -> None:
         parser = work.response_parser(req.write)
         self.run(req, work, RequestBody(req.stdin.read, work.body_length), parser.write)

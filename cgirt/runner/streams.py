@@ -170,13 +170,17 @@ class Descriptors:
         self._body, self._stdout, self._send, self._emit = body, stdout, send, emit
         self._sink = stdout.buffer.raw  # type: ignore[attr-defined]
         self.serving = True
+        if self.by_number(code):
+            self.arm()
+
+    def by_number(self, code: CodeType) -> bool:
+        """Whether the script uses descriptors by number, remembered per code object."""
         by_number = self._by_number.get(code)
         if by_number is None:
             if len(self._by_number) >= _MAX_REMEMBERED:
                 self._by_number.clear()  # edited scripts' old code objects go too
             by_number = self._by_number[code] = uses_descriptors_by_number(code)
-        if by_number:
-            self.arm()
+        return by_number
 
     def arm(self) -> None:
         if self.armed or not self.serving:

@@ -110,6 +110,8 @@ def pristine() -> Iterator[None]:
              builtins.__import__, list(sys.meta_path), list(sys.path_hooks),
              locale.setlocale(locale.LC_ALL), gc.isenabled(), gc.get_threshold(),
              decimal.getcontext().copy())
+    # Whatever ran before (an in-process runner's stop empties it): clearing must change it.
+    sys.path_importer_cache.setdefault("/cgirt-test/not-on-sys.path", None)
     yield
     sys.setrecursionlimit(saved[0])
     socket.setdefaulttimeout(saved[1])

@@ -1,0 +1,81 @@
+"""Fork mode's template: warmed up by the runner's own script, so its children start warm.
+
+A child's cost is mostly the template's pages it writes, each copied by the kernel; what
+the warm-up saves in page faults per request is measured by `python -m bench.forkcost`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cgirt.runner import app as app_module
+from cgirt.runner.app import CgiApp
+from tests.support.fcgi import cgi_params
+from tests.support.inprocess import InProcessRunner
+from tests.support.procs import wait_for
+
+from .conftest import StartRunner
+
+WARM = """\
+import dis, json, sys
+from cgirt.runner import forkmode, sandbox
+def specialised(function):  # RESUME is quickened at the first call (3.13): not a sign
+    return [i.opname for i in dis.get_instructions(function, adaptive=True)
+            if i.opname not in dis.opmap and not i.opname.startswith("RESUME")]
+print("Content-Type: application/json")
+print()
+print(json.dumps({f.__name__: specialised(f) for f in (forkmode._answer, sandbox.run_script)}))
+"""
+
+TRACES = """\
+import json, os, sys
+print("Content-Type: application/json")
+print()
+print(json.dumps({
+    "environ": sorted(k for k, v in os.environ.items() if "warm-up" in v),
+    "path": [p for p in sys.path if "warm-up" in p],
+    "cwd": os.getcwd(),
+}))
+"""
+
+
+@pytest.mark.parametrize("warmed", [True, False])
+def test_a_child_finds_the_request_path_warm_already(
+        in_process: StartRunner, monkeypatch: pytest.MonkeyPatch, warmed: bool) -> None:
+    """The interpreter specialises a function's bytecode after its first calls (writing to
+    the code object); a child calls the request path's functions once, so it finds them
+    specialised only if its template ran them before the fork."""
+    if not warmed:
+        monkeypatch.setattr(CgiApp, "_warm_fork", lambda self, answer: None)
+    runner = in_process({"warm.py": WARM}, mode="fork")
+    resp = runner.request(cgi_params("/cgi-bin/warm.py"))
+    assert resp.status == 200, resp.stdout
+    specialised: dict[str, list[str]] = json.loads(resp.body)
+    assert all(specialised.values()) is warmed, specialised
+
+
+def test_the_warm_up_leaves_no_trace_a_script_or_the_site_can_see(in_process: StartRunner) -> None:
+    runner = in_process({"traces.py": TRACES}, mode="fork", access_log=True)
+    resp = runner.request(cgi_params("/cgi-bin/traces.py"))
+    assert resp.status == 200, resp.stdout
+    seen: dict[str, Any] = json.loads(resp.body)
+    assert seen == {"environ": [], "path": [], "cwd": str(runner.site / "cgi-bin")}
+    logs = runner.site / ".cgirt" / "logs"
+    assert "warm-up" not in "".join(p.read_text() for p in logs.iterdir() if p.is_file())
+    # A request puts the worker's signal handlers back: the template's own (children reaped
+    # by the kernel) must hold after its warm-up, or every child stays a zombie.
+    template = runner.app.forks._template
+    wait_for(lambda: not Path(f"/proc/{template}/task/{template}/children").read_text().split(),
+             15, "the template's children reaped, zombies too")
+
+
+def test_a_template_whose_warm_up_fails_still_serves(
+        in_process: StartRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(app_module, "WARM_UP_SCRIPT", str(tmp_path / "missing.cgi"))
+    runner = in_process({"warm.py": WARM}, mode="fork")
+    resp = runner.request(cgi_params("/cgi-bin/warm.py"))
+    assert resp.status == 200, resp.stdout
