@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             meta["environment"] = env
         md, png = report.write(args.out, results, live, meta)
         _log(f"report: {md}\n           chart: {png}")
-        for name, want, got, met in report.targets(results, live):
+        for name, want, got, met in [*report.targets(results, live),
+                                     *report.php_targets(results, meta)]:
             _log(f"  {name}: {got} (wanted {want}){'' if met else '  NOT MET'}")
         return 0
     except KeyboardInterrupt:

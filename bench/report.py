@@ -63,6 +63,30 @@ def targets(results: dict[str, Result], live: LiveResult | None) -> list[tuple[s
     return out
 
 
+def php_targets(results: dict[str, Result],
+                meta: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """(target, wanted, measured, met) for issue 14's: PHP-FPM's speed, same nginx and workers."""
+    out = []
+    for s in ("hello", "form"):
+        ours, php = results.get(f"cgirt/{s}"), results.get(f"php/{s}")
+        if not (ours and php):
+            continue
+        v = ours.median("rps") / php.median("rps")
+        out.append((f"{s}.py vs PHP-FPM {s}.php, req/s", "≥ 1.0×", f"{v:.2f}×", v >= 1.0))
+        v = ours.median("p99_ms") / php.median("p99_ms")
+        out.append((f"{s}.py p99 vs PHP-FPM's", "≤ 1.5×", f"{v:.2f}×", v <= 1.5))
+        v = ours.cpu_us_per_request("cpu_backend") / php.cpu_us_per_request("cpu_backend")
+        out.append((f"{s}.py backend CPU per request vs PHP-FPM's", "≤ 1.2×", f"{v:.2f}×", v <= 1.2))
+    floor = meta.get("fork_floor_us")
+    for s in ("hello", "form"):
+        fork = results.get(f"cgirt-fork/{s}")
+        if floor and fork:
+            v = fork.cpu_us_per_request("cpu_backend") / floor
+            out.append((f"fork mode {s}.py CPU per request vs the fork floor", "≤ 1.5×",
+                        f"{v:.2f}×", v <= 1.5))
+    return out
+
+
 def write(out_dir: Path, results: dict[str, Result], live: LiveResult | None,
           meta: dict[str, Any]) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -108,6 +132,10 @@ def markdown(results: dict[str, Result], live: LiveResult | None, meta: dict[str
     for name, wanted, measured, met in targets(results, live):
         lines.append(f"| {name} | {wanted} | {measured} | {'met' if met else '**not met**'} |")
     lines += _fork_ceiling(results, meta)
+    lines += ["", "## Targets (issue 14: faster than PHP-FPM)", "",
+              "| target | wanted | measured | |", "|---|---|---|---|"]
+    for name, wanted, measured, met in php_targets(results, meta):
+        lines.append(f"| {name} | {wanted} | {measured} | {'met' if met else '**not met**'} |")
     lines += [
         "",
         "## Throughput, latency, CPU and memory",
