@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import make_site
 from tests.support.fcgi import cgi_params, connect, request, send_request
-from tests.support.procs import group_members, wait_for
+from tests.support.procs import group_members, running, wait_for
 from tests.support.servers import Runner, make_traversable
 
 pytestmark = pytest.mark.integration
@@ -134,14 +134,6 @@ def test_workers_that_cannot_reach_the_logs_are_replaced_after_sigusr1(
     assert len((logs / "access.old").read_text().splitlines()) == 3
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: workers drop to the site's owner")
 def test_kill_9_of_the_master_leaves_no_worker_that_dropped_privileges(
         owned_site: Path, start_runner: Callable[..., Runner]) -> None:
@@ -162,7 +154,7 @@ def test_kill_9_of_the_master_leaves_no_worker_that_dropped_privileges(
             send_request(conn, cgi_params("/cgi-bin/busy.py"))
         wait_for(lambda: (site / "cgi-bin" / "started").exists(), 20, "a script to start")
         os.kill(runner.pid, signal.SIGKILL)
-        wait_for(lambda: not any(_alive(p) for p in workers), 20,
+        wait_for(lambda: not any(running(p) for p in workers), 20,
                  "workers to die with their master")
     finally:
         for conn in conns:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.http import fetch
-from tests.support.procs import Proc, children_of, group_members, wait_for
+from tests.support.procs import Proc, children_of, group_members, running, wait_for
 from tests.support.servers import REPO
 
 pytestmark = pytest.mark.integration
@@ -226,7 +226,7 @@ def test_kill_9_of_up_leaves_none_of_its_parts_and_the_site_starts_again(
     assert len(parts) >= 4
     try:
         first.proc.stop(signal.SIGKILL)  # the parts lead sessions of their own: not this
-        wait_for(lambda: not any(_alive(p) for p in parts), 30, "every part to die with up")
+        wait_for(lambda: not any(running(p) for p in parts), 30, "every part to die with up")
         again = Up(up_argv(site), tmp_path / "up2.log")  # the killed run's files do not block
         assert fetch(again.http, "/cgi-bin/hello.py").status == 200
         again.stop()
@@ -237,11 +237,3 @@ def test_kill_9_of_up_leaves_none_of_its_parts_and_the_site_starts_again(
             except ProcessLookupError:
                 pass
         wait_for(lambda: not any(group_members(pid) for pid in parts), 30, "the parts to end")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.integration.ftp.ftp_harness import Gateway, run_cli, start_gateway, stop_gateway
-from tests.support.procs import group_members
+from tests.support.procs import group_members, running
 from tests.support.servers import Host, Nginx, Runner, nginx_server_block
 
 SITES = ("alpha", "beta")
@@ -190,7 +190,7 @@ class Stack:
 
     def leftovers(self) -> list[int]:
         """Processes of this stack still alive: workers ever seen, and the groups."""
-        alive = [p for p in self.seen_workers if _alive(p)]
+        alive = [p for p in self.seen_workers if running(p)]
         for pid in self.masters().values():
             alive += group_members(pid)
         return sorted(set(alive))
@@ -241,14 +241,6 @@ class HostStack(Stack):
 
     def logs(self) -> list[str]:
         return [self.host.proc.log.read_text(errors="replace")] if self.host is not None else []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def fd_count(pid: int) -> int | None:

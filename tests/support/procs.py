@@ -42,6 +42,15 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (a dead child its parent has not reaped yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def children_of(pid: int) -> list[int]:
     kids = []
     for entry in Path("/proc").iterdir():
