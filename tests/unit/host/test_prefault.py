@@ -212,3 +212,37 @@ def test_the_learner_reads_the_spare_before_the_newest_and_its_children_get_no_p
     finally:
         learner.close()
         assert older.finish() == 0 and newer.finish() == 0
+
+
+def test_the_spare_learned_from_copies_nothing_ahead_so_the_pages_can_shrink(
+        region: tuple[mmap.mmap, int]) -> None:
+    """Page 6 was learned once; the workers now write page 9 only. A worker that copied
+    page 6 ahead holds it alone as if it had written it: learned from such a worker, page 6
+    would stay in every later worker for good."""
+    m, base = region
+    learner = Learner(every=4)
+    learner.pages = [(base + 6 * PAGE, PAGE)]
+    given: list[list[tuple[int, int]]] = []
+    children: list[Child] = []
+
+    def spare(pages: list[tuple[int, int]]) -> Callable[[], bool]:
+        def work() -> bool:
+            copy_ahead(pages, lambda: False)
+            m[9 * PAGE] = 9  # the worker's own write
+            return True
+        return work
+
+    try:
+        for _ in range(4):
+            pages = learner.for_next_spare()
+            given.append(pages)
+            children.append(Child(spare(pages)))
+            assert children[-1].worked()
+            learner.forked(children[-1].pid)
+            learner.taken()
+        assert given == [[(base + 6 * PAGE, PAGE)]] * 2 + [[]] + [[(base + 6 * PAGE, PAGE)]]
+        assert [(start, length) for start, length in learner.pages
+                if base <= start < base + PAGES * PAGE] == [(base + 9 * PAGE, PAGE)]
+    finally:
+        learner.close()
+        assert [c.finish() for c in children] == [0] * len(children)
