@@ -246,3 +246,34 @@ def test_the_spare_learned_from_copies_nothing_ahead_so_the_pages_can_shrink(
     finally:
         learner.close()
         assert [c.finish() for c in children] == [0] * len(children)
+
+
+def test_a_kernel_without_the_advice_costs_one_call_and_changes_nothing(
+        region: tuple[mmap.mmap, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before Linux 5.14 madvise refuses MADV_POPULATE_WRITE (EINVAL) whatever the range: an
+    advice no kernel knows stands in for it."""
+    m, base = region
+    calls: list[int] = []
+    real = prefault._libc
+
+    class Counting:
+        def madvise(self, start: int, size: int, advice: int) -> int:
+            calls.append(start)
+            result: int = real.madvise(start, size, advice)
+            return result
+
+    monkeypatch.setattr(prefault, "_libc", Counting())
+    monkeypatch.setattr(prefault, "_MADV_POPULATE_WRITE", 0x7FFF)
+    spread = [(base + i * PAGE, PAGE) for i in range(0, PAGES, 2)]  # runs of a page each
+    before = bytes(m)
+
+    def nothing_copied() -> bool:
+        return copy_ahead(spread, lambda: False) == 0 and len(calls) == 1
+
+    child = Child(nothing_copied)
+    try:
+        assert child.worked()
+        assert copied_pages(child.pagemap, [(base, base + PAGES * PAGE)]) == []
+        assert bytes(m) == before
+    finally:
+        assert child.finish() == 0
