@@ -14,11 +14,12 @@ them.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Callable, Iterable
 from urllib.parse import parse_qs
 
 from ..errors import Forbidden, ScriptNotFound
-from ..notice import NoticeRefused, Verifier
+from ..notice import MAX_SKEW, NoticeRefused, Verifier
 
 if TYPE_CHECKING:
     from .config import SiteSpec
@@ -34,18 +35,26 @@ class HostNotices:
         self._reload = reload
         # By site directory name: (the site's name in the configuration, its secret, checker)
         self._sites: dict[str, tuple[str, bytes, Verifier]] = {}
+        # Verifiers of sites no longer served, by (directory, secret), with when they left:
+        # a site removed and added back with its secret within a notice's lifetime would
+        # otherwise take again the notices it took before.
+        self._gone: dict[tuple[str, bytes], tuple[float, Verifier]] = {}
 
-    def sites(self, specs: Iterable["SiteSpec"]) -> None:
+    def sites(self, specs: Iterable["SiteSpec"], now: float | None = None) -> None:
         """The sites served now. A site whose secret is unchanged keeps its verifier, so a
-        notice replayed across a SIGHUP is still known."""
+        notice replayed across a SIGHUP is still known, even one that removed the site and
+        one that added it back."""
+        now = time.monotonic() if now is None else now
+        self._gone = {k: v for k, v in self._gone.items() if now - v[0] <= 2 * MAX_SKEW}
+        for directory, (_, secret, verifier) in self._sites.items():
+            self._gone[directory, secret] = (now, verifier)
         sites = {}
         for spec in specs:
             if spec.secret is None:
                 continue
             directory = spec.runner.site.name
-            old = self._sites.get(directory)
-            verifier = (old[2] if old is not None and old[1] == spec.secret
-                        else Verifier(spec.secret, directory))
+            gone = self._gone.pop((directory, spec.secret), None)
+            verifier = gone[1] if gone is not None else Verifier(spec.secret, directory)
             sites[directory] = (spec.name, spec.secret, verifier)
         self._sites = sites
 

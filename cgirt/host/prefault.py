@@ -102,6 +102,15 @@ class Learner:
                 os.close(old)
         self._forked += 1
 
+    def for_next_spare(self) -> list[tuple[int, int]]:
+        """The pages the spare about to be forked copies ahead: none if it is the one the next
+        relearning reads. A worker that was given pages holds them alone whether it needed
+        them or not, so what is learned from it is never less than what it was given: the
+        pages would only grow, with whatever any worker once wrote, in every later worker."""
+        if self.pages and (self._forked + 2) % self._every == 0:
+            return []
+        return self.pages
+
     def taken(self) -> None:
         """The newest spare took an order: learn from the one before, when due."""
         if len(self._maps) == 2 and self._maps[0] >= 0 and (

@@ -211,6 +211,7 @@ def _zygote_main(sock: socket.socket, modules: tuple[str, ...], slots: Scoreboar
 def _fork_spare(sock: socket.socket, wake_r: int, wake_w: int, slots: Scoreboard,
                 activity: ActivityTable, learner: prefault.Learner) -> None:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pages = learner.for_next_spare()
     pid = os.fork()
     if pid == 0:
         os.close(wake_r)
@@ -218,7 +219,7 @@ def _fork_spare(sock: socket.socket, wake_r: int, wake_w: int, slots: Scoreboard
         sock.close()
         ours.close()
         learner.close()
-        _spare_main(theirs, slots, activity, learner.pages)  # never returns
+        _spare_main(theirs, slots, activity, pages)  # never returns
     theirs.close()
     learner.forked(pid)  # before the master may hand it an order and it changes owner
     socket.send_fds(sock, [pickle.dumps(Spare(pid))], [ours.fileno()])

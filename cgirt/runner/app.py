@@ -185,7 +185,15 @@ class CgiApp:
     def _warm_fork(self, answer: Callable[[Work], None]) -> None:
         """In the template, once before its first fork: a GET of the runner's own warm-up
         script (never a site's), answered as a child answers (forkmode._warm_up)."""
-        st = os.stat(WARM_UP_SCRIPT)
+        try:
+            st = os.stat(WARM_UP_SCRIPT)
+            with open(WARM_UP_SCRIPT, "rb"):
+                pass
+        except OSError:
+            # Installed where the site's owner may not read (root's umask 077): the children
+            # only do that first-time work themselves; the site's error log is not told of
+            # the runner's own script (it would be, ten times per template).
+            return
         root = CgiRoot("/.cgirt-warm-up", os.path.dirname(WARM_UP_SCRIPT))
         target = Target(WARM_UP_SCRIPT, root.url + "/warm-up.cgi", "", root, st, WARM_UP_SCRIPT)
         params = {"REQUEST_METHOD": "GET", "QUERY_STRING": "", "SCRIPT_NAME": target.script_name,

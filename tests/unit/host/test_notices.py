@@ -13,7 +13,7 @@ from cgirt.errors import Forbidden, ScriptNotFound
 from cgirt.host.config import HostConfigError, load
 from cgirt.host.notices import HostNotices
 from cgirt.host.worker import ActivityTable
-from cgirt.notice import request
+from cgirt.notice import MAX_SKEW, request
 
 SECRET_A, SECRET_B = b"a" * 32, b"b" * 32
 
@@ -95,6 +95,31 @@ def test_a_replay_is_refused_across_a_reload_of_the_configuration(
     with pytest.raises(Forbidden, match="replayed"):
         notices(*notice)
     assert master.published == ["alpha"]
+
+
+def test_a_replay_is_refused_after_its_site_is_removed_and_added_back(
+        tmp_path: Path, routed: tuple[HostNotices, Master]) -> None:
+    notices, master = routed
+    notice = parts(request(SECRET_A, "a"))
+    notices(*notice)
+    specs = list(load(tmp_path / "cgirt.toml").sites.values())
+    notices.sites([s for s in specs if s.name != "alpha"])  # a SIGHUP removes alpha
+    with pytest.raises(ScriptNotFound, match="serves no site 'a'"):
+        notices(*notice)
+    notices.sites(specs)  # the next one adds it back, within the notice's lifetime
+    with pytest.raises(Forbidden, match="replayed"):
+        notices(*notice)
+    assert master.published == ["alpha"]
+
+
+def test_a_removed_sites_verifier_is_forgotten_once_its_notices_are_too_old(
+        tmp_path: Path, routed: tuple[HostNotices, Master]) -> None:
+    notices, _ = routed
+    specs = list(load(tmp_path / "cgirt.toml").sites.values())
+    notices.sites([s for s in specs if s.name != "alpha"], now=0.0)
+    assert len(notices._gone) == 1
+    notices.sites([s for s in specs if s.name != "alpha"], now=2 * MAX_SKEW + 1)
+    assert notices._gone == {}
 
 
 def test_the_secret_is_read_with_the_file_and_stays_out_of_the_workers_config(

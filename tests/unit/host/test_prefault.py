@@ -212,3 +212,68 @@ def test_the_learner_reads_the_spare_before_the_newest_and_its_children_get_no_p
     finally:
         learner.close()
         assert older.finish() == 0 and newer.finish() == 0
+
+
+def test_the_spare_learned_from_copies_nothing_ahead_so_the_pages_can_shrink(
+        region: tuple[mmap.mmap, int]) -> None:
+    """Page 6 was learned once; the workers now write page 9 only. A worker that copied
+    page 6 ahead holds it alone as if it had written it: learned from such a worker, page 6
+    would stay in every later worker for good."""
+    m, base = region
+    learner = Learner(every=4)
+    learner.pages = [(base + 6 * PAGE, PAGE)]
+    given: list[list[tuple[int, int]]] = []
+    children: list[Child] = []
+
+    def spare(pages: list[tuple[int, int]]) -> Callable[[], bool]:
+        def work() -> bool:
+            copy_ahead(pages, lambda: False)
+            m[9 * PAGE] = 9  # the worker's own write
+            return True
+        return work
+
+    try:
+        for _ in range(4):
+            pages = learner.for_next_spare()
+            given.append(pages)
+            children.append(Child(spare(pages)))
+            assert children[-1].worked()
+            learner.forked(children[-1].pid)
+            learner.taken()
+        assert given == [[(base + 6 * PAGE, PAGE)]] * 2 + [[]] + [[(base + 6 * PAGE, PAGE)]]
+        assert [(start, length) for start, length in learner.pages
+                if base <= start < base + PAGES * PAGE] == [(base + 9 * PAGE, PAGE)]
+    finally:
+        learner.close()
+        assert [c.finish() for c in children] == [0] * len(children)
+
+
+def test_a_kernel_without_the_advice_costs_one_call_and_changes_nothing(
+        region: tuple[mmap.mmap, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before Linux 5.14 madvise refuses MADV_POPULATE_WRITE (EINVAL) whatever the range: an
+    advice no kernel knows stands in for it."""
+    m, base = region
+    calls: list[int] = []
+    real = prefault._libc
+
+    class Counting:
+        def madvise(self, start: int, size: int, advice: int) -> int:
+            calls.append(start)
+            result: int = real.madvise(start, size, advice)
+            return result
+
+    monkeypatch.setattr(prefault, "_libc", Counting())
+    monkeypatch.setattr(prefault, "_MADV_POPULATE_WRITE", 0x7FFF)
+    spread = [(base + i * PAGE, PAGE) for i in range(0, PAGES, 2)]  # runs of a page each
+    before = bytes(m)
+
+    def nothing_copied() -> bool:
+        return copy_ahead(spread, lambda: False) == 0 and len(calls) == 1
+
+    child = Child(nothing_copied)
+    try:
+        assert child.worked()
+        assert copied_pages(child.pagemap, [(base, base + PAGES * PAGE)]) == []
+        assert bytes(m) == before
+    finally:
+        assert child.finish() == 0

@@ -79,3 +79,31 @@ def test_a_template_whose_warm_up_fails_still_serves(
     runner = in_process({"warm.py": WARM}, mode="fork")
     resp = runner.request(cgi_params("/cgi-bin/warm.py"))
     assert resp.status == 200, resp.stdout
+
+
+@pytest.mark.parametrize("unreadable", ["missing", "directory", "no-access"])
+def test_a_warm_up_script_the_site_cannot_read_leaves_its_logs_alone(
+        in_process: StartRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        unreadable: str) -> None:
+    """cgirt installed by root with umask 077: a site's worker cannot read the package's
+    warm-up script. Its children are only slower; the site's error log has nothing of it."""
+    script = tmp_path / "pkg" / "warm-up.cgi"
+    script.parent.mkdir()
+    if unreadable == "directory":
+        script.mkdir()  # stat works, reading fails, as for a file of mode 0600 not ours
+    elif unreadable == "no-access":
+        script.write_text("print('Content-Type: text/plain')\nprint()\n")
+        opened = open  # noqa: SIM115 - the runner's own opens, this one refused
+
+        def refused(path: Any, *args: Any, **kwargs: Any) -> Any:
+            if str(path) == str(script):
+                raise PermissionError(13, "Permission denied", str(path))
+            return opened(path, *args, **kwargs)
+        monkeypatch.setattr("builtins.open", refused)
+    monkeypatch.setattr(app_module, "WARM_UP_SCRIPT", str(script))
+    runner = in_process({"warm.py": WARM}, mode="fork", access_log=True)
+    resp = runner.request(cgi_params("/cgi-bin/warm.py"))
+    assert resp.status == 200, resp.stdout
+    logs = runner.site / ".cgirt" / "logs"
+    text = "".join(p.read_text() for p in logs.iterdir() if p.is_file())
+    assert "warm" not in text.replace("/cgi-bin/warm.py", ""), text
