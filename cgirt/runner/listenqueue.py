@@ -16,6 +16,7 @@ Elsewhere (or without sock_diag) the answer is None: unknown, never a guess.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
 
@@ -56,10 +57,18 @@ def _unix_queue(inode: int) -> tuple[int, int] | None:
     req = _UNIX_DIAG_REQ.pack(socket.AF_UNIX, 0, 0, 0xFFFFFFFF, inode, UDIAG_SHOW_RQLEN,
                               _NO_COOKIE, _NO_COOKIE)
     msg = _NLMSGHDR.pack(_NLMSGHDR.size + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0) + req
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as nl:
-        nl.settimeout(1.0)
+    # Non-blocking from its creation: a timeout would cost an ioctl and a poll before each
+    # call (a sample runs every turn of the master's loop). The kernel answers within sendto,
+    # so the reply is already queued; the wait is only a safeguard.
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK,
+                       NETLINK_SOCK_DIAG) as nl:
         nl.sendto(msg, (0, 0))
-        data = nl.recv(8192)
+        try:
+            data = nl.recv(8192)
+        except BlockingIOError:
+            if not select.select([nl], [], [], 1.0)[0]:
+                return None
+            data = nl.recv(8192)
     length, kind, _, _, _ = _NLMSGHDR.unpack_from(data)
     if kind == NLMSG_ERROR or kind != SOCK_DIAG_BY_FAMILY:
         return None

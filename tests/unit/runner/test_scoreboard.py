@@ -100,3 +100,25 @@ def test_listen_queue_of_something_else_is_unknown() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_listen_queue_of_a_unix_socket_is_answered_without_waiting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The master samples every turn of its loop: the kernel's answer is read as soon as the
+    request is sent, with no wait (the wait exists only as a safeguard)."""
+    import cgirt.runner.listenqueue as lq
+
+    def no_wait(*args: object) -> object:
+        raise AssertionError("listen_queue waited for the kernel's answer")
+
+    monkeypatch.setattr(lq.select, "select", no_wait)
+    listener = socket.socket(socket.AF_UNIX)
+    try:
+        listener.bind(str(tmp_path / "s"))
+        listener.listen(5)
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(str(tmp_path / "s"))
+        assert listen_queue(listener) == (1, 5)
+        client.close()
+    finally:
+        listener.close()
