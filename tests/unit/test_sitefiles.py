@@ -12,6 +12,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
@@ -403,3 +404,23 @@ def test_a_socket_swapped_for_a_link_after_its_bind_keeps_the_target_mode(
     with pytest.raises(StartupError, match="cannot listen on unix:"):
         bind(f"unix:{status}", 0o666)
     assert target.unchanged()
+
+
+def test_a_generation_the_owner_replaced_is_read_through_no_link_and_never_hangs(
+        site: Path, target: Target) -> None:
+    generation = layout.generation_path(site)
+    plant(generation, target.path)
+    assert layout.read_generation(site) == 0  # not whatever number the target holds
+    assert layout.bump_generation(site) == 1 and not generation.is_symlink()
+    assert target.unchanged()
+    generation.unlink()
+    os.mkfifo(generation)  # every publish of the site waited on it, holding its lock
+    bumped: list[int] = []
+    bumping = threading.Thread(target=lambda: bumped.append(layout.bump_generation(site)))
+    bumping.start()
+    bumping.join(timeout=60)
+    if bumping.is_alive():  # let the blocked open go before failing
+        os.close(os.open(generation, os.O_WRONLY | os.O_NONBLOCK))
+        bumping.join()
+    assert bumped == [1]
+    assert layout.read_generation(site) == 1 and stat.S_ISREG(os.lstat(generation).st_mode)
