@@ -283,8 +283,9 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
         config = self.cmd_channel.gateway.config
         room = quota.room_for(self.site, Path(disk), config.quota_bytes,
                               config.quota_files, virtual)
-        return StagedUpload(self.site, Path(disk), virtual,
-                            max_size=config.max_file_size or None, quota_room=room)
+        with self._no_links(filename):  # a linked .cgirt/ or staging folder
+            return StagedUpload(self.site, Path(disk), virtual,
+                                max_size=config.max_file_size or None, quota_room=room)
 
     def mkstemp(self, *args: Any, **kwargs: Any) -> Any:
         raise CommandRefused("STOU is not supported; upload with STOR.")

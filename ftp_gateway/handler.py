@@ -31,6 +31,7 @@ from typing import Any
 from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
 
 from cgirt.site import ensure_state
+from cgirt.sitefiles import SymlinkRefused
 
 from .bans import BanList
 from .config import GatewayConfig
@@ -123,8 +124,12 @@ class PublishingDTPMixin:
             outcome = complete_upload(upload, user)
         except OSError as err:
             upload.discard()
-            deploy_log(upload.site, user, f"failed {upload.virtual}: {err.strerror}")
-            return f"451 {upload.virtual} was not published: {err.strerror}."
+            why = err.strerror
+            if isinstance(err, SymlinkRefused):  # its strerror names the server's disk path
+                log.warning("%s: not published: %s", upload.virtual, err.strerror)
+                why = err.below(upload.site)
+            deploy_log(upload.site, user, f"failed {upload.virtual}: {why}")
+            return f"451 {upload.virtual} was not published: {why}."
         unreached: list[str] = []
         runners = self.cmd_channel.gateway.runners
         if outcome.published and runners is not None:
