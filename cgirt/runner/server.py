@@ -152,7 +152,7 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
         _cleanup(sock, config.listen, config.site, pid_file)
         if status_sock is not None:
             status_sock.close()
-            remove_socket(status_at or "")
+            remove_socket(status_at or "", config.site)
 
 
 def _warn_if_readable_by_other_sites(config: RunnerConfig) -> None:
@@ -166,11 +166,7 @@ def _warn_if_readable_by_other_sites(config: RunnerConfig) -> None:
 
 
 def _cleanup(sock: socket.socket, listen: str, site: Path, pid_file: Path) -> None:
-    if listen.startswith("unix:"):
-        try:
-            os.unlink(listen[5:])
-        except OSError:
-            pass
+    remove_socket(listen, site)
     sock.close()
     try:
         remove_pid(site, pid_file)

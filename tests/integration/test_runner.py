@@ -328,3 +328,19 @@ def test_fork_mode_faults(site: Path, start_runner: Callable[..., Runner], scrip
     assert get(runner, f"/cgi-bin/{script}").startswith(status)
     assert get(runner, "/cgi-bin/hello.py") == "200 Hello, world!\n"
     assert runner.worker_pids() == [worker]  # the worker itself is never hurt
+
+
+def test_at_exit_the_runner_removes_its_status_socket_through_no_link(site: Path,
+                                                                      tmp_path: Path) -> None:
+    # The master may be root; the site's owner swaps .cgirt/ for a link while it serves.
+    runner = Runner(site, tmp_path)
+    state = site / ".cgirt"
+    assert (state / "status.sock").is_socket()
+    elsewhere = tmp_path / "another-site-state"
+    elsewhere.mkdir()
+    (elsewhere / "status.sock").write_text("another site's\n")
+    state.rename(site / ".cgirt.moved")
+    state.symlink_to(elsewhere)
+    runner.stop()
+    assert (elsewhere / "status.sock").read_text() == "another site's\n"
+    assert os.listdir(elsewhere) == ["status.sock"]
