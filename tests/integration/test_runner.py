@@ -11,6 +11,7 @@ import pytest
 
 from cgirt.site import bump_generation
 from tests.support.fcgi import cgi_params, connect, read_response, request, send_request
+from tests.support.procs import wait_for
 from tests.support.servers import Runner
 
 pytestmark = pytest.mark.integration
@@ -344,3 +345,25 @@ def test_at_exit_the_runner_removes_its_status_socket_through_no_link(site: Path
     runner.stop()
     assert (elsewhere / "status.sock").read_text() == "another site's\n"
     assert os.listdir(elsewhere) == ["status.sock"]
+
+
+def test_the_sites_own_links_keep_working_for_the_runner(site: Path, tmp_path: Path) -> None:
+    # The admin's site path through a link; the owner's link to a folder of the cgi root.
+    linked = tmp_path / "www"
+    linked.symlink_to(site)
+    (site / "cgi-bin" / "v2").mkdir()
+    (site / "cgi-bin" / "hello.py").rename(site / "cgi-bin" / "v2" / "hello.py")
+    (site / "cgi-bin" / "tools").symlink_to("v2")
+    runner = Runner(linked, tmp_path)
+    try:
+        assert get(runner, "/cgi-bin/tools/hello.py").startswith("200 ")
+        assert get(runner, "/cgi-bin/crash.py").startswith("500")
+        pid_file = site / ".cgirt" / "runner.pid"
+        assert pid_file.read_text().strip() == str(runner.pid)
+        assert (site / ".cgirt" / "status.sock").is_socket()
+        log = site / ".cgirt" / "logs" / "error.log"
+        wait_for(lambda: "ZeroDivisionError" in log.read_text(), 30, "the traceback logged")
+    finally:
+        runner.stop()
+    assert not pid_file.exists() and not (site / ".cgirt" / "status.sock").exists()
+    assert "refused" not in (tmp_path / "runner.log").read_text()
