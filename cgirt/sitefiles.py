@@ -32,13 +32,13 @@ class SymlinkRefused(OSError):
         never the server's disk path."""
         for anchor in (site, Path(os.path.realpath(site))):
             try:
-                shown = "/" + self.path.relative_to(anchor).as_posix()
+                shown = f"/{self.path.relative_to(anchor).as_posix()} is {self.what}"
                 break
             except ValueError:
                 continue
         else:
-            shown = "a path out of the site"
-        return f"{shown} is {self.what}: refused, links in the site's own files are not followed"
+            shown = "a link leads out of the site"
+        return f"{shown}: refused, links in the site's own files are not followed"
 
 
 def _parts(anchor: Path, path: Path) -> list[str]:

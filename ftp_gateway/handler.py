@@ -290,7 +290,11 @@ class GatewayHandlerMixin:
         try:
             report = check_scripts(site, Path(self.fs.readable(target)), display)
         except OSError as err:
-            self.respond(f"550 {display}: {err.strerror}.")  # type: ignore[attr-defined]
+            why = err.strerror
+            if isinstance(err, SymlinkRefused):  # its strerror names the server's disk path
+                log.warning("SITE CHECK %s: %s", display, err.strerror)
+                why = err.below(site)
+            self.respond(f"550 {display}: {why}.")  # type: ignore[attr-defined]
             return
         for finding in report.findings:
             self.push(f"200-{' '.join(finding.describe().split())}\r\n")  # type: ignore

@@ -28,7 +28,7 @@ from ftp_gateway.config import GatewayConfig
 from ftp_gateway.errors import PathRefused
 from ftp_gateway.filesystem import SiteFS
 from ftp_gateway.publish import StagedUpload, complete_upload, deploy_log
-from ftp_gateway.site_commands import reload_runner, runner_pid
+from ftp_gateway.site_commands import check_scripts, reload_runner, runner_pid
 
 SECRET = b"root:$6$secret-hash:19000:0:99999:7:::\n"
 
@@ -424,3 +424,48 @@ def test_a_generation_the_owner_replaced_is_read_through_no_link_and_never_hangs
         bumping.join()
     assert bumped == [1]
     assert layout.read_generation(site) == 1 and stat.S_ISREG(os.lstat(generation).st_mode)
+
+
+@pytest.mark.parametrize("planted", ["link", "fifo"])
+def test_site_check_reads_no_file_swapped_in_after_its_look(
+        site: Path, target: Target, monkeypatch: pytest.MonkeyPatch, planted: str) -> None:
+    script = site / "cgi-bin" / "a.py"
+    script.write_text("A = 1\n")
+    assert check_scripts(site, script, "/cgi-bin/a.py").checked == 1
+    looked = Path.is_file
+
+    def then_swap(self: Path) -> bool:  # the owner's script wins the race
+        regular = looked(self)
+        if self == script and regular and not script.is_symlink():
+            script.unlink()
+            script.symlink_to(target.path) if planted == "link" else os.mkfifo(script)
+        return regular
+
+    monkeypatch.setattr(Path, "is_file", then_swap)
+    outcomes: list[object] = []
+
+    def check(start: Path, display: str) -> None:
+        try:
+            outcomes.append(check_scripts(site, start, display).findings)
+        except OSError as exc:
+            outcomes.append(exc)
+
+    for start, display in ((script, "/cgi-bin/a.py"), (site / "cgi-bin", "/cgi-bin")):
+        if script.is_symlink() or not looked(script):
+            script.unlink()
+            script.write_text("A = 1\n")
+        checking = threading.Thread(target=check, args=(start, display))
+        checking.start()
+        checking.join(timeout=60)
+        if checking.is_alive():  # a read blocked on the FIFO: let it go before failing
+            os.close(os.open(script, os.O_WRONLY | os.O_NONBLOCK))
+            checking.join()
+        assert len(outcomes) == 1, outcomes
+        if start == script:  # the file itself: refused, named as the client sees it
+            assert isinstance(outcomes[0], SymlinkRefused), outcomes
+            assert outcomes[0].below(site).startswith(
+                "a link leads out" if planted == "link" else "/cgi-bin/a.py is not a regular")
+        else:  # met while walking a folder: skipped
+            assert outcomes == [[]]
+        outcomes.clear()
+    assert target.unchanged()  # never read, by the check nor by the walk's look at its head

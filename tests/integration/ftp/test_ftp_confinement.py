@@ -216,7 +216,7 @@ def test_a_publish_refused_mid_upload_names_no_server_path(gateway: Gateway,
 
     reply = _upload_while(client, "htdocs/page.txt", b"new\n", to_outside)
     assert reply.startswith("451 /htdocs/page.txt was not published:"), reply
-    assert str(site) not in reply and str(outside) not in reply and "a path out of the site" \
+    assert str(site) not in reply and str(outside) not in reply and "a link leads out of the site" \
         in reply
     logs: list[str] = []
     client.retrlines("RETR logs/deploy.log", logs.append)  # the owner reads it over FTP
