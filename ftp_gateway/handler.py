@@ -150,6 +150,9 @@ def publish_reply(virtual: str, outcome: Outcome, unreached: list[str] | None = 
                  "live on every runner host:"]
         lines += [f"226-  {host}" for host in unreached]
         return "\r\n".join([*lines, "226 Transfer complete; not yet live everywhere."])
+    if outcome.published and outcome.generation is None:
+        return (f"226 Transfer complete; {virtual} published, but the site's generation could "
+                "not be bumped: the runners may serve the old version for a moment.")
     if outcome.published:
         return f"226 Transfer complete; {virtual} published (generation {outcome.generation})."
     assert outcome.finding is not None

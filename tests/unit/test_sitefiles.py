@@ -27,6 +27,7 @@ from cgirt.sitefiles import SymlinkRefused
 from ftp_gateway.config import GatewayConfig
 from ftp_gateway.errors import PathRefused
 from ftp_gateway.filesystem import SiteFS
+from ftp_gateway.handler import publish_reply
 from ftp_gateway.publish import StagedUpload, complete_upload, deploy_log
 from ftp_gateway.site_commands import check_scripts, reload_runner, runner_pid
 
@@ -469,3 +470,38 @@ def test_site_check_reads_no_file_swapped_in_after_its_look(
             assert outcomes == [[]]
         outcomes.clear()
     assert target.unchanged()  # never read, by the check nor by the walk's look at its head
+
+
+def test_a_publish_whose_generation_bump_is_refused_says_it_was_published(
+        site: Path, target: Target, caplog: pytest.LogCaptureFixture) -> None:
+    script = site / "cgi-bin" / "a.py"
+    script.write_text("A = 1\n")
+    upload = StagedUpload(site, script, "/cgi-bin/a.py", None, None)
+    upload.write(b"A = 2\n")
+    plant(layout.state_dir(site) / "generation.lock", target.path)
+    with caplog.at_level(logging.WARNING, logger="cgirt.ftp"):
+        outcome = complete_upload(upload, "alice")  # raised, and the reply was 451
+    assert outcome.published and outcome.generation is None
+    assert publish_reply("/cgi-bin/a.py", outcome).startswith(
+        "226 Transfer complete; /cgi-bin/a.py published, but the site's generation could not")
+    assert script.read_text() == "A = 2\n"
+    assert os.listdir(layout.staging_dir(site)) == []
+    assert "generation.lock is a symbolic link" in caplog.text
+    assert "published /cgi-bin/a.py (6 bytes), but the generation could not be bumped" \
+        in layout.deploy_log_path(site).read_text()
+    assert target.unchanged()
+
+
+def test_a_change_whose_generation_bump_is_refused_is_done_and_said_so(
+        site: Path, target: Target, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    fs = _fs(site, tmp_path)
+    script = site / "cgi-bin" / "a.py"
+    script.write_text("A = 1\n")
+    plant(layout.state_dir(site) / "generation.lock", target.path)
+    with caplog.at_level(logging.WARNING, logger="cgirt.ftp"):
+        fs.remove(str(script))  # raised, and pyftpdlib's 550 named the disk path
+    assert not script.exists()
+    assert "deleted /cgi-bin/a.py, but the generation was not bumped" in caplog.text
+    assert "deleted /cgi-bin/a.py, but the generation could not be bumped" \
+        in layout.deploy_log_path(site).read_text()
+    assert target.unchanged()
