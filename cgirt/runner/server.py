@@ -93,7 +93,11 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
     the pool in its status (default: the site directory's name)."""
     if not config.site.is_dir():
         raise StartupError(f"site directory {config.site} does not exist")
-    site_layout.ensure_state(config.site)
+    try:
+        site_layout.ensure_state(config.site)
+    except OSError as exc:  # a state folder the owner made a link: a traceback said so
+        raise StartupError(f"cannot use the state folder of {config.site}: {exc.strerror}") \
+            from None
     _warn_if_readable_by_other_sites(config)
     secret = read_secret(config.publish_secret) if config.publish_secret is not None else None
     if secret is not None and status_address(config) is None:
