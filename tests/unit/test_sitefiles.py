@@ -26,7 +26,7 @@ from cgirt.logfiles import LogFile, ReopenCounter, Rotator
 from cgirt.sitefiles import SymlinkRefused
 from ftp_gateway.config import GatewayConfig
 from ftp_gateway.errors import PathRefused
-from ftp_gateway.filesystem import SiteFS
+from ftp_gateway.filesystem import SiteFS, Zone
 from ftp_gateway.handler import publish_reply
 from ftp_gateway.publish import StagedUpload, complete_upload, deploy_log
 from ftp_gateway.site_commands import check_scripts, reload_runner, runner_pid
@@ -505,3 +505,34 @@ def test_a_change_whose_generation_bump_is_refused_is_done_and_said_so(
     assert "deleted /cgi-bin/a.py, but the generation could not be bumped" \
         in layout.deploy_log_path(site).read_text()
     assert target.unchanged()
+
+
+def test_a_listing_swapped_for_a_link_after_the_check_shows_nothing_outside(
+        site: Path, outside: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    fs = _fs(site, tmp_path)
+    sub = site / "cgi-bin" / "sub"
+    sub.mkdir()
+    (sub / "mine.py").write_text("A = 1\n")
+    (outside / "root-only-name").write_text("x\n")
+    assert fs.listdir(str(sub)) == ["mine.py"]
+    looked, filtered = SiteFS.zone, SiteFS._listable
+
+    def then_swap(self: SiteFS, path: str) -> tuple[Zone, str]:  # after the check
+        result = looked(self, path)
+        if path == str(sub) and not sub.is_symlink():
+            sub.rename(sub.with_name("sub.real"))
+            sub.symlink_to(outside)
+        return result
+
+    def then_swap_back(self: SiteFS, parent: str, name: str) -> bool:  # before the filter
+        if sub.is_symlink():
+            sub.unlink()
+            sub.with_name("sub.real").rename(sub)
+        return filtered(self, parent, name)
+
+    monkeypatch.setattr(SiteFS, "zone", then_swap)
+    monkeypatch.setattr(SiteFS, "_listable", then_swap_back)
+    with pytest.raises(PathRefused, match="refused: a symbolic link"):
+        fs.listdir(str(sub))
+    assert "sub is reached through a link out of the site's own files" in caplog.text
