@@ -28,11 +28,14 @@ signatures); the generation is the gateway's guarantee that a publish acknowledg
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 from pathlib import Path
 
-from .sitefiles import open_dir, open_file
+from .sitefiles import SymlinkRefused, open_dir, open_file
+
+_log = logging.getLogger("cgirt.error")
 
 STATE_DIR = ".cgirt"
 CGI_ROOT = "cgi-bin"
@@ -159,10 +162,22 @@ def fsync_dir(path: Path) -> None:
 
 
 def read_generation(site: Path) -> int:
+    """The current generation; 0 when there is none, or when the owner planted something
+    else there (a link, a FIFO that would hang every publish, /dev/zero): root reads it
+    through no link, and at most a line, and the next bump replaces it."""
     try:
-        return int(generation_path(site).read_text().strip() or 0)
-    except (FileNotFoundError, ValueError):
+        fd = open_file(site, generation_path(site), os.O_RDONLY)
+    except FileNotFoundError:
         return 0
+    except SymlinkRefused as exc:
+        _log.warning("%s", exc.strerror)
+        return 0
+    try:
+        return int(os.read(fd, 64).strip() or 0)
+    except ValueError:
+        return 0
+    finally:
+        os.close(fd)
 
 
 def bump_generation(site: Path) -> int:

@@ -25,6 +25,20 @@ class SymlinkRefused(OSError):
     def __init__(self, path: Path, what: str) -> None:
         super().__init__(errno.ELOOP, f"{path} is {what}: refused, cgirt does not follow "
                                       "links in a site's own files", str(path))
+        self.path, self.what = path, what
+
+    def below(self, site: Path) -> str:
+        """The message as the site's owner may read it: the path relative to the site,
+        never the server's disk path."""
+        for anchor in (site, Path(os.path.realpath(site))):
+            try:
+                shown = f"/{self.path.relative_to(anchor).as_posix()} is {self.what}"
+                break
+            except ValueError:
+                continue
+        else:
+            shown = "a link leads out of the site"
+        return f"{shown}: refused, links in the site's own files are not followed"
 
 
 def _parts(anchor: Path, path: Path) -> list[str]:

@@ -202,7 +202,19 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
                 os.close(fd)
         if zone is Zone.LOG_FILE:
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-        names = [n for n in os.listdir(disk) if self._listable(path, n)]
+        # Through the folder as resolved now, reached through no link: by path, one the
+        # owner swaps for a link after the check would have root list /root for them.
+        real = os.path.realpath(disk)
+        with self._no_links(path):
+            if not self._resolves_inside(real):
+                raise sitefiles.SymlinkRefused(Path(disk), "reached through a link out of "
+                                                           "the site's own files")
+            fd = sitefiles.open_dir(self.site, Path(real))
+        try:
+            listed = os.listdir(fd)
+        finally:
+            os.close(fd)
+        names = [n for n in listed if self._listable(path, n)]
         if disk == self.root:
             names.append(LOGS)
         return names
@@ -283,8 +295,9 @@ class SiteFS(AbstractedFS):  # type: ignore[misc]
         config = self.cmd_channel.gateway.config
         room = quota.room_for(self.site, Path(disk), config.quota_bytes,
                               config.quota_files, virtual)
-        return StagedUpload(self.site, Path(disk), virtual,
-                            max_size=config.max_file_size or None, quota_room=room)
+        with self._no_links(filename):  # a linked .cgirt/ or staging folder
+            return StagedUpload(self.site, Path(disk), virtual,
+                                max_size=config.max_file_size or None, quota_room=room)
 
     def mkstemp(self, *args: Any, **kwargs: Any) -> Any:
         raise CommandRefused("STOU is not supported; upload with STOR.")

@@ -31,6 +31,7 @@ from typing import Any
 from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
 
 from cgirt.site import ensure_state
+from cgirt.sitefiles import SymlinkRefused
 
 from .bans import BanList
 from .config import GatewayConfig
@@ -123,8 +124,12 @@ class PublishingDTPMixin:
             outcome = complete_upload(upload, user)
         except OSError as err:
             upload.discard()
-            deploy_log(upload.site, user, f"failed {upload.virtual}: {err.strerror}")
-            return f"451 {upload.virtual} was not published: {err.strerror}."
+            why = err.strerror
+            if isinstance(err, SymlinkRefused):  # its strerror names the server's disk path
+                log.warning("%s: not published: %s", upload.virtual, err.strerror)
+                why = err.below(upload.site)
+            deploy_log(upload.site, user, f"failed {upload.virtual}: {why}")
+            return f"451 {upload.virtual} was not published: {why}."
         unreached: list[str] = []
         runners = self.cmd_channel.gateway.runners
         if outcome.published and runners is not None:
@@ -145,6 +150,9 @@ def publish_reply(virtual: str, outcome: Outcome, unreached: list[str] | None = 
                  "live on every runner host:"]
         lines += [f"226-  {host}" for host in unreached]
         return "\r\n".join([*lines, "226 Transfer complete; not yet live everywhere."])
+    if outcome.published and outcome.generation is None:
+        return (f"226 Transfer complete; {virtual} published, but the site's generation could "
+                "not be bumped: the runners may serve the old version for a moment.")
     if outcome.published:
         return f"226 Transfer complete; {virtual} published (generation {outcome.generation})."
     assert outcome.finding is not None
@@ -285,7 +293,11 @@ class GatewayHandlerMixin:
         try:
             report = check_scripts(site, Path(self.fs.readable(target)), display)
         except OSError as err:
-            self.respond(f"550 {display}: {err.strerror}.")  # type: ignore[attr-defined]
+            why = err.strerror
+            if isinstance(err, SymlinkRefused):  # its strerror names the server's disk path
+                log.warning("SITE CHECK %s: %s", display, err.strerror)
+                why = err.below(site)
+            self.respond(f"550 {display}: {why}.")  # type: ignore[attr-defined]
             return
         for finding in report.findings:
             self.push(f"200-{' '.join(finding.describe().split())}\r\n")  # type: ignore

@@ -170,9 +170,17 @@ def complete_upload(upload: StagedUpload, user: str) -> Outcome:
             os.close(folder)
     finally:
         os.close(staging)
-    generation = bump_generation(upload.site)
+    try:
+        generation: int | None = bump_generation(upload.site)
+    except OSError as err:
+        # The new file is in place: a 451 "not published" would be false. The runners
+        # still see it by its stat signature, maybe not on the very next request.
+        _log.warning("%s published, but the generation was not bumped: %s", upload.virtual,
+                     err.strerror)
+        generation = None
     deploy_log(upload.site, user, f"published {upload.virtual} ({upload.size} bytes), "
-               f"generation {generation}")
+               + (f"generation {generation}" if generation is not None else
+                  "but the generation could not be bumped (see the gateway's log)"))
     return Outcome(published=True, generation=generation)
 
 
@@ -228,11 +236,19 @@ def mode_for(site: Path, target: Path) -> int:
     return SCRIPT_MODE
 
 
-def record_change(site: Path, user: str, what: str, parent: Path | None) -> int:
-    """A delete, rename or directory change: make it durable, bump, log."""
-    if parent is not None:
-        fsync_dir(parent)
-    generation = bump_generation(site)
+def record_change(site: Path, user: str, what: str, parent: Path | None) -> int | None:
+    """A delete, rename or directory change: make it durable, bump, log. The change is
+    done: a bump refused (a link the owner planted in `.cgirt/`) is logged, not raised, or
+    the client would be told it failed (and, from its strerror, the server's disk path)."""
+    try:
+        if parent is not None:
+            fsync_dir(parent)
+        generation = bump_generation(site)
+    except OSError as err:
+        _log.warning("%s, but the generation was not bumped: %s", what, err.strerror)
+        deploy_log(site, user, f"{what}, but the generation could not be bumped (see the "
+                   "gateway's log)")
+        return None
     deploy_log(site, user, f"{what}, generation {generation}")
     return generation
 

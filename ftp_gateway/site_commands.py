@@ -7,10 +7,10 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from cgirt.site import reload_request_path, runner_pid_path, state_dir
+from cgirt.site import is_python, reload_request_path, runner_pid_path, state_dir
 from cgirt.sitefiles import open_file
 
-from .validate import Finding, check_file, python_files
+from .validate import Finding, check_source, python_files
 
 
 @dataclass(frozen=True)
@@ -25,17 +25,29 @@ def check_scripts(site: Path, start: Path, display: str) -> CheckReport:
     `display` is the client's name for `start`; findings are named the same way.
     """
     if start.is_file():
-        finding = check_file(start, display)
+        finding = _check(site, start, display)
         return CheckReport(1, [finding] if finding else [])
     findings: list[Finding] = []
     checked = 0
     for path in python_files(start, skip=state_dir(site)):
         checked += 1
         name = "/" + path.relative_to(site).as_posix()
-        finding = check_file(path, name)
+        finding = _check(site, path, name)
         if finding is not None:
             findings.append(finding)
     return CheckReport(checked, findings)
+
+
+def _check(site: Path, path: Path, display: str) -> Finding | None:
+    """check_file, reading as root the file `path` resolves to now, through no link: the
+    owner may have swapped it (or a folder on the way) for a link to /etc/shadow, whose
+    syntax errors would quote it, or to /dev/zero or a FIFO, since it was looked at."""
+    fd = open_file(site, Path(os.path.realpath(path)), os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
+        source = f.read()
+    if not is_python(path.name, source[:256]):
+        return None
+    return check_source(source, display)
 
 
 def runner_pid(site: Path) -> int | None:

@@ -7,6 +7,7 @@ runner uses to decide to run a script in-process.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,10 +64,17 @@ def python_files(root: Path, skip: Path) -> Iterator[Path]:
             path = here / name
             if path.is_symlink() or not path.is_file():
                 continue
-            try:
-                with open(path, "rb") as f:
-                    head = f.read(256)
+            try:  # a FIFO swapped in meanwhile must not block (root reads this head)
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
             except OSError:
                 continue
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    continue
+                head = os.read(fd, 256)
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
             if is_python(name, head):
                 yield path

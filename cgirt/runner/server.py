@@ -93,7 +93,11 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
     the pool in its status (default: the site directory's name)."""
     if not config.site.is_dir():
         raise StartupError(f"site directory {config.site} does not exist")
-    site_layout.ensure_state(config.site)
+    try:
+        site_layout.ensure_state(config.site)
+    except OSError as exc:  # a state folder the owner made a link: a traceback said so
+        raise StartupError(f"cannot use the state folder of {config.site}: {exc.strerror}") \
+            from None
     _warn_if_readable_by_other_sites(config)
     secret = read_secret(config.publish_secret) if config.publish_secret is not None else None
     if secret is not None and status_address(config) is None:
@@ -152,7 +156,7 @@ def serve(config: RunnerConfig, name: str | None = None) -> int:
         _cleanup(sock, config.listen, config.site, pid_file)
         if status_sock is not None:
             status_sock.close()
-            remove_socket(status_at or "")
+            remove_socket(status_at or "", config.site)
 
 
 def _warn_if_readable_by_other_sites(config: RunnerConfig) -> None:
@@ -166,11 +170,7 @@ def _warn_if_readable_by_other_sites(config: RunnerConfig) -> None:
 
 
 def _cleanup(sock: socket.socket, listen: str, site: Path, pid_file: Path) -> None:
-    if listen.startswith("unix:"):
-        try:
-            os.unlink(listen[5:])
-        except OSError:
-            pass
+    remove_socket(listen, site)
     sock.close()
     try:
         remove_pid(site, pid_file)

@@ -30,6 +30,7 @@ from typing import Callable, Protocol, Sequence
 from urllib.parse import unquote
 
 from .. import site as site_layout
+from .. import sitefiles
 from ..config import RunnerConfig
 from ..errors import BadRequest, HttpError, ScriptNotFound, StartupError
 from ..notice import ACTIONS
@@ -294,9 +295,17 @@ def check_unix_path(address: str) -> None:
                            "socket")
 
 
-def remove_socket(address: str) -> None:
-    if address.startswith("unix:"):
-        try:
-            Path(address[5:]).unlink()
-        except OSError:
-            pass
+def remove_socket(address: str, site: Path) -> None:
+    """Remove a unix socket at exit. One in the site's tree (the default status socket in
+    `.cgirt/`) through no link: the master is root, and by then the owner may have swapped
+    `.cgirt/` for a link to a folder of someone else's, another site's sockets say."""
+    if not address.startswith("unix:"):
+        return
+    path = Path(address[5:])
+    try:
+        if path.is_relative_to(site):
+            sitefiles.unlink(site, path)
+        else:
+            path.unlink()
+    except OSError:
+        pass

@@ -254,3 +254,17 @@ def test_an_old_name_in_the_config_file_is_warned_with_its_line(tmp_path: Path) 
     lines = proc.stderr.strip().splitlines()
     assert lines[0] == f"cgirt: {conf}:4: warning: max_body_bytes is deprecated: use max_body = 2048"
     assert proc.returncode == 4 and "does not exist" in lines[1] and len(lines) == 2
+
+
+def test_a_state_folder_the_owner_made_a_link_stops_serve_with_one_line(site: Path,
+                                                                         tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    state = site / ".cgirt"
+    if state.exists():
+        state.rename(tmp_path / "state.moved")
+    state.symlink_to(elsewhere)
+    proc = cgirt("serve", "--site", str(site), "--listen", f"unix:{tmp_path / 'r.sock'}")
+    assert proc.returncode == int(ExitStatus.CANNOT_START), proc.stderr
+    one_line_error(proc, ".cgirt is a symbolic link: refused")
+    assert os.listdir(elsewhere) == []

@@ -11,6 +11,7 @@ import pytest
 
 from cgirt.site import bump_generation
 from tests.support.fcgi import cgi_params, connect, read_response, request, send_request
+from tests.support.procs import wait_for
 from tests.support.servers import Runner
 
 pytestmark = pytest.mark.integration
@@ -328,3 +329,41 @@ def test_fork_mode_faults(site: Path, start_runner: Callable[..., Runner], scrip
     assert get(runner, f"/cgi-bin/{script}").startswith(status)
     assert get(runner, "/cgi-bin/hello.py") == "200 Hello, world!\n"
     assert runner.worker_pids() == [worker]  # the worker itself is never hurt
+
+
+def test_at_exit_the_runner_removes_its_status_socket_through_no_link(site: Path,
+                                                                      tmp_path: Path) -> None:
+    # The master may be root; the site's owner swaps .cgirt/ for a link while it serves.
+    runner = Runner(site, tmp_path)
+    state = site / ".cgirt"
+    assert (state / "status.sock").is_socket()
+    elsewhere = tmp_path / "another-site-state"
+    elsewhere.mkdir()
+    (elsewhere / "status.sock").write_text("another site's\n")
+    state.rename(site / ".cgirt.moved")
+    state.symlink_to(elsewhere)
+    runner.stop()
+    assert (elsewhere / "status.sock").read_text() == "another site's\n"
+    assert os.listdir(elsewhere) == ["status.sock"]
+
+
+def test_the_sites_own_links_keep_working_for_the_runner(site: Path, tmp_path: Path) -> None:
+    # The admin's site path through a link; the owner's link to a folder of the cgi root.
+    linked = tmp_path / "www"
+    linked.symlink_to(site)
+    (site / "cgi-bin" / "v2").mkdir()
+    (site / "cgi-bin" / "hello.py").rename(site / "cgi-bin" / "v2" / "hello.py")
+    (site / "cgi-bin" / "tools").symlink_to("v2")
+    runner = Runner(linked, tmp_path)
+    try:
+        assert get(runner, "/cgi-bin/tools/hello.py").startswith("200 ")
+        assert get(runner, "/cgi-bin/crash.py").startswith("500")
+        pid_file = site / ".cgirt" / "runner.pid"
+        assert pid_file.read_text().strip() == str(runner.pid)
+        assert (site / ".cgirt" / "status.sock").is_socket()
+        log = site / ".cgirt" / "logs" / "error.log"
+        wait_for(lambda: "ZeroDivisionError" in log.read_text(), 30, "the traceback logged")
+    finally:
+        runner.stop()
+    assert not pid_file.exists() and not (site / ".cgirt" / "status.sock").exists()
+    assert "refused" not in (tmp_path / "runner.log").read_text()

@@ -12,6 +12,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
@@ -25,9 +26,10 @@ from cgirt.logfiles import LogFile, ReopenCounter, Rotator
 from cgirt.sitefiles import SymlinkRefused
 from ftp_gateway.config import GatewayConfig
 from ftp_gateway.errors import PathRefused
-from ftp_gateway.filesystem import SiteFS
+from ftp_gateway.filesystem import SiteFS, Zone
+from ftp_gateway.handler import publish_reply
 from ftp_gateway.publish import StagedUpload, complete_upload, deploy_log
-from ftp_gateway.site_commands import reload_runner, runner_pid
+from ftp_gateway.site_commands import check_scripts, reload_runner, runner_pid
 
 SECRET = b"root:$6$secret-hash:19000:0:99999:7:::\n"
 
@@ -403,3 +405,134 @@ def test_a_socket_swapped_for_a_link_after_its_bind_keeps_the_target_mode(
     with pytest.raises(StartupError, match="cannot listen on unix:"):
         bind(f"unix:{status}", 0o666)
     assert target.unchanged()
+
+
+def test_a_generation_the_owner_replaced_is_read_through_no_link_and_never_hangs(
+        site: Path, target: Target) -> None:
+    generation = layout.generation_path(site)
+    plant(generation, target.path)
+    assert layout.read_generation(site) == 0  # not whatever number the target holds
+    assert layout.bump_generation(site) == 1 and not generation.is_symlink()
+    assert target.unchanged()
+    generation.unlink()
+    os.mkfifo(generation)  # every publish of the site waited on it, holding its lock
+    bumped: list[int] = []
+    bumping = threading.Thread(target=lambda: bumped.append(layout.bump_generation(site)))
+    bumping.start()
+    bumping.join(timeout=60)
+    if bumping.is_alive():  # let the blocked open go before failing
+        os.close(os.open(generation, os.O_WRONLY | os.O_NONBLOCK))
+        bumping.join()
+    assert bumped == [1]
+    assert layout.read_generation(site) == 1 and stat.S_ISREG(os.lstat(generation).st_mode)
+
+
+@pytest.mark.parametrize("planted", ["link", "fifo"])
+def test_site_check_reads_no_file_swapped_in_after_its_look(
+        site: Path, target: Target, monkeypatch: pytest.MonkeyPatch, planted: str) -> None:
+    script = site / "cgi-bin" / "a.py"
+    script.write_text("A = 1\n")
+    assert check_scripts(site, script, "/cgi-bin/a.py").checked == 1
+    looked = Path.is_file
+
+    def then_swap(self: Path) -> bool:  # the owner's script wins the race
+        regular = looked(self)
+        if self == script and regular and not script.is_symlink():
+            script.unlink()
+            script.symlink_to(target.path) if planted == "link" else os.mkfifo(script)
+        return regular
+
+    monkeypatch.setattr(Path, "is_file", then_swap)
+    outcomes: list[object] = []
+
+    def check(start: Path, display: str) -> None:
+        try:
+            outcomes.append(check_scripts(site, start, display).findings)
+        except OSError as exc:
+            outcomes.append(exc)
+
+    for start, display in ((script, "/cgi-bin/a.py"), (site / "cgi-bin", "/cgi-bin")):
+        if script.is_symlink() or not looked(script):
+            script.unlink()
+            script.write_text("A = 1\n")
+        checking = threading.Thread(target=check, args=(start, display))
+        checking.start()
+        checking.join(timeout=60)
+        if checking.is_alive():  # a read blocked on the FIFO: let it go before failing
+            os.close(os.open(script, os.O_WRONLY | os.O_NONBLOCK))
+            checking.join()
+        assert len(outcomes) == 1, outcomes
+        if start == script:  # the file itself: refused, named as the client sees it
+            assert isinstance(outcomes[0], SymlinkRefused), outcomes
+            assert outcomes[0].below(site).startswith(
+                "a link leads out" if planted == "link" else "/cgi-bin/a.py is not a regular")
+        else:  # met while walking a folder: skipped
+            assert outcomes == [[]]
+        outcomes.clear()
+    assert target.unchanged()  # never read, by the check nor by the walk's look at its head
+
+
+def test_a_publish_whose_generation_bump_is_refused_says_it_was_published(
+        site: Path, target: Target, caplog: pytest.LogCaptureFixture) -> None:
+    script = site / "cgi-bin" / "a.py"
+    script.write_text("A = 1\n")
+    upload = StagedUpload(site, script, "/cgi-bin/a.py", None, None)
+    upload.write(b"A = 2\n")
+    plant(layout.state_dir(site) / "generation.lock", target.path)
+    with caplog.at_level(logging.WARNING, logger="cgirt.ftp"):
+        outcome = complete_upload(upload, "alice")  # raised, and the reply was 451
+    assert outcome.published and outcome.generation is None
+    assert publish_reply("/cgi-bin/a.py", outcome).startswith(
+        "226 Transfer complete; /cgi-bin/a.py published, but the site's generation could not")
+    assert script.read_text() == "A = 2\n"
+    assert os.listdir(layout.staging_dir(site)) == []
+    assert "generation.lock is a symbolic link" in caplog.text
+    assert "published /cgi-bin/a.py (6 bytes), but the generation could not be bumped" \
+        in layout.deploy_log_path(site).read_text()
+    assert target.unchanged()
+
+
+def test_a_change_whose_generation_bump_is_refused_is_done_and_said_so(
+        site: Path, target: Target, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    fs = _fs(site, tmp_path)
+    script = site / "cgi-bin" / "a.py"
+    script.write_text("A = 1\n")
+    plant(layout.state_dir(site) / "generation.lock", target.path)
+    with caplog.at_level(logging.WARNING, logger="cgirt.ftp"):
+        fs.remove(str(script))  # raised, and pyftpdlib's 550 named the disk path
+    assert not script.exists()
+    assert "deleted /cgi-bin/a.py, but the generation was not bumped" in caplog.text
+    assert "deleted /cgi-bin/a.py, but the generation could not be bumped" \
+        in layout.deploy_log_path(site).read_text()
+    assert target.unchanged()
+
+
+def test_a_listing_swapped_for_a_link_after_the_check_shows_nothing_outside(
+        site: Path, outside: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    fs = _fs(site, tmp_path)
+    sub = site / "cgi-bin" / "sub"
+    sub.mkdir()
+    (sub / "mine.py").write_text("A = 1\n")
+    (outside / "root-only-name").write_text("x\n")
+    assert fs.listdir(str(sub)) == ["mine.py"]
+    looked, filtered = SiteFS.zone, SiteFS._listable
+
+    def then_swap(self: SiteFS, path: str) -> tuple[Zone, str]:  # after the check
+        result = looked(self, path)
+        if path == str(sub) and not sub.is_symlink():
+            sub.rename(sub.with_name("sub.real"))
+            sub.symlink_to(outside)
+        return result
+
+    def then_swap_back(self: SiteFS, parent: str, name: str) -> bool:  # before the filter
+        if sub.is_symlink():
+            sub.unlink()
+            sub.with_name("sub.real").rename(sub)
+        return filtered(self, parent, name)
+
+    monkeypatch.setattr(SiteFS, "zone", then_swap)
+    monkeypatch.setattr(SiteFS, "_listable", then_swap_back)
+    with pytest.raises(PathRefused, match="refused: a symbolic link"):
+        fs.listdir(str(sub))
+    assert "sub is reached through a link out of the site's own files" in caplog.text

@@ -8,6 +8,7 @@ import io
 import os
 import stat
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from ftp_harness import Gateway, store
@@ -186,3 +187,61 @@ def test_a_log_the_owner_links_to_a_root_only_file_is_refused(gateway: Gateway,
     assert secret.read_text() == "TOP SECRET\n"
     assert (after.st_mode, after.st_size, after.st_mtime_ns) == (
         before.st_mode, before.st_size, before.st_mtime_ns)
+
+
+def _upload_while(client: ftplib.FTP, path: str, data: bytes, swap: Callable[[], None]) -> str:
+    """STOR `path`, doing the owner's `swap` once the bytes are sent and before the data
+    connection closes (after the gateway's checks, before its publish); the final reply."""
+    client.voidcmd("TYPE I")
+    conn = client.transfercmd(f"STOR {path}")
+    conn.sendall(data)
+    swap()
+    conn.close()
+    try:
+        return client.voidresp()
+    except ftplib.Error as err:
+        return str(err)
+
+
+def test_a_publish_refused_mid_upload_names_no_server_path(gateway: Gateway,
+                                                           outside: Path) -> None:
+    site = gateway.site
+    (site / "htdocs").mkdir(exist_ok=True)
+    (site / "htdocs" / "page.txt").write_bytes(b"old\n")
+    client = gateway.ftp()
+
+    def to_outside() -> None:
+        (site / "htdocs").rename(site / "htdocs.moved")
+        (site / "htdocs").symlink_to(outside)
+
+    reply = _upload_while(client, "htdocs/page.txt", b"new\n", to_outside)
+    assert reply.startswith("451 /htdocs/page.txt was not published:"), reply
+    assert str(site) not in reply and str(outside) not in reply and "a link leads out of the site" \
+        in reply
+    logs: list[str] = []
+    client.retrlines("RETR logs/deploy.log", logs.append)  # the owner reads it over FTP
+    client.quit()
+    assert any("failed /htdocs/page.txt" in line for line in logs)
+    assert not any(str(site) in line or str(outside) in line for line in logs)
+    assert str(outside) in gateway.log()  # the admin's log has it whole
+    assert sorted(os.listdir(outside)) == ["secret.txt"]
+    assert (site / "htdocs.moved" / "page.txt").read_bytes() == b"old\n"
+    assert os.listdir(site / ".cgirt" / "staging") == []
+
+
+def test_an_upload_into_a_linked_state_folder_names_no_server_path(gateway: Gateway,
+                                                                    outside: Path) -> None:
+    site = gateway.site
+    client = gateway.ftp()
+    client.voidcmd("NOOP")  # answered after the login made the state folders
+    staging = site / ".cgirt" / "staging"
+    staging.rmdir()
+    staging.symlink_to(outside)
+    with pytest.raises(ftplib.error_perm) as info:
+        store(client, "cgi-bin/new.py", b"print()\n")
+    client.quit()
+    assert str(info.value).startswith("550 /cgi-bin/new.py: refused"), info.value
+    assert str(site) not in str(info.value)
+    assert "staging is a symbolic link" in gateway.log()
+    assert sorted(os.listdir(outside)) == ["secret.txt"]
+    assert not (site / "cgi-bin" / "new.py").exists()
