@@ -449,6 +449,13 @@ class Soak:
                     self.count("huge_dropped")
                 elif len(body) == HUGE_BYTES:
                     self.count("huge_whole")
+                elif any(started <= t <= time.monotonic() for t in self._kills(site)):
+                    # Its worker killed mid-body: the status was sent, so the failure shows
+                    # as a short body (seen in CI: nginx, with fastcgi_buffering off, ended
+                    # the response and logged nothing). The in-flight failure a kill is
+                    # allowed to cause, as a 502 is; each kill still excuses one at most.
+                    self.count("worker_kill_502")
+                    self.count(f"worker_kill_502 {site}")
                 else:
                     self.count("mixed_or_cut")
                     self.problem(f"{site}/huge.py: {len(body)} of {HUGE_BYTES} bytes")
