@@ -102,6 +102,7 @@ class Cluster:
         proc = Proc([*self.lan.enter("gw"), sys.executable, "-m", "ftp_gateway", "ftp",
                      "--users", str(users), "--listen", address, "--auth-failed-delay", "0",
                      "--log-file", str(log), *extra], self.workdir / "gateway.out", cwd=REPO)
+        self.lan.on_close(proc.stop)
         wait_for(lambda: not proc.alive() or connectable(address), 30, "the FTP gateway")
         assert proc.alive(), proc.output()
         return proc, str(log)
@@ -141,6 +142,14 @@ class Cluster:
                 "the requests did not reach both hosts"
             stale += sum(v != version for v, _ in answers)
         return stale, replies
+
+    def publish_rounds(self, count: int, tag: str) -> tuple[int, list[str]]:
+        """`rounds` through one FTP session of their own."""
+        client = self.ftp()
+        try:
+            return self.rounds(client, count, tag)
+        finally:
+            client.quit()
 
     def ftp(self) -> ftplib.FTP:
         client = ftplib.FTP(timeout=60)
@@ -206,15 +215,10 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
 
 @WITH_HOST
 def test_every_host_runs_the_new_code_after_the_226(cluster: Cluster) -> None:
-    gateway, _ = cluster.start_gateway(  # the runners named for their site, as INSTALL.md has
+    cluster.start_gateway(  # the runners named for their site, as INSTALL.md has
         "--runners", f"site={cluster.status('r1')},site={cluster.status('r2')}",
         "--publish-secret", str(cluster.secret))
-    cluster.lan.on_close(gateway.stop)
-    client = cluster.ftp()
-    try:
-        stale, replies = cluster.rounds(client, 100, "n")
-    finally:
-        client.quit()
+    stale, replies = cluster.publish_rounds(100, "n")
     assert all(r.startswith("226 ") for r in replies), [r for r in replies if "226 " not in r]
     assert stale == 0, f"{stale} stale answers of {100 * HITS}"
 
@@ -222,27 +226,17 @@ def test_every_host_runs_the_new_code_after_the_226(cluster: Cluster) -> None:
 @WITH_HOST
 def test_without_the_notice_hosts_answer_stale(cluster: Cluster) -> None:
     """The negative control: the same rounds, with a gateway that notifies nobody."""
-    gateway, _ = cluster.start_gateway()
-    cluster.lan.on_close(gateway.stop)
-    client = cluster.ftp()
-    try:
-        stale, _ = cluster.rounds(client, 10, "u")
-    finally:
-        client.quit()
+    cluster.start_gateway()
+    stale, _ = cluster.publish_rounds(10, "u")
     assert stale > 0, "the mounts' attribute caches did not show: the test above proves nothing"
 
 
 def test_a_host_that_does_not_answer_is_named_in_the_reply(cluster: Cluster) -> None:
     down = f"{cluster.lan.prefix}.99:{STATUS_PORT}"  # on the network, but no machine there
-    gateway, log = cluster.start_gateway(
+    _, log = cluster.start_gateway(
         "--runners", f"{cluster.status('r1')},{cluster.status('r2')},{down}",
         "--publish-secret", str(cluster.secret), "--notify-timeout", "1s")
-    cluster.lan.on_close(gateway.stop)
-    client = cluster.ftp()
-    try:
-        stale, replies = cluster.rounds(client, 2, "d")
-    finally:
-        client.quit()
+    stale, replies = cluster.publish_rounds(2, "d")
     assert stale == 0  # the hosts that answered serve the new code
     for reply in replies:
         assert reply.startswith("226-"), reply
@@ -257,13 +251,8 @@ def test_a_forged_notice_changes_nothing(cluster: Cluster) -> None:
     forged = fetch(cluster.status("r1"), "/publish?site=site&time=%d&nonce=00" % time.time(),
                    method="POST", headers={"Authorization": "cgirt-hmac " + "0" * 64})
     assert forged.status == 403, forged.body
-    client_gw, _ = cluster.start_gateway()  # notifies nobody: only a real notice would help
-    cluster.lan.on_close(client_gw.stop)
-    client = cluster.ftp()
-    try:
-        stale, _ = cluster.rounds(client, 3, "f")
-    finally:
-        client.quit()
+    cluster.start_gateway()  # notifies nobody: only a real notice would help
+    stale, _ = cluster.publish_rounds(3, "f")
     assert stale > 0
 
 
@@ -288,10 +277,9 @@ def test_a_forced_stat_sees_what_the_attribute_cache_hides(cluster: Cluster) -> 
 
 @WITH_HOST
 def test_site_reload_reaches_every_host(cluster: Cluster) -> None:
-    gateway, _ = cluster.start_gateway(
+    cluster.start_gateway(
         "--runners", f"{cluster.status('r1')},{cluster.status('r2')}",
         "--publish-secret", str(cluster.secret))
-    cluster.lan.on_close(gateway.stop)
     before = {m: set(children_of(pid)) for m, pid in cluster.masters.items()}
     assert all(before.values())
     client = cluster.ftp()
@@ -341,8 +329,7 @@ def test_each_host_keeps_its_own_state_and_logs(cluster: Cluster) -> None:
         other = next(m for m in cluster.masters.values() if m != master)
         assert f"note from {other}" not in _read(state / "logs" / f"error.{machine}.log")
     assert not (state / "runner.pid").exists() and not (state / "logs" / "error.log").exists()
-    gateway, _ = cluster.start_gateway()
-    cluster.lan.on_close(gateway.stop)
+    cluster.start_gateway()
     client = cluster.ftp()
     try:
         listed = client.nlst("logs")
