@@ -88,7 +88,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> int:
         for _ in range(args.requests):
             one()
         prof.disable()
-        pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+        pstats.Stats(prof).sort_stats(os.environ.get("HP_SORT", "tottime")).print_stats(int(os.environ.get("HP_N", "30")))
         runner.stop()
         return 0
     best = float("inf")
