@@ -42,7 +42,8 @@ def _on_term(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # same path as Ctrl-C: the ExitStack stops every process
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
+    """The options and the backends wanted; an impossible combination is a usage error."""
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="a short run (under two minutes)")
     ap.add_argument("--workers", type=int, default=2, help="workers per backend (default 2)")
@@ -51,12 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, help="seconds per round and target")
     ap.add_argument("--publishes", type=int, help="upload-to-live publishes (default 200)")
     ap.add_argument("--only", default="", help="comma-separated backends to run "
-                    "(classic,cgirt,cgirt-fork,wsgi,php,cgirt-base)")
+                    "(classic,cgirt,cgirt-keep,cgirt-fork,wsgi,php,cgirt-base)")
     ap.add_argument("--compare-ref", default="", help="also run cgirt from this git commit "
                     "(a temporary worktree), interleaved with this tree, for before/after ratios")
     ap.add_argument("--out", type=Path, default=BENCH / "results", help="report directory")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args(argv)
+    wanted = set(filter(None, args.only.split(","))) or {"classic", "cgirt", "cgirt-fork", "wsgi", "php"}
+    if "cgirt-keep" in wanted and args.connections > args.workers:
+        ap.error(f"cgirt-keep needs --connections <= --workers ({args.connections} > "
+                 f"{args.workers}): a kept-alive connection holds its worker between requests, "
+                 "so requests on more connections than workers wait seconds behind idle ones")
+    return args, wanted
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, wanted = parse_args(argv)
     mode = "quick" if args.quick else "full"
     rounds, seconds, warmup, publishes = PROFILES[mode]
     rounds = args.rounds or rounds
@@ -64,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     publishes = publishes if args.publishes is None else args.publishes
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGHUP, _on_term)
-    wanted = set(filter(None, args.only.split(","))) or {"classic", "cgirt", "cgirt-fork", "wsgi", "php"}
     if args.compare_ref:
         wanted.add("cgirt-base")
         args.compare_ref = subprocess.run(
@@ -117,17 +127,20 @@ def _run(stack: ExitStack, tmp: Path, args: argparse.Namespace, wanted: set[str]
     backends: dict[str, Backend] = {}
     servers: list[Server] = []
 
-    def cgi_backend(name: str, argv: list[str], expect: int, **kw: Any) -> None:
+    def cgi_backend(name: str, argv: list[str], expect: int, kind: str = "cgi", **kw: Any) -> None:
         sock = socket_path(tmp, name)
         backends[name] = start_backend(stack, name, [a.replace("{sock}", sock) for a in argv],
                                        sock, tmp / f"{name}.log", expect, **kw)
-        servers.append(Server(name, "cgi", f"unix:{sock}", str(site)))
+        servers.append(Server(name, kind, f"unix:{sock}", str(site), keepalive=args.connections))
 
     if "classic" in wanted:
         cgi_backend("classic", [which("fcgiwrap"), "-c", str(workers), "-s", "unix:{sock}"], 0)
     if "cgirt" in wanted:
         cgi_backend("cgirt", cgirt_argv(py, site, "{sock}", workers, "persistent"), workers,
                     cwd=REPO)
+    if "cgirt-keep" in wanted:
+        cgi_backend("cgirt-keep", cgirt_argv(py, site, "{sock}", workers, "persistent"), workers,
+                    kind="cgi-keep", cwd=REPO)
     if "cgirt-fork" in wanted:
         cgi_backend("cgirt-fork", cgirt_argv(py, site, "{sock}", workers, "fork"), workers,
                     cwd=REPO)

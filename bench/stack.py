@@ -201,20 +201,37 @@ server {{
 
 @dataclass
 class Server:
-    """One server block: `kind` is cgi (the deploy block), php or wsgi."""
+    """One server block: `kind` is cgi (the deploy block), cgi-keep (the same with an upstream
+    keepalive pool of `keepalive` connections and fastcgi_keep_conn on), php or wsgi."""
 
     key: str
     kind: str
     backend: str  # "unix:/path"
     root: str  # site directory (cgi) or document root (php)
     port: int = 0
+    keepalive: int = 16
+
+
+# The keep-alive variant of the deploy block: nginx keeps its FastCGI connections to the
+# runner open in an upstream pool and sends each request with FCGI_KEEP_CONN.
+KEEP_UPSTREAM = """
+upstream {name} {{
+    server {backend};
+    keepalive {keepalive};
+}}
+"""
 
 
 def _server_block(s: Server, listen: str) -> str:
-    if s.kind == "cgi":
+    if s.kind in ("cgi", "cgi-keep"):
         template = (REPO / "deploy" / "nginx-cgirt.conf").read_text()
-        return (template.replace("{listen}", listen).replace("{site}", s.root)
-                .replace("{backend}", s.backend))
+        block = template.replace("{listen}", listen).replace("{site}", s.root)
+        if s.kind == "cgi":
+            return block.replace("{backend}", s.backend)
+        name = f"keep_{s.key.replace('-', '_')}"
+        block = block.replace("fastcgi_pass {backend};",
+                              f"fastcgi_pass {name};\n        fastcgi_keep_conn on;")
+        return KEEP_UPSTREAM.format(name=name, backend=s.backend, keepalive=s.keepalive) + block
     block = PHP_BLOCK if s.kind == "php" else WSGI_BLOCK
     return block.format(listen=listen, root=s.root, backend=s.backend)
 
