@@ -59,10 +59,6 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args(argv)
     wanted = set(filter(None, args.only.split(","))) or {"classic", "cgirt", "cgirt-fork", "wsgi", "php"}
-    if "cgirt-keep" in wanted and args.connections > args.workers:
-        ap.error(f"cgirt-keep needs --connections <= --workers ({args.connections} > "
-                 f"{args.workers}): a kept-alive connection holds its worker between requests, "
-                 "so requests on more connections than workers wait seconds behind idle ones")
     return args, wanted
 
 

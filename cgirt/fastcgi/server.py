@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import select
 import socket
 import struct
 import time
@@ -46,11 +47,17 @@ class Control(Protocol):
 
     def recycle_after_request(self) -> None: ...
 
+    @property
+    def listener_fd(self) -> int:
+        """The socket new connections wait on (-1: none): a kept connection idle while one
+        waits there is closed, so that the worker serves the waiting one."""
+
 
 class SingleRequestControl:
     """The Control of a process that serves exactly one request, then ends."""
 
     stopping = True
+    listener_fd = -1
 
     def request_started(self, method: str = "", uri: str = "", script: str = "") -> None:
         pass
@@ -179,6 +186,7 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
         self._params_bytes = 0
         self._input_ended = False  # the empty FCGI_STDIN record has been processed
         self.handed_off = False  # another process answered and closes properly: just close
+        self._idle = False  # given up between requests, nothing unread: just close
         self._io_timeout_set = False
 
     @classmethod
@@ -379,22 +387,34 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
             self.close()
 
     def _wait_idle(self) -> bool:
-        """Between requests on a kept connection: give up when idle too long or stopping."""
+        """Between requests on a kept connection: True once the next request's bytes are
+        here. False (the connection is closed) when idle too long, when stopping, or when a
+        new connection waits on the listener: a worker serves one connection at a time, and
+        nginx opens a new one whenever its kept ones are busy, so a connection kept idle
+        would leave that one waiting for its idle timeout. nginx reconnects as it needs."""
         deadline = time.monotonic() + KEEP_CONN_IDLE_SECONDS
-        self._sock.settimeout(0.25)
-        try:
-            while not self.control.stopping and time.monotonic() < deadline:
+        poller = select.poll()
+        poller.register(self._sock.fileno(), select.POLLIN)
+        listener = self.control.listener_fd
+        if listener >= 0:
+            poller.register(listener, select.POLLIN)
+        while not self.control.stopping and time.monotonic() < deadline:
+            ready = dict(poller.poll(250))
+            if self._sock.fileno() in ready:
                 try:
-                    chunk = self._sock.recv(_RECV)
-                except socket.timeout:
+                    chunk = self._sock.recv(_RECV, socket.MSG_DONTWAIT)
+                except BlockingIOError:
                     continue
+                except OSError:
+                    return False
                 if not chunk:
                     return False
                 self._rbuf += chunk
                 return True
-            return False
-        finally:
-            self._sock.settimeout(None)  # blocking again, under the kernel's io timeout
+            if listener in ready:
+                break
+        self._idle = True
+        return False
 
     def close(self) -> None:
         """Close so that no reset destroys the reply.
@@ -403,8 +423,10 @@ class FastCGIConnection(fb.Connection):  # type: ignore[misc]
         everything it will send (the empty FCGI_STDIN that ends the input, and no kept
         connection), nothing is unread and a plain close is right: waiting for the web
         server's close as well would keep the worker idle for a round trip on every request.
-        Otherwise half-close and read until the web server closes."""
-        if not (self.broken or self.handed_off) and (self.keep_conn or not self._input_sent()):
+        So too for a kept connection given up between requests with nothing to read (a
+        request sent at that very instant is reset, and nginx retries a kept connection's
+        failure on a new one). Otherwise half-close and read until the web server closes."""
+        if not (self.broken or self.handed_off or self._idle) and (self.keep_conn or not self._input_sent()):
             try:
                 self._sock.shutdown(socket.SHUT_WR)
                 deadline = time.monotonic() + _CLOSE_DRAIN_SECONDS

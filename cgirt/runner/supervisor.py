@@ -89,6 +89,7 @@ class WorkerControl:
         self._stopping = False
         self._recycle = False
         self._wake_w = wake_w
+        self.listener_fd = -1  # set by the accept loop
 
     def booted(self) -> None:
         self._slot.booted()
@@ -414,6 +415,7 @@ class Supervisor:
     def _accept_loop(self, control: WorkerControl, wake_r: int, master: int) -> None:
         listener = self.listener
         listener.setblocking(False)
+        control.listener_fd = listener.fileno()
         while not control.stopping:
             # Accept first, wait only if nothing is queued: under load a connection is
             # usually waiting, and the select before it would be a system call for nothing.

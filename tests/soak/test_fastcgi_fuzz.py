@@ -30,6 +30,7 @@ class Clock:
     def __init__(self) -> None:
         self.started = self.finished = 0
         self.stopping = False
+        self.listener_fd = -1
 
     def request_started(self, method: str = "", uri: str = "", script: str = "") -> None:
         self.started += 1

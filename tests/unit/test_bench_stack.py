@@ -1,13 +1,10 @@
-"""The benchmark's nginx blocks (`bench/stack.py`) and its command line's refusals."""
+"""The benchmark's nginx blocks (`bench/stack.py`)."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from bench import __main__ as bench_main
 from bench import stack
 from tests.support.nginxconf import nginx_main
 from tests.support.servers import DEPLOY, require
@@ -37,13 +34,3 @@ def test_nginx_accepts_the_keep_alive_target(tmp_path: Path) -> None:
     r = subprocess.run([require("nginx"), "-t", "-p", str(tmp_path), "-c", str(conf),
                         "-e", str(tmp_path / "error.log")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-
-
-def test_the_keep_alive_target_refuses_more_connections_than_workers(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        bench_main.parse_args(["--only", "cgirt,cgirt-keep", "--connections", "3", "--workers", "2"])
-    assert exc.value.code == 2
-    assert "cgirt-keep needs --connections <= --workers (3 > 2)" in capsys.readouterr().err
-    _, wanted = bench_main.parse_args(["--only", "cgirt,cgirt-keep", "--connections", "2"])
-    assert wanted == {"cgirt", "cgirt-keep"}
