@@ -52,13 +52,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
     ap.add_argument("--seconds", type=float, help="seconds per round and target")
     ap.add_argument("--publishes", type=int, help="upload-to-live publishes (default 200)")
     ap.add_argument("--only", default="", help="comma-separated backends to run "
-                    "(classic,cgirt,cgirt-keep,cgirt-fork,wsgi,php,cgirt-base)")
+                    "(classic,cgirt,cgirt-keep,cgirt-fork,wsgi,pyfloor,php,cgirt-base)")
     ap.add_argument("--compare-ref", default="", help="also run cgirt from this git commit "
                     "(a temporary worktree), interleaved with this tree, for before/after ratios")
     ap.add_argument("--out", type=Path, default=BENCH / "results", help="report directory")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args(argv)
-    wanted = set(filter(None, args.only.split(","))) or {"classic", "cgirt", "cgirt-fork", "wsgi", "php"}
+    wanted = set(filter(None, args.only.split(","))) or {"classic", "cgirt", "cgirt-fork", "wsgi", "pyfloor", "php"}
     return args, wanted
 
 
@@ -153,6 +153,8 @@ def _run(stack: ExitStack, tmp: Path, args: argparse.Namespace, wanted: set[str]
                                env=env, capture_output=True, text=True).stdout.strip()
         if not check.startswith(str(base)):
             raise RuntimeError(f"the base runner would import {check}, not the worktree")
+    if "pyfloor" in wanted:
+        cgi_backend("pyfloor", [py, "-m", "bench.pyfloor", "{sock}", str(workers)], workers, cwd=REPO)
     if "wsgi" in wanted:
         sock = socket_path(tmp, "wsgi")
         backends["wsgi"] = start_backend(stack, "wsgi", [py, str(BENCH / "wsgi_hello.py"), sock,
@@ -227,6 +229,9 @@ def _run(stack: ExitStack, tmp: Path, args: argparse.Namespace, wanted: set[str]
         "classic CGI": f"fcgiwrap, `-c {workers}` (one fork + exec of the interpreter per request)",
         "bare WSGI": f"flup 1.0.3 `fcgi_fork.WSGIServer` (prefork, {workers} children), "
                      "a hello WSGI callable: the limit of in-process Python on flup",
+        "Python floor": f"`bench/pyfloor.py`, {workers} prefork workers running the same .py "
+                        "files in-process with none of cgirt's work (no change detection, sandbox, "
+                        "header checks, logs or status): what CPython itself costs per request",
         "PHP-FPM": _php_version() + f", `pm = static`, {workers} children, OPcache on "
                    "(timestamps validated every request, `revalidate_freq = 0`)",
         "nginx_version": _nginx_version(),

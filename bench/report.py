@@ -15,12 +15,14 @@ LABELS = {
     "cgirt-keep": "cgirt keep-alive",
     "cgirt-fork": "cgirt fork mode",
     "wsgi": "bare WSGI on flup",
+    "pyfloor": "Python floor (no sandbox)",
     "php": "PHP-FPM",
     "cgirt-base": "cgirt persistent, {ref}",
 }
-ORDER = ["classic", "cgirt-fork", "cgirt-base", "cgirt", "cgirt-keep", "wsgi", "php"]
+ORDER = ["classic", "cgirt-fork", "cgirt-base", "cgirt", "cgirt-keep", "wsgi", "pyfloor", "php"]
 COLOURS = {"classic": "#9e9e9e", "cgirt-fork": "#90caf9", "cgirt-base": "#b0bec5",
-           "cgirt": "#1565c0", "cgirt-keep": "#0d47a1", "wsgi": "#66bb6a", "php": "#8e24aa"}
+           "cgirt": "#1565c0", "cgirt-keep": "#0d47a1", "wsgi": "#66bb6a", "pyfloor": "#c5e1a5",
+           "php": "#8e24aa"}
 
 
 def _label(backend: str, meta: dict[str, Any]) -> str:
