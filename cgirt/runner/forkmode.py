@@ -1,7 +1,8 @@
 """Fork mode: each request runs in a fresh child of a clean, preloaded template process.
 
-The template is forked by each worker at start, after the preloading and before any script
-has run, so no persistent-mode request can leave state behind for a fork-mode one. For a
+The template is forked by a worker after the preloading, at start where the site uses fork
+mode (before any script has run, so no persistent-mode request can leave state behind for a
+fork-mode one), else at its first fork-mode request (`LazyForkServer`). For a
 request, the worker passes the connection (its file descriptor, the bytes already read from
 it, the parsed request) to the template, which forks a child that answers the request
 itself. Exact CGI process isolation (globals, threads, os._exit, atexit, signals die with
@@ -97,13 +98,16 @@ class ForkServer:
         self._waiting = False
 
     def start(self, serve: Serve, prepare: Callable[[str], None],
-              warm_up: WarmUp | None = None) -> None:
-        """In the worker, before any script runs: fork the template."""
+              warm_up: WarmUp | None = None, close: tuple[int, ...] = ()) -> None:
+        """In the worker, before any script runs: fork the template. It closes the
+        descriptors `close` (a request's connection, when it is started during one)."""
         self._shared = mmap.mmap(-1, _SHARED.size)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:
             ours.close()
+            for fd in close:
+                os.close(fd)  # its Python object stays in a frame below, never used again
             self.in_child = True
             _template(theirs, serve, prepare, warm_up, self.timeout, self.io_timeout,
                       self._shared)  # never returns
@@ -181,6 +185,49 @@ class ForkServer:
             return bool(exited)
         finally:
             os.close(fd)
+
+
+class ForkUse:
+    """Whether a worker of this runner has met a fork-mode request: one byte shared by all
+    of them, mapped in the master before it forks any."""
+
+    def __init__(self) -> None:
+        self._mem = mmap.mmap(-1, 1)
+
+    def note(self) -> None:
+        self._mem[0] = 1
+
+    def seen(self) -> bool:
+        return self._mem[0] == 1
+
+
+class LazyForkServer(ForkServer):
+    """Fork mode's template only where fork mode is used: at start when `eager()` says the
+    site uses it, else at the first fork-mode request (no process, no warm-up otherwise). A
+    worker that has run a script in-process (`clean()` is false) is no longer clean: it
+    serves that request from a template made now, then retires; `used()` tells whoever
+    starts the next workers, which make theirs at start, while clean."""
+
+    def __init__(self, timeout: float, kill_grace: float, io_timeout: float,
+                 eager: Callable[[], bool], clean: Callable[[], bool],
+                 used: Callable[[], None]) -> None:
+        super().__init__(timeout, kill_grace, io_timeout)
+        self._eager, self._clean, self._used = eager, clean, used
+        self._start_args: tuple[Serve, Callable[[str], None], WarmUp | None] | None = None
+
+    def start(self, serve: Serve, prepare: Callable[[str], None],
+              warm_up: WarmUp | None = None, close: tuple[int, ...] = ()) -> None:
+        self._start_args = (serve, prepare, warm_up)
+        if self._eager():
+            super().start(serve, prepare, warm_up, close)
+
+    def run(self, req: FastCGIRequest, work: Work, error_page: ErrorPage) -> None:
+        if self._sock is None and self._start_args is not None:
+            self._used()
+            if not self._clean():
+                req.conn.control.recycle_after_request()
+            super().start(*self._start_args, close=(req.conn.fileno(),))
+        super().run(req, work, error_page)
 
 
 def _recv_exactly(sock: socket.socket, n: int) -> bytes:
