@@ -214,8 +214,12 @@ class CgiApp:
             self._current = None
             self.errlog.request = "-"
 
-    def _serve_forked(self, req: FastCGIRequest, work: Work) -> None:
-        """Fork mode, in the request's own child of the template."""
+    def _serve_forked(self, req: FastCGIRequest, work: Work, last: bool) -> None:
+        """Fork mode, in the request's own child of the template (`last`: it exits after),
+        or in the template for its warm-up."""
+        # The child's exit undoes everything: putting the worker's state back after the
+        # script would only copy more of the template's pages (bench/forkcost.py).
+        self.persistent.restore = not last
         self._started = time.monotonic()
         self._current = req
         self.errlog.request = AccessLog.request_line(req.params)

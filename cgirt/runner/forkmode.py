@@ -63,7 +63,9 @@ class Job:
     work: Work
 
 
-Serve = Callable[[FastCGIRequest, Work], None]
+# Answers a request for a `Work`; the flag says whether the process ends after it (a
+# request's child), so nothing need be put back for a next request.
+Serve = Callable[[FastCGIRequest, Work, bool], None]
 ErrorPage = Callable[[FastCGIRequest, HttpError], None]
 # Given a function that answers one request for a `Work` as a child would, the app runs its
 # warm-up request through it (in the template, once).
@@ -294,7 +296,7 @@ def _warm_up(work: Work, serve: Serve, timeout: float, io_timeout: float) -> Non
     with web:  # the answer is small: it waits in the socket's buffer, unread
         # The web server's end of input, as a worker has usually read it already.
         job = Job(1, 0, dict(work.env), encode_record(STDIN, 1), timeout, work)
-        _answer(job, ours.detach(), serve, io_timeout, lambda sent, req: None)
+        _answer(job, ours.detach(), serve, io_timeout, lambda sent, req: None, last=False)
 
 
 def _child(data: bytes, start: int, fd: int, serve: Serve, io_timeout: float,
@@ -312,7 +314,7 @@ def _child(data: bytes, start: int, fd: int, serve: Serve, io_timeout: float,
                               req.sent_bytes if sent == _ENDED else 0)
 
         job = pickle.loads(memoryview(data)[start:])
-        _answer(job, fd, serve, io_timeout, note)
+        _answer(job, fd, serve, io_timeout, note, last=True)
     except BaseException:  # noqa: B036 - the child must never return into the template
         logging.getLogger("cgirt.error").exception("fork-mode child failed")
         code = 1
@@ -321,7 +323,7 @@ def _child(data: bytes, start: int, fd: int, serve: Serve, io_timeout: float,
 
 
 def _answer(job: Job, fd: int, serve: Serve, io_timeout: float,
-            note: Callable[[int, FastCGIRequest], None]) -> None:
+            note: Callable[[int, FastCGIRequest], None], last: bool) -> None:
     """Answer the job's request on the connection `fd`; `note` hears when the response
     has started and when it has ended."""
     server = FastCGIServer(lambda req: None, max_conns=1, io_timeout=io_timeout)
@@ -329,7 +331,7 @@ def _answer(job: Job, fd: int, serve: Serve, io_timeout: float,
     req = conn.resume_request(job.request_id, job.flags, job.params)
     req.on_first_write = lambda: note(_STARTED, req)
     signal.setitimer(signal.ITIMER_REAL, job.remaining)
-    serve(req, job.work)
+    serve(req, job.work, last)
     signal.setitimer(signal.ITIMER_REAL, 0)
     req.end()
     note(_ENDED, req)
