@@ -19,13 +19,11 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from ..config import RunnerConfig
-from ..fastcgi.server import FastCGIRequest, FastCGIServer, io_timeout
+from ..fastcgi.server import FastCGIServer, io_timeout
 from ..runner.app import CgiApp
-from ..runner.executors import Executor, Work
-from ..runner.forkmode import ForkExecutor, ForkServer, Serve
+from ..runner.forkmode import ForkExecutor, LazyForkServer
 from ..runner.freshness import PublishEpoch
 from ..runner.scoreboard import Scoreboard
 from ..runner.supervisor import Supervisor, SupervisorSettings, WorkerControl
@@ -70,66 +68,23 @@ class SpawnOrder:
     fork_template: bool  # start the fork-mode template at boot
 
 
-class LazyForkServer(ForkServer):
-    """Fork mode's template only for a site that uses it: at boot when the master says the
-    site does, else at the first fork-mode request. A worker that has already run a script
-    is no longer clean: it serves that one request from a template made now, then retires,
-    and tells the master, whose later workers of the site make theirs at boot."""
-
-    def __init__(self, app: "HostApp", eager: bool, *args: Any) -> None:
-        super().__init__(*args)
-        self._app = app
-        self._eager = eager
-        self._started = False
-        self._start_args: tuple[Serve, Any, Any] | None = None
-
-    def start(self, serve: Serve, prepare: Any, warm_up: Any = None) -> None:
-        self._start_args = (serve, prepare, warm_up)
-        if self._eager:
-            self._start_now()
-
-    def _start_now(self) -> None:
-        assert self._start_args is not None
-        self._started = True
-        super().start(*self._start_args)
-
-    def run(self, req: Any, work: Any, error_page: Any) -> None:
-        if not self._started:
-            self._app.activity.wants_fork(self._app.slot)
-            if self._app.ran_script:
-                req.conn.control.recycle_after_request()
-            self._start_now()
-        super().run(req, work, error_page)
-
-
 class HostApp(CgiApp):
     def __init__(self, config: RunnerConfig, slot: int, activity: ActivityTable,
                  fork_template: bool) -> None:
         super().__init__(config)
         self.slot = slot
         self.activity = activity
-        self.ran_script = False
         self.publishes = activity.publishes(slot)  # the master's, not a page of our own
-        self.forks = LazyForkServer(self, fork_template, config.timeout, config.kill_grace,
-                                    io_timeout(config))
+        # The master knows whether the site uses fork mode: at boot if it does.
+        self.forks = LazyForkServer(config.timeout, config.kill_grace, io_timeout(config),
+                                    eager=lambda: fork_template,
+                                    clean=lambda: not self.ran_script,
+                                    used=lambda: activity.wants_fork(slot))
         self.executors["fork"] = ForkExecutor(self.forks, self.persistent, self._error_page)
-        self.executors["persistent"] = _NotingExecutor(self, self.persistent)
 
     def child_init(self) -> None:
         super().child_init()  # its privilege drop asks again for the parent-death signal
         self.activity.reset(self.slot)
-
-
-class _NotingExecutor:
-    """Persistent mode, noting that this worker is no longer clean."""
-
-    def __init__(self, app: HostApp, inner: Executor) -> None:
-        self.app = app
-        self.inner = inner
-
-    def execute(self, req: FastCGIRequest, work: Work) -> None:
-        self.app.ran_script = True
-        self.inner.execute(req, work)
 
 
 def serve_site(order: SpawnOrder, listener: socket.socket, slots: Scoreboard,

@@ -28,7 +28,7 @@ from ..errors import (BadRequest, HttpError, PayloadTooLarge, RedirectLoop, Requ
                       ScriptFailed, StartupError)
 from .executors import Executor, Work
 from ..fastcgi.server import FastCGIRequest, io_timeout
-from .forkmode import ForkExecutor, ForkServer
+from .forkmode import ForkExecutor, ForkUse, LazyForkServer
 from . import freshness
 from ..log import ErrorLog
 from ..logfiles import LogFile, shared_counter
@@ -68,7 +68,11 @@ class CgiApp:
         self.slowlog = SlowLog(site_layout.slow_log_path(config.site, host), config.site,
                                self.log_counter, config.log_max_size)
         self.document_root = str(config.site / site_layout.DOCUMENT_ROOT)
-        self.forks = ForkServer(config.timeout, config.kill_grace, io_timeout(config))
+        self.ran_script = False  # in this worker, in-process: it is no longer clean
+        fork_use = ForkUse()  # shared by every worker: here, before the first fork
+        self.forks = LazyForkServer(config.timeout, config.kill_grace, io_timeout(config),
+                                    eager=lambda: config.mode == "fork" or fork_use.seen(),
+                                    clean=lambda: not self.ran_script, used=fork_use.note)
         self.persistent = PersistentExecutor(self.scripts, self.modules, self.errlog, self._finish)
         # The execution modes by name (config.MODES); the mode policy picks one per script.
         self.executors: dict[str, Executor] = {
@@ -103,7 +107,7 @@ class CgiApp:
         signal.signal(signal.SIGALRM, self._on_deadline)
         signal.signal(SLOW_SIGNAL, self._on_slow)  # before the fork template: its children too
         self.persistent.start()
-        # Clean: no script has run yet.
+        # Clean: no script has run yet. The template itself only where fork mode is used.
         self.forks.start(self._serve_forked, self._prepare_fork, self._warm_fork)
 
     # -- the request --------------------------------------------------------------------
@@ -168,6 +172,8 @@ class CgiApp:
         if mode != "exec":
             coerce_c_locale(env)
         work = Work(target, env, search_words(env["QUERY_STRING"]), depth, body_length)
+        if mode == "persistent":
+            self.ran_script = True
         self.executors[mode].execute(req, work)
 
     def _prepare_fork(self, path: str) -> None:
@@ -208,8 +214,12 @@ class CgiApp:
             self._current = None
             self.errlog.request = "-"
 
-    def _serve_forked(self, req: FastCGIRequest, work: Work) -> None:
-        """Fork mode, in the request's own child of the template."""
+    def _serve_forked(self, req: FastCGIRequest, work: Work, last: bool) -> None:
+        """Fork mode, in the request's own child of the template (`last`: it exits after),
+        or in the template for its warm-up."""
+        # The child's exit undoes everything: putting the worker's state back after the
+        # script would only copy more of the template's pages (bench/forkcost.py).
+        self.persistent.restore = not last
         self._started = time.monotonic()
         self._current = req
         self.errlog.request = AccessLog.request_line(req.params)

@@ -1,7 +1,8 @@
 """Fork mode: each request runs in a fresh child of a clean, preloaded template process.
 
-The template is forked by each worker at start, after the preloading and before any script
-has run, so no persistent-mode request can leave state behind for a fork-mode one. For a
+The template is forked by a worker after the preloading, at start where the site uses fork
+mode (before any script has run, so no persistent-mode request can leave state behind for a
+fork-mode one), else at its first fork-mode request (`LazyForkServer`). For a
 request, the worker passes the connection (its file descriptor, the bytes already read from
 it, the parsed request) to the template, which forks a child that answers the request
 itself. Exact CGI process isolation (globals, threads, os._exit, atexit, signals die with
@@ -62,7 +63,9 @@ class Job:
     work: Work
 
 
-Serve = Callable[[FastCGIRequest, Work], None]
+# Answers a request for a `Work`; the flag says whether the process ends after it (a
+# request's child), so nothing need be put back for a next request.
+Serve = Callable[[FastCGIRequest, Work, bool], None]
 ErrorPage = Callable[[FastCGIRequest, HttpError], None]
 # Given a function that answers one request for a `Work` as a child would, the app runs its
 # warm-up request through it (in the template, once).
@@ -97,13 +100,16 @@ class ForkServer:
         self._waiting = False
 
     def start(self, serve: Serve, prepare: Callable[[str], None],
-              warm_up: WarmUp | None = None) -> None:
-        """In the worker, before any script runs: fork the template."""
+              warm_up: WarmUp | None = None, close: tuple[int, ...] = ()) -> None:
+        """In the worker, before any script runs: fork the template. It closes the
+        descriptors `close` (a request's connection, when it is started during one)."""
         self._shared = mmap.mmap(-1, _SHARED.size)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:
             ours.close()
+            for fd in close:
+                os.close(fd)  # its Python object stays in a frame below, never used again
             self.in_child = True
             _template(theirs, serve, prepare, warm_up, self.timeout, self.io_timeout,
                       self._shared)  # never returns
@@ -183,6 +189,49 @@ class ForkServer:
             os.close(fd)
 
 
+class ForkUse:
+    """Whether a worker of this runner has met a fork-mode request: one byte shared by all
+    of them, mapped in the master before it forks any."""
+
+    def __init__(self) -> None:
+        self._mem = mmap.mmap(-1, 1)
+
+    def note(self) -> None:
+        self._mem[0] = 1
+
+    def seen(self) -> bool:
+        return self._mem[0] == 1
+
+
+class LazyForkServer(ForkServer):
+    """Fork mode's template only where fork mode is used: at start when `eager()` says the
+    site uses it, else at the first fork-mode request (no process, no warm-up otherwise). A
+    worker that has run a script in-process (`clean()` is false) is no longer clean: it
+    serves that request from a template made now, then retires; `used()` tells whoever
+    starts the next workers, which make theirs at start, while clean."""
+
+    def __init__(self, timeout: float, kill_grace: float, io_timeout: float,
+                 eager: Callable[[], bool], clean: Callable[[], bool],
+                 used: Callable[[], None]) -> None:
+        super().__init__(timeout, kill_grace, io_timeout)
+        self._eager, self._clean, self._used = eager, clean, used
+        self._start_args: tuple[Serve, Callable[[str], None], WarmUp | None] | None = None
+
+    def start(self, serve: Serve, prepare: Callable[[str], None],
+              warm_up: WarmUp | None = None, close: tuple[int, ...] = ()) -> None:
+        self._start_args = (serve, prepare, warm_up)
+        if self._eager():
+            super().start(serve, prepare, warm_up, close)
+
+    def run(self, req: FastCGIRequest, work: Work, error_page: ErrorPage) -> None:
+        if self._sock is None and self._start_args is not None:
+            self._used()
+            if not self._clean():
+                req.conn.control.recycle_after_request()
+            super().start(*self._start_args, close=(req.conn.fileno(),))
+        super().run(req, work, error_page)
+
+
 def _recv_exactly(sock: socket.socket, n: int) -> bytes:
     data = b""
     while len(data) < n:
@@ -247,7 +296,7 @@ def _warm_up(work: Work, serve: Serve, timeout: float, io_timeout: float) -> Non
     with web:  # the answer is small: it waits in the socket's buffer, unread
         # The web server's end of input, as a worker has usually read it already.
         job = Job(1, 0, dict(work.env), encode_record(STDIN, 1), timeout, work)
-        _answer(job, ours.detach(), serve, io_timeout, lambda sent, req: None)
+        _answer(job, ours.detach(), serve, io_timeout, lambda sent, req: None, last=False)
 
 
 def _child(data: bytes, start: int, fd: int, serve: Serve, io_timeout: float,
@@ -265,7 +314,7 @@ def _child(data: bytes, start: int, fd: int, serve: Serve, io_timeout: float,
                               req.sent_bytes if sent == _ENDED else 0)
 
         job = pickle.loads(memoryview(data)[start:])
-        _answer(job, fd, serve, io_timeout, note)
+        _answer(job, fd, serve, io_timeout, note, last=True)
     except BaseException:  # noqa: B036 - the child must never return into the template
         logging.getLogger("cgirt.error").exception("fork-mode child failed")
         code = 1
@@ -274,7 +323,7 @@ def _child(data: bytes, start: int, fd: int, serve: Serve, io_timeout: float,
 
 
 def _answer(job: Job, fd: int, serve: Serve, io_timeout: float,
-            note: Callable[[int, FastCGIRequest], None]) -> None:
+            note: Callable[[int, FastCGIRequest], None], last: bool) -> None:
     """Answer the job's request on the connection `fd`; `note` hears when the response
     has started and when it has ended."""
     server = FastCGIServer(lambda req: None, max_conns=1, io_timeout=io_timeout)
@@ -282,7 +331,7 @@ def _answer(job: Job, fd: int, serve: Serve, io_timeout: float,
     req = conn.resume_request(job.request_id, job.flags, job.params)
     req.on_first_write = lambda: note(_STARTED, req)
     signal.setitimer(signal.ITIMER_REAL, job.remaining)
-    serve(req, job.work)
+    serve(req, job.work, last)
     signal.setitimer(signal.ITIMER_REAL, 0)
     req.end()
     note(_ENDED, req)

@@ -379,6 +379,7 @@ class ProcessState:
         # environment.
         self._c_env = c_environment(self.environ)
         _c_environ.value = self._c_env[1].buffer_info()[0]
+        self._deferred: Any = None  # what `restore` needs, when run_script left it undone
 
     def apply(
         self, env: Mapping[str, str], stdio: tuple[Any, Any, Any], argv: list[str], cwd: str,
@@ -387,6 +388,11 @@ class ProcessState:
         """Give the process the request's state; returns the script's namespace and what
         `restore` needs. Not a context manager: this runs for every request, and a
         generator-based one cost more than some of the work it wraps."""
+        if self._deferred is not None:
+            # The last script's changes, left in place for a process about to exit, which
+            # runs another script after all (an internal redirect): it starts clean too.
+            saved, self._deferred = self._deferred, None
+            self.restore(saved)
         # First, so that if it fails nothing else has changed. Not changed back afterwards
         # (a system call per request): the worker itself uses absolute paths only (see
         # `path`), and every request sets its own.
@@ -410,6 +416,10 @@ class ProcessState:
         atexit.register = _recording_register(atexit_calls)
         atexit.unregister = _recording_unregister(atexit_calls)
         return main.__dict__, (c_env, saved_c_environ, saved_atexit)
+
+    def defer(self, saved: Any) -> None:
+        """Leave the script's state in place until the next `apply`, if any."""
+        self._deferred = saved
 
     def restore(self, saved: Any) -> list[str]:
         """Put the worker's state back; returns what could not be put back."""
@@ -467,12 +477,13 @@ def _recording_unregister(calls: list[tuple[Any, tuple[Any, ...], dict[str, Any]
 def run_script(
     state: ProcessState, code: CodeType, path: str, env: Mapping[str, str],
     stdio: tuple[io.TextIOWrapper, io.TextIOWrapper, io.TextIOWrapper], argv: list[str],
-    before_flush: Callable[[], None] | None = None,
+    before_flush: Callable[[], None] | None = None, restore: bool = True,
 ) -> Result:
     """Execute `code` as a CGI script would run: as __main__, with its exit status.
 
     `before_flush` runs when the script and its atexit handlers are done, before its last
-    output is flushed."""
+    output is flushed. Without `restore` (a process that exits after the response), the
+    process state is put back only if another script is run (`ProcessState.apply`)."""
     result = Result()
     atexit_calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
     threads_before = _thread_count()
@@ -500,7 +511,10 @@ def run_script(
         except RequestTimeout:
             result.timed_out = result.recycle = True
     finally:
-        result.changes = state.restore(saved)
+        if restore:
+            result.changes = state.restore(saved)
+        else:
+            state.defer(saved)
     if result.changes:
         result.recycle = True
     if _thread_count() > threads_before:

@@ -11,7 +11,7 @@ import pytest
 
 from cgirt.site import bump_generation
 from tests.support.fcgi import cgi_params, connect, read_response, request, send_request
-from tests.support.procs import wait_for
+from tests.support.procs import children_of, wait_for
 from tests.support.servers import Runner
 
 pytestmark = pytest.mark.integration
@@ -318,6 +318,52 @@ def test_fork_mode_children_come_from_a_clean_template(site: Path, start_runner:
         assert int(parent) != worker  # a child of the template, not of the worker
         seen.add(pid)
     assert len(seen) == 3
+
+
+def _sockets(pid: int) -> set[str]:
+    fds = Path(f"/proc/{pid}/fd")
+    return {link for link in map(os.readlink, fds.iterdir()) if link.startswith("socket:")}
+
+
+def test_no_fork_template_until_a_fork_mode_request_then_from_boot(
+        site: Path, start_runner: Callable[..., Runner]) -> None:
+    runner = start_runner(site, workers=1)
+    (worker,) = runner.worker_pids()
+    assert get(runner, "/cgi-bin/pid.py") == f"200 {worker}\n"
+    assert children_of(worker) == []  # persistent only: no template, no warm-up
+    # A directory switched to fork mode later: its next request runs in a template's child.
+    (site / "cgi-bin" / "clean.py").write_text((site / "cgi-bin/forked/clean.py").read_text())
+    (site / "cgi-bin" / ".cgirt-mode").write_text("fork\n")
+    word, pid, parent = get(runner, "/cgi-bin/clean.py").split()[1:]
+    assert word == "clean" and worker not in (int(pid), int(parent))
+    # This worker had run a script: its template was made late, so it retires after that
+    # request, and the runner's next workers make theirs at boot, before any script runs.
+    wait_for(lambda: worker not in runner.worker_pids(), 20, "the worker to retire")
+    wait_for(lambda: len(runner.worker_pids()) == 1, 20, "a new worker")
+    (worker,) = runner.worker_pids()
+    wait_for(lambda: len(children_of(worker)) == 1, 20, "the new worker's template")
+    word, _, parent = get(runner, "/cgi-bin/clean.py").split()[1:]
+    assert word == "clean" and children_of(worker) == [int(parent)]
+
+
+def test_a_clean_worker_makes_its_template_at_its_first_fork_mode_request_and_stays(
+        site: Path, start_runner: Callable[..., Runner]) -> None:
+    runner = start_runner(site, workers=1)
+    (worker,) = runner.worker_pids()
+    assert children_of(worker) == []
+    word, _, parent = get(runner, "/cgi-bin/forked/clean.py").split()[1:]
+    assert word == "clean" and children_of(worker) == [int(parent)]
+    # Made during that request, it kept no socket of the worker's but the master's listener
+    # and its own line to the worker: not that request's connection.
+    assert len(_sockets(int(parent)) - _sockets(runner.pid)) == 1
+    assert get(runner, "/cgi-bin/pid.py") == f"200 {worker}\n"  # the same worker serves on
+
+
+def test_a_site_whose_mode_is_fork_has_its_templates_from_boot(
+        site: Path, start_runner: Callable[..., Runner]) -> None:
+    runner = start_runner(site, "--mode", "fork", workers=2)
+    wait_for(lambda: [len(children_of(w)) for w in runner.worker_pids()] == [1, 1], 20,
+             "each worker's template")
 
 
 @pytest.mark.parametrize("script, status", [("os_exit.py", "502"), ("segfault.py", "502"),

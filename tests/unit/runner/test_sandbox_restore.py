@@ -78,6 +78,11 @@ print()
 print(json.dumps(state, default=repr))
 """
 
+# mutate.py, answering with a local redirect to report.py instead.
+_HEAD = 'print("Content-Type: text/plain")\nprint()\nprint("mutated", flush=True)\n'
+assert _HEAD in MUTATE
+MUTATE_AND_REDIRECT = MUTATE.replace(_HEAD, 'print("Location: /cgi-bin/report.py")\nprint()\n')
+
 PIECES = ["environ", "environb", "stdio", "argv", "cwd", "sys.path", "__main__", "signals", "umask",
           "excepthook", "cgi.maxlen"]
 
@@ -85,7 +90,8 @@ PIECES = ["environ", "environb", "stdio", "argv", "cwd", "sys.path", "__main__",
 @pytest.fixture(params=["persistent", "fork", "exec"])
 def runner(request: pytest.FixtureRequest, in_process: StartRunner, tmp_path: Path) -> Iterator[InProcessRunner]:
     atexit_log = tmp_path / "atexit.log"
-    yield in_process({"mutate.py": MUTATE.format(atexit_log=str(atexit_log)), "report.py": REPORT},
+    yield in_process({"mutate.py": MUTATE.format(atexit_log=str(atexit_log)), "report.py": REPORT,
+                      "redirect_mutated.py": MUTATE_AND_REDIRECT.format(atexit_log=os.devnull)},
                      mode=request.param)
 
 
@@ -122,6 +128,16 @@ def test_the_next_request_finds_nothing_left_behind(runner: InProcessRunner, pie
         assert after["environ"] == [None, None]
     if piece == "environb":
         assert after["environb"] == [None, repr(b"POST")]
+
+
+def test_an_internal_redirect_after_a_script_that_changed_everything_starts_clean(
+        runner: InProcessRunner) -> None:
+    """In a fork-mode child, which exits after the response, the state a script changed is
+    left in place, unless a local Location: makes it run another script after all."""
+    direct = runner.request(cgi_params("/cgi-bin/report.py"))
+    redirected = runner.request(cgi_params("/cgi-bin/redirect_mutated.py"))
+    assert (direct.status, redirected.status) == (200, 200), redirected.stdout
+    assert json.loads(redirected.body) == json.loads(direct.body)
 
 
 def test_atexit_handlers_run_once_at_the_end_of_their_own_request(
