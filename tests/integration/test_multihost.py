@@ -257,7 +257,7 @@ def test_a_forged_notice_changes_nothing(cluster: Cluster) -> None:
                    method="POST", headers={"Authorization": "cgirt-hmac " + "0" * 64})
     assert forged.status == 403, forged.body
     cluster.start_gateway()  # notifies nobody: only a real notice would help
-    stale, _ = cluster.publish_rounds(3, "f")
+    stale, _ = cluster.publish_rounds(80, "f", until_stale=True)
     assert stale > 0
 
 
