@@ -6,6 +6,7 @@ import os
 import re
 import statistics
 import subprocess
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -86,11 +87,35 @@ def wrk(url: str, seconds: float, connections: int, threads: int = 1) -> tuple[s
     return out, usage.ru_utime + usage.ru_stime
 
 
+# A backend is idle once it uses less than this in a poll interval.
+_IDLE_CPU_SECONDS = 0.002
+_IDLE_POLL_SECONDS = 0.1
+_IDLE_DEADLINE_SECONDS = 15.0
+
+
+def settle(cpu: Callable[[], float]) -> None:
+    """Until the backend whose CPU `cpu` counts is idle (or a deadline has passed): when wrk
+    stops, requests it gave up on may still be running (classic CGI's interpreters finish
+    theirs, for a tenth of a second or more), and the next target's round must not pay for
+    them."""
+    deadline = time.monotonic() + _IDLE_DEADLINE_SECONDS
+    last = cpu()
+    while time.monotonic() < deadline:
+        time.sleep(_IDLE_POLL_SECONDS)
+        now = cpu()
+        if now - last < _IDLE_CPU_SECONDS:
+            return
+        last = now
+
+
 def measure(target: Target, nginx_cpu: Callable[[], float], seconds: float,
             connections: int) -> Round:
     before = [target.backend_cpu(), nginx_cpu()]
     out, wrk_cpu = wrk(target.url, seconds, connections)
     after = [target.backend_cpu(), nginx_cpu()]
+    # Requests wrk gave up on at its end are counted nowhere: not its own (wrk did not count
+    # them), nor the next target's.
+    settle(target.backend_cpu)
     rps, p50, p99, requests, errors = parse_wrk(out)
     return Round(rps, p50, p99, requests, errors, after[0] - before[0], after[1] - before[1],
                  wrk_cpu)
@@ -102,6 +127,7 @@ def run_rounds(targets: Sequence[Target], nginx_cpu: Callable[[], float], rounds
     for t in targets:
         log(f"warm-up {t.key}")
         wrk(t.url, warmup, connections)
+        settle(t.backend_cpu)
     for n in range(rounds):
         # Interleaved: A B C ... A B C ..., so drift in the machine's load hits every target.
         for t in targets:
