@@ -191,8 +191,10 @@ def start(config: UpConfig, logs: Path) -> Started:
         if config.ftp:
             port_file = site_layout.state_dir(site) / "ftp.port"
             port_file.unlink(missing_ok=True)
+            # --tls: explicit FTPS offered (a self-signed certificate kept beside the users
+            # file), plain FTP still accepted, as the banner says.
             procs["ftp"] = _spawn(_cgirt("ftp", "--users", str(users_file(site)), "--listen",
-                                         config.ftp, "--port-file", str(port_file)),
+                                         config.ftp, "--port-file", str(port_file), "--tls"),
                                  logs / LOG_FILES["ftp"])
             _wait(lambda: port_file.exists() and port_file.read_text().strip(), procs,
                   "the FTP gateway", logs)

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,16 @@ def exercise(up: Up, user: str, password: str) -> None:
     ftp.retrbinary("RETR logs/error.log", log.write)
     assert b"RuntimeError: read me over FTP" in log.getvalue()
     ftp.quit()
+    # The banner says explicit FTPS is offered: AUTH TLS, then a protected transfer.
+    tls = ftplib.FTP_TLS(context=ssl._create_unverified_context())  # self-signed
+    tls.connect(*up.ftp, timeout=30)
+    tls.auth()
+    tls.login(user, password)
+    tls.prot_p()
+    tls.storbinary("STOR cgi-bin/mine.py", io.BytesIO(
+        b'print("Content-Type: text/plain")\nprint()\nprint("mine, over FTPS")\n'))
+    assert fetch(up.http, "/cgi-bin/mine.py").body == b"mine, over FTPS\n"
+    tls.quit()
 
 
 def test_cgirt_up_first_and_second_run(tmp_path: Path) -> None:
