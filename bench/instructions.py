@@ -40,12 +40,16 @@ def per_request(low: tuple[int, int], high: tuple[int, int]) -> float:
 
 
 def measure(script: str, requests: int, workdir: Path) -> int:
-    out = workdir / f"callgrind.{script}.{requests}"
+    return callgrind_instructions(["-m", "bench.hotpath", "--script", script], requests,
+                                  workdir / f"callgrind.{script}.{requests}")
+
+
+def callgrind_instructions(module: list[str], requests: int, out: Path) -> int:
+    """The instructions of `python MODULE... --requests N` (a hotpath run) under callgrind."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     # -X utf8 as `cgirt serve` runs: hotpath would otherwise re-exec itself, out of sight.
     subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                    sys.executable, "-X", "utf8", "-m", "bench.hotpath", "--script", script,
-                    "--requests", str(requests)],
+                    sys.executable, "-X", "utf8", *module, "--requests", str(requests)],
                    check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return total_instructions(out.read_text(errors="replace"))
 

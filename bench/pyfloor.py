@@ -49,35 +49,45 @@ def read_request(conn: socket.socket) -> tuple[int, dict[str, str]]:
                 raise ValueError(f"record type {rtype}")
 
 
+def run(codes: dict[str, CodeType], params: dict[str, str]) -> bytes:
+    """What the script named by SCRIPT_FILENAME prints, run with `params` as its environment."""
+    path = params["SCRIPT_FILENAME"]
+    code = codes.get(path)
+    if code is None:
+        with open(path, "rb") as f:
+            code = codes[path] = compile(f.read(), path, "exec")
+    os.environ._data = {k.encode(_FS_ENCODING, "surrogateescape"):  # type: ignore[attr-defined]
+                        v.encode(_FS_ENCODING, "surrogateescape") for k, v in params.items()}
+    out = io.BytesIO()
+    text = io.TextIOWrapper(out, "utf-8", write_through=True)
+    saved, sys.stdout = sys.stdout, text
+    try:
+        exec(code, {"__name__": "__main__", "__file__": path})
+        text.flush()
+    finally:
+        sys.stdout = saved
+    printed = out.getvalue()
+    text.detach()  # else its collection closes `out`
+    return printed
+
+
+def answer(conn: socket.socket, codes: dict[str, CodeType]) -> None:
+    """One connection: its request read, its script run, what it printed sent, closed."""
+    try:
+        request_id, params = read_request(conn)
+        conn.sendall(stream_records(STDOUT, request_id, run(codes, params))
+                     + end_records(request_id, 0))
+    except (EOFError, OSError):
+        pass
+    finally:
+        conn.close()
+
+
 def serve(listener: socket.socket) -> None:
     codes: dict[str, CodeType] = {}
-    environ = os.environ
     while True:
         conn, _ = listener.accept()
-        try:
-            request_id, params = read_request(conn)
-            path = params["SCRIPT_FILENAME"]
-            code = codes.get(path)
-            if code is None:
-                with open(path, "rb") as f:
-                    code = codes[path] = compile(f.read(), path, "exec")
-            environ._data = {k.encode(_FS_ENCODING, "surrogateescape"):  # type: ignore[attr-defined]
-                             v.encode(_FS_ENCODING, "surrogateescape") for k, v in params.items()}
-            out = io.BytesIO()
-            text = io.TextIOWrapper(out, "utf-8", write_through=True)
-            saved, sys.stdout = sys.stdout, text
-            try:
-                exec(code, {"__name__": "__main__", "__file__": path})
-                text.flush()
-            finally:
-                sys.stdout = saved
-            conn.sendall(stream_records(STDOUT, request_id, out.getvalue())
-                         + end_records(request_id, 0))
-            text.detach()  # else its collection closes `out`, after the send only
-        except (EOFError, OSError):
-            pass
-        finally:
-            conn.close()
+        answer(conn, codes)
 
 
 def main() -> None:
