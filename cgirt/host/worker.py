@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from ..config import RunnerConfig
 from ..fastcgi.server import FastCGIServer, io_timeout
 from ..runner.app import CgiApp
-from ..runner.forkmode import ForkExecutor, LazyForkServer
 from ..runner.freshness import PublishEpoch
 from ..runner.scoreboard import Scoreboard
 from ..runner.supervisor import Supervisor, SupervisorSettings, WorkerControl
@@ -74,13 +73,17 @@ class HostApp(CgiApp):
         super().__init__(config)
         self.slot = slot
         self.activity = activity
+        self.fork_template = fork_template
         self.publishes = activity.publishes(slot)  # the master's, not a page of our own
-        # The master knows whether the site uses fork mode: at boot if it does.
-        self.forks = LazyForkServer(config.timeout, config.kill_grace, io_timeout(config),
-                                    eager=lambda: fork_template,
-                                    clean=lambda: not self.ran_script,
-                                    used=lambda: activity.wants_fork(slot))
-        self.executors["fork"] = ForkExecutor(self.forks, self.persistent, self._error_page)
+
+    def _fork_eager(self) -> bool:
+        # The master knows whether the site uses fork mode, from its activity table.
+        return self.fork_template
+
+    def _fork_used(self) -> None:
+        # Workers are forked by the zygote, not by a master that could share a byte with
+        # all of them: the master reads it in the activity table for the site's next ones.
+        self.activity.wants_fork(self.slot)
 
     def child_init(self) -> None:
         super().child_init()  # its privilege drop asks again for the parent-death signal

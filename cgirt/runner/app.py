@@ -69,10 +69,10 @@ class CgiApp:
                                self.log_counter, config.log_max_size)
         self.document_root = str(config.site / site_layout.DOCUMENT_ROOT)
         self.ran_script = False  # in this worker, in-process: it is no longer clean
-        fork_use = ForkUse()  # shared by every worker: here, before the first fork
+        self._fork_use = ForkUse()  # shared by every worker: here, before the first fork
         self.forks = LazyForkServer(config.timeout, config.kill_grace, io_timeout(config),
-                                    eager=lambda: config.mode == "fork" or fork_use.seen(),
-                                    clean=lambda: not self.ran_script, used=fork_use.note)
+                                    eager=self._fork_eager, clean=lambda: not self.ran_script,
+                                    used=self._fork_used)
         self.persistent = PersistentExecutor(self.scripts, self.modules, self.errlog, self._finish)
         # The execution modes by name (config.MODES); the mode policy picks one per script.
         self.executors: dict[str, Executor] = {
@@ -109,6 +109,15 @@ class CgiApp:
         self.persistent.start()
         # Clean: no script has run yet. The template itself only where fork mode is used.
         self.forks.start(self._serve_forked, self._prepare_fork, self._warm_fork)
+
+    def _fork_eager(self) -> bool:
+        """At boot: whether this worker makes its fork-mode template now, while clean."""
+        return self.config.mode == "fork" or self._fork_use.seen()
+
+    def _fork_used(self) -> None:
+        """A worker met its first fork-mode request: the next workers start their template
+        at boot. Here all the runner's workers share one byte, mapped in the master."""
+        self._fork_use.note()
 
     # -- the request --------------------------------------------------------------------
 
