@@ -19,6 +19,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
+from typing import NoReturn
 
 from ..config import RunnerConfig
 from ..fastcgi.server import FastCGIServer, io_timeout
@@ -91,9 +92,9 @@ class HostApp(CgiApp):
 
 
 def serve_site(order: SpawnOrder, listener: socket.socket, slots: Scoreboard,
-               activity: ActivityTable) -> int:
-    """In the zygote's fresh child: serve the site until told to stop. Returns the exit code
-    (never returns into the zygote's loop: Supervisor._child exits)."""
+               activity: ActivityTable) -> NoReturn:
+    """In the zygote's fresh child: serve the site until told to stop, then exit (never
+    returns into the zygote's loop)."""
     config = order.config
     app = HostApp(config, order.slot, activity, order.fork_template)
     fcgi = FastCGIServer(app, max_conns=order.max_conns, io_timeout=io_timeout(config))
@@ -108,7 +109,4 @@ def serve_site(order: SpawnOrder, listener: socket.socket, slots: Scoreboard,
     worker = Supervisor(listener, handle, SupervisorSettings(
         workers=1, max_requests=config.max_requests,
         max_requests_jitter=config.max_requests_jitter), child_init=app.child_init)
-    worker._slots = slots
-    worker._wake_r, worker._wake_w = os.pipe()  # the loop closes the master's; these stand in
-    worker._child(order.slot, os.getppid())
-    return 1  # not reached
+    worker.run_worker(slots, order.slot, os.getppid())
