@@ -174,13 +174,14 @@ class CgiApp:
         return length
 
     def _serve(self, req: FastCGIRequest, params: Mapping[str, str], target: Target,
-               body_length: int, extra_env: Mapping[str, str], depth: int) -> None:
+               body_length: int, extra_env: Mapping[str, str], depth: int,
+               restore: bool = True) -> None:
         env = build_environ(params, target, self.document_root, self.config.script_path_env)
         env.update(extra_env)
         mode = self._mode = self.modes.mode_for(target.path, target.root.path)
         if mode != "exec":
             coerce_c_locale(env)
-        work = Work(target, env, search_words(env["QUERY_STRING"]), depth, body_length)
+        work = Work(target, env, search_words(env["QUERY_STRING"]), depth, body_length, restore)
         if mode == "persistent":
             self.ran_script = True
         self.executors[mode].execute(req, work)
@@ -228,7 +229,7 @@ class CgiApp:
         or in the template for its warm-up."""
         # The child's exit undoes everything: putting the worker's state back after the
         # script would only copy more of the template's pages (bench/forkcost.py).
-        self.persistent.restore = not last
+        work.restore = not last  # this process's own copy of the request's Work
         self._started = time.monotonic()
         self._current = req
         self.errlog.request = AccessLog.request_line(req.params)
@@ -257,7 +258,9 @@ class CgiApp:
                   if k not in ("CONTENT_LENGTH", "CONTENT_TYPE", "SCRIPT_FILENAME", "PATH_INFO")}
         params.update(REQUEST_METHOD="GET", QUERY_STRING=parts.query, SCRIPT_NAME=parts.path,
                       REQUEST_URI=location)
-        self._serve(req, params, new_target, 0, redirect_environ(work.env, location), work.depth + 1)
+        # In a fork-mode child, the redirect's script runs there too, and the child exits.
+        self._serve(req, params, new_target, 0, redirect_environ(work.env, location),
+                    work.depth + 1, work.restore)
 
     # -- around the request ---------------------------------------------------------
 
