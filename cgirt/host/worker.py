@@ -78,7 +78,7 @@ class HostApp(CgiApp):
         self.publishes = activity.publishes(slot)  # the master's, not a page of our own
 
     def _fork_eager(self) -> bool:
-        # The master knows whether the site uses fork mode, from its activity table.
+        # The master knows whether the site uses fork mode (its mode, or a worker's word).
         return self.fork_template
 
     def _fork_used(self) -> None:
