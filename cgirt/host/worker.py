@@ -19,11 +19,11 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
+from typing import NoReturn
 
 from ..config import RunnerConfig
 from ..fastcgi.server import FastCGIServer, io_timeout
 from ..runner.app import CgiApp
-from ..runner.forkmode import ForkExecutor, LazyForkServer
 from ..runner.freshness import PublishEpoch
 from ..runner.scoreboard import Scoreboard
 from ..runner.supervisor import Supervisor, SupervisorSettings, WorkerControl
@@ -74,13 +74,17 @@ class HostApp(CgiApp):
         super().__init__(config)
         self.slot = slot
         self.activity = activity
+        self.fork_template = fork_template
         self.publishes = activity.publishes(slot)  # the master's, not a page of our own
-        # The master knows whether the site uses fork mode: at boot if it does.
-        self.forks = LazyForkServer(config.timeout, config.kill_grace, io_timeout(config),
-                                    eager=lambda: fork_template,
-                                    clean=lambda: not self.ran_script,
-                                    used=lambda: activity.wants_fork(slot))
-        self.executors["fork"] = ForkExecutor(self.forks, self.persistent, self._error_page)
+
+    def _fork_eager(self) -> bool:
+        # The master knows whether the site uses fork mode (its mode, or a worker's word).
+        return self.fork_template
+
+    def _fork_used(self) -> None:
+        # Workers are forked by the zygote, not by a master that could share a byte with
+        # all of them: the master reads it in the activity table for the site's next ones.
+        self.activity.wants_fork(self.slot)
 
     def child_init(self) -> None:
         super().child_init()  # its privilege drop asks again for the parent-death signal
@@ -88,9 +92,9 @@ class HostApp(CgiApp):
 
 
 def serve_site(order: SpawnOrder, listener: socket.socket, slots: Scoreboard,
-               activity: ActivityTable) -> int:
-    """In the zygote's fresh child: serve the site until told to stop. Returns the exit code
-    (never returns into the zygote's loop: Supervisor._child exits)."""
+               activity: ActivityTable) -> NoReturn:
+    """In the zygote's fresh child: serve the site until told to stop, then exit (never
+    returns into the zygote's loop)."""
     config = order.config
     app = HostApp(config, order.slot, activity, order.fork_template)
     fcgi = FastCGIServer(app, max_conns=order.max_conns, io_timeout=io_timeout(config))
@@ -105,7 +109,4 @@ def serve_site(order: SpawnOrder, listener: socket.socket, slots: Scoreboard,
     worker = Supervisor(listener, handle, SupervisorSettings(
         workers=1, max_requests=config.max_requests,
         max_requests_jitter=config.max_requests_jitter), child_init=app.child_init)
-    worker._slots = slots
-    worker._wake_r, worker._wake_w = os.pipe()  # the loop closes the master's; these stand in
-    worker._child(order.slot, os.getppid())
-    return 1  # not reached
+    worker.run_worker(slots, order.slot, os.getppid())

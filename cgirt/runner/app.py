@@ -69,10 +69,10 @@ class CgiApp:
                                self.log_counter, config.log_max_size)
         self.document_root = str(config.site / site_layout.DOCUMENT_ROOT)
         self.ran_script = False  # in this worker, in-process: it is no longer clean
-        fork_use = ForkUse()  # shared by every worker: here, before the first fork
+        self._fork_use = ForkUse()  # shared by every worker: here, before the first fork
         self.forks = LazyForkServer(config.timeout, config.kill_grace, io_timeout(config),
-                                    eager=lambda: config.mode == "fork" or fork_use.seen(),
-                                    clean=lambda: not self.ran_script, used=fork_use.note)
+                                    eager=self._fork_eager, clean=lambda: not self.ran_script,
+                                    used=self._fork_used)
         self.persistent = PersistentExecutor(self.scripts, self.modules, self.errlog, self._finish)
         # The execution modes by name (config.MODES); the mode policy picks one per script.
         self.executors: dict[str, Executor] = {
@@ -109,6 +109,15 @@ class CgiApp:
         self.persistent.start()
         # Clean: no script has run yet. The template itself only where fork mode is used.
         self.forks.start(self._serve_forked, self._prepare_fork, self._warm_fork)
+
+    def _fork_eager(self) -> bool:
+        """At boot: whether this worker makes its fork-mode template now, while clean."""
+        return self.config.mode == "fork" or self._fork_use.seen()
+
+    def _fork_used(self) -> None:
+        """A worker met its first fork-mode request: the next workers start their template
+        at boot. Here all the runner's workers share one byte, mapped in the master."""
+        self._fork_use.note()
 
     # -- the request --------------------------------------------------------------------
 
@@ -165,13 +174,14 @@ class CgiApp:
         return length
 
     def _serve(self, req: FastCGIRequest, params: Mapping[str, str], target: Target,
-               body_length: int, extra_env: Mapping[str, str], depth: int) -> None:
+               body_length: int, extra_env: Mapping[str, str], depth: int,
+               restore: bool = True) -> None:
         env = build_environ(params, target, self.document_root, self.config.script_path_env)
         env.update(extra_env)
         mode = self._mode = self.modes.mode_for(target.path, target.root.path)
         if mode != "exec":
             coerce_c_locale(env)
-        work = Work(target, env, search_words(env["QUERY_STRING"]), depth, body_length)
+        work = Work(target, env, search_words(env["QUERY_STRING"]), depth, body_length, restore)
         if mode == "persistent":
             self.ran_script = True
         self.executors[mode].execute(req, work)
@@ -219,7 +229,7 @@ class CgiApp:
         or in the template for its warm-up."""
         # The child's exit undoes everything: putting the worker's state back after the
         # script would only copy more of the template's pages (bench/forkcost.py).
-        self.persistent.restore = not last
+        work.restore = not last  # this process's own copy of the request's Work
         self._started = time.monotonic()
         self._current = req
         self.errlog.request = AccessLog.request_line(req.params)
@@ -248,7 +258,9 @@ class CgiApp:
                   if k not in ("CONTENT_LENGTH", "CONTENT_TYPE", "SCRIPT_FILENAME", "PATH_INFO")}
         params.update(REQUEST_METHOD="GET", QUERY_STRING=parts.query, SCRIPT_NAME=parts.path,
                       REQUEST_URI=location)
-        self._serve(req, params, new_target, 0, redirect_environ(work.env, location), work.depth + 1)
+        # In a fork-mode child, the redirect's script runs there too, and the child exits.
+        self._serve(req, params, new_target, 0, redirect_environ(work.env, location),
+                    work.depth + 1, work.restore)
 
     # -- around the request ---------------------------------------------------------
 

@@ -25,6 +25,9 @@ class Work:
     argv: list[str]  # the script's arguments after its path (search words of the query)
     depth: int  # internal redirects followed so far
     body_length: int  # bytes of the request body the script may read (CONTENT_LENGTH)
+    # False in a process that exits after the response (a fork-mode request's child): the
+    # state a script changed is put back only if another script runs (an internal redirect).
+    restore: bool = True
 
     def response_parser(self, send: Callable[[bytes], None]) -> ResponseParser:
         return ResponseParser(send, head_only=self.env["REQUEST_METHOD"] == "HEAD",

@@ -27,9 +27,6 @@ class PersistentExecutor:
         self._state: ProcessState | None = None
         self._streams: StdStreams | None = None
         self.descriptors = Descriptors()
-        # False in a fork-mode request's child, which exits after the response: the state a
-        # script changed is put back only before an internal redirect's script runs.
-        self.restore = True
 
     def start(self) -> None:
         self._state = ProcessState(site_root=self.modules.site_root)
@@ -74,7 +71,7 @@ class PersistentExecutor:
         try:
             result = run_script(self._state, code, target.path, work.env, stdio,
                                 [target.path, *work.argv], before_flush=before_flush,
-                                restore=self.restore)
+                                restore=work.restore)
             flushed = result.stdout_flushed
         finally:
             fds.end()

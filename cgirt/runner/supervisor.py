@@ -27,7 +27,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, NoReturn, Protocol
 
 from ..errors import ExitStatus
 
@@ -362,7 +362,14 @@ class Supervisor:
 
     # -- worker -----------------------------------------------------------------------
 
-    def _child(self, slot: int, master: int) -> None:
+    def run_worker(self, slots: Scoreboard, slot: int, parent: int) -> NoReturn:
+        """Be one worker of another master, in this process (forked for it): `slot` of the
+        shared `slots` that `parent` watches (its deadlines and recycling), this
+        supervisor's `child_init`, `handle` and settings. Exits with the worker's status."""
+        self._slots = slots  # the parent's: this supervisor's own master never ran
+        self._child(slot, parent)
+
+    def _child(self, slot: int, master: int) -> NoReturn:
         code = 1
         try:
             try:
@@ -383,8 +390,9 @@ class Supervisor:
         die_with_parent()
         if os.getppid() != master:
             return EXIT_OK  # the master died before the kernel could be asked to tell us
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        if self._wake_r >= 0:  # not for `run_worker`: no master loop ran here
+            os.close(self._wake_r)
+            os.close(self._wake_w)
         if self.observer:
             self.observer.close_in_worker()  # a script must not reach the admin's socket
         wake_r, wake_w = os.pipe()

@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from cgirt import site as site_layout
 from cgirt.config import RunnerConfig
@@ -26,10 +26,11 @@ from tests.support.fcgi import Response, parse_response
 
 
 class InProcessRunner:
-    def __init__(self, site: Path, **settings: Any) -> None:
+    def __init__(self, site: Path, make_app: Callable[[RunnerConfig], CgiApp] = CgiApp,
+                 **settings: Any) -> None:
         self.site = site
         self.config = RunnerConfig.from_sources(overrides={"site": str(site), **settings})
-        self.app = CgiApp(self.config)
+        self.app = make_app(self.config)  # a subclass's, as `cgirt host` builds its own
         self.server = FastCGIServer(self.app, max_conns=1, io_timeout=io_timeout(self.config))
         self.control = SingleRequestControl()
         self._saved: tuple[Any, ...] | None = None

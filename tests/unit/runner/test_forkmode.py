@@ -107,3 +107,35 @@ def test_a_warm_up_script_the_site_cannot_read_leaves_its_logs_alone(
     logs = runner.site / ".cgirt" / "logs"
     text = "".join(p.read_text() for p in logs.iterdir() if p.is_file())
     assert "warm" not in text.replace("/cgi-bin/warm.py", ""), text
+
+
+LEAVES = """\
+import json
+json.cgirt_leftover = True
+print("Content-Type: text/plain")
+print()
+print("left")
+"""
+
+REDIRECTS = """\
+print("Location: /cgi-bin/leaves.py")
+print()
+"""
+
+
+@pytest.mark.parametrize("mode, script", [("persistent", "leaves.py"), ("fork", "leaves.py"),
+                                          ("fork", "redirects.py")])
+def test_a_child_leaves_the_state_its_script_changed_even_after_a_redirect(
+        in_process: StartRunner, mode: str, script: str) -> None:
+    """A worker puts the state back after a script, and says what it could not (a library
+    module's attribute: the worker is replaced); a fork-mode child exits after the response,
+    so puts nothing back, nor after the script of an internal redirect, run there too."""
+    runner = in_process({"leaves.py": LEAVES, "redirects.py": REDIRECTS}, mode=mode)
+    try:
+        resp = runner.request(cgi_params(f"/cgi-bin/{script}"))
+    finally:
+        vars(json).pop("cgirt_leftover", None)  # in persistent mode, set in this process
+    assert resp.status == 200 and resp.body == b"left\n", resp.stdout
+    logs = runner.site / ".cgirt" / "logs"
+    log = "".join(p.read_text() for p in logs.iterdir() if p.is_file())
+    assert ("changed json.cgirt_leftover" in log) is (mode == "persistent"), log

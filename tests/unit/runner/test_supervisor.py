@@ -12,10 +12,14 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from cgirt.runner.supervisor import WORKER_BOOT_ERROR, Supervisor, SupervisorSettings
+from cgirt.runner.scoreboard import Scoreboard
+from cgirt.runner.supervisor import (
+    WORKER_BOOT_ERROR, Supervisor, SupervisorSettings, WorkerControl,
+)
 from tests.support.procs import wait_for
 
 
@@ -244,3 +248,39 @@ def test_the_harmless_signals_leave_out_faults_and_job_control() -> None:
     for s in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGKILL, signal.SIGSTOP,
               signal.SIGTSTP, signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR1):
         assert s not in HARMLESS_SIGNALS
+
+
+def test_run_worker_serves_in_another_masters_slot(tmp_path: Path) -> None:
+    """A real worker, in a process forked by someone else (`cgirt host`'s zygote): it boots,
+    serves and counts its requests in the slot the other master chose, of its scoreboard."""
+    slots = Scoreboard(4)
+    path = str(tmp_path / "listener")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen()
+
+    def handle(conn: socket.socket, addr: object, control: WorkerControl) -> None:
+        control.request_started("GET", "/x")
+        conn.sendall(str(os.getpid()).encode())
+        control.request_finished()
+
+    worker = Supervisor(listener, handle, SupervisorSettings(workers=1))
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            worker.run_worker(slots, 2, parent)
+        finally:
+            os._exit(1)  # never into pytest's code
+    listener.close()
+    try:
+        wait_for(lambda: slots.read(2).booted, 15, "the worker to boot in slot 2")
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(path)
+            assert client.recv(64) == str(pid).encode()
+        assert [slots.read(i).requests for i in range(4)] == [0, 0, 1, 0]
+        assert slots.read(2).uri == "/x"
+    finally:
+        os.kill(pid, signal.SIGTERM)  # a worker's graceful stop
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
