@@ -125,8 +125,10 @@ class LogFile:
         self._dropped = 0
         self.stale = False  # could not reopen: the holder should be replaced
 
-    def open(self) -> None:
-        """Open (again) by path; the old descriptor is closed only once the new one works."""
+    def open(self, strict: bool = False) -> None:
+        """Open (again) by path; the old descriptor is closed only once the new one works.
+        A reopen that fails marks the file stale, or with `strict` raises, the old
+        descriptor still in use either way."""
         if self._counter is not None:
             self._seen = self._counter.value
         try:
@@ -137,7 +139,7 @@ class LogFile:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, _OPEN_FLAGS, 0o640)
         except OSError:
-            if self._fd < 0:
+            if self._fd < 0 or strict:
                 raise
             self.stale = True
             return
@@ -316,9 +318,10 @@ def owned_like(site: Path) -> Callable[[int], None]:
 
 
 class LogFileHandler(logging.Handler):
-    """The runner's own log in a file: a line per record, reopened with the site logs."""
+    """The runner's own log in a file: a line per record, reopened with the site logs
+    (without a counter, by `file.open()`: the FTP gateway's)."""
 
-    def __init__(self, path: Path, counter: ReopenCounter) -> None:
+    def __init__(self, path: Path, counter: ReopenCounter | None) -> None:
         super().__init__()
         self.file = LogFile(path, counter)
         self.file.open()

@@ -101,6 +101,12 @@ class UploadRejected(FtpRefusal):
         self.details = details
 
 
+class ReloadRefused(FtpRefusal):
+    """SITE RELOAD: runner.pid names no runner master of this site; nothing was signalled."""
+
+    code = 550
+
+
 class Banned(FtpRefusal):
     """The client address is banned after repeated failed logins."""
 

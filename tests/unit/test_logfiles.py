@@ -123,6 +123,23 @@ def test_a_writer_that_cannot_reopen_keeps_its_file_and_says_stale(tmp_path: Pat
     assert (tmp_path / "moved" / "error.log").read_bytes() == b"one\ntwo\n"
 
 
+def test_a_strict_reopen_that_fails_raises_and_keeps_the_old_file(tmp_path: Path) -> None:
+    log = LogFile(tmp_path / "ftp.log")
+    log.write(b"one\n")
+    (tmp_path / "ftp.log").rename(tmp_path / "ftp.log.1")
+    (tmp_path / "ftp.log").mkdir()  # reopening by path now fails
+    with pytest.raises(IsADirectoryError):
+        log.open(strict=True)
+    assert not log.stale
+    log.write(b"two\n")
+    assert (tmp_path / "ftp.log.1").read_bytes() == b"one\ntwo\n"
+    (tmp_path / "ftp.log").rmdir()
+    log.open(strict=True)
+    log.write(b"three\n")
+    assert (tmp_path / "ftp.log").read_bytes() == b"three\n"
+    log.close()
+
+
 def test_a_missing_logs_folder_is_said_once_not_every_tick(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     rotator = Rotator(tmp_path / "gone", ["error.log"], ReopenCounter(), max_bytes=10, backups=1)

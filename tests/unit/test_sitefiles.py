@@ -25,7 +25,7 @@ from cgirt.log import ErrorLog
 from cgirt.logfiles import LogFile, ReopenCounter, Rotator
 from cgirt.sitefiles import SymlinkRefused
 from ftp_gateway.config import GatewayConfig
-from ftp_gateway.errors import PathRefused
+from ftp_gateway.errors import PathRefused, ReloadRefused
 from ftp_gateway.filesystem import SiteFS, Zone
 from ftp_gateway.handler import publish_reply
 from ftp_gateway.publish import StagedUpload, complete_upload, deploy_log
@@ -312,27 +312,36 @@ def test_a_file_swapped_for_a_link_after_the_check_keeps_the_target_as_it_was(
     assert target.unchanged()
 
 
-def test_site_reload_neither_touches_nor_reads_through_links(site: Path,
-                                                             target: Target) -> None:
+def test_site_reload_neither_touches_nor_reads_through_links(site: Path, target: Target,
+                                                             tmp_path: Path) -> None:
     pid_file = layout.runner_pid_path(site)
     plant(pid_file, target.path)
     assert runner_pid(site) is None  # a link is no pid file, even to a file holding a pid
     target.path.with_name("pid").write_text(f"{os.getpid()}\n")
     plant(pid_file, target.path.with_name("pid"))
     assert runner_pid(site) is None
-    # A runner to signal ("cgirt" in its command line), and a planted reload request.
-    runner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "cgirt"])
+    # A master of many sites serving this one (`cgirt host`, as its command line and
+    # configuration say), and a planted reload request.
+    fake = tmp_path / "bin" / "cgirt"
+    fake.parent.mkdir()
+    fake.write_text("import time; time.sleep(600)\n")
+    (tmp_path / "host.toml").write_text(f"[sites.a]\nsite = {str(site)!r}\n")
+    runner = subprocess.Popen([sys.executable, str(fake), "host", "--config", "host.toml"],
+                              cwd=tmp_path)
     try:
         os.unlink(pid_file)
         pid_file.write_text(f"{runner.pid}\n")
         plant(layout.reload_request_path(site), target.path)
+        with pytest.raises(ReloadRefused, match="cannot make the reload request"):
+            reload_runner(site)
+        os.unlink(layout.reload_request_path(site))
         assert reload_runner(site)[0] is True
+        assert layout.reload_request_path(site).is_file()
         assert runner.wait(timeout=60) == -signal.SIGHUP
     finally:
         if runner.poll() is None:
             runner.kill()
             runner.wait()
-    assert layout.reload_request_path(site).is_symlink()
     assert target.unchanged()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ftplib
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -149,26 +148,3 @@ def test_site_check_reload_help(gateway: Gateway) -> None:
     help_text = client.sendcmd("SITE HELP")
     assert " CHECK" in help_text and " RELOAD" in help_text and " CHMOD" in help_text
     client.quit()
-
-
-def test_site_reload_signals_a_live_runner(gateway: Gateway, tmp_path: Path) -> None:
-    # A stand-in runner: a process whose command line names cgirt, waiting for SIGHUP.
-    marker = tmp_path / "hup"
-    code = ("import signal,sys,pathlib;"
-            f"touch = lambda *a: (pathlib.Path({str(marker)!r}).touch(), sys.exit(0));"
-            "signal.signal(signal.SIGHUP, touch); print('ready', flush=True); signal.pause()")
-    runner = subprocess.Popen([sys.executable, "-c", code, "cgirt-runner"],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert runner.stdout is not None and runner.stdout.readline() == "ready\n"
-        (gateway.site / ".cgirt").mkdir(exist_ok=True)
-        (gateway.site / ".cgirt" / "runner.pid").write_text(f"{runner.pid}\n")
-        client = gateway.ftp()
-        assert f"Runner (pid {runner.pid}) asked to reload" in client.sendcmd("SITE RELOAD")
-        client.quit()
-        assert runner.wait(timeout=10) == 0 and marker.exists()
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-            runner.wait()
-        runner.stdout.close()

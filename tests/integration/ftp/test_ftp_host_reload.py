@@ -4,7 +4,10 @@ gracefully, the other sites' are not. Real host master, nginx, gateway and ftpli
 from __future__ import annotations
 
 import concurrent.futures
+import ftplib
 import json
+import os
+import signal
 from typing import Callable
 
 import pytest
@@ -48,6 +51,33 @@ def test_site_reload_replaces_only_that_sites_workers_under_cgirt_host(
     assert not (s.sites["a"] / ".cgirt" / "reload").exists()
     s.stop()
     assert not pid_file.exists()  # the master removes the pid files it wrote
+
+
+def test_site_reload_of_a_site_the_host_does_not_serve_signals_no_host(
+        stack: Callable[..., Stack], gateway_factory: Callable[..., Gateway]) -> None:
+    s = stack("", unconfigured=("c",), a='pm = "static"\nworkers = 1')
+    assert s.host is not None
+    old_a = wait_for(lambda: len(s.workers("a")) == 1 and set(s.workers("a")), 30, "a's workers")
+    # An edit the admin has not applied yet: a SIGHUP would apply it (and say so).
+    s.config.write_text(s.config.read_text().replace("workers = 1", "workers = 1\n"
+                                                     "max_requests = 777"))
+    gw = gateway_factory(site=s.sites["c"])
+    (s.sites["c"] / ".cgirt").mkdir(exist_ok=True)
+    (s.sites["c"] / ".cgirt" / "runner.pid").write_text(f"{s.host.pid}\n")  # c's owner wrote it
+    client = gw.ftp()
+    try:
+        with pytest.raises(ftplib.error_perm, match=rf"^550 SITE RELOAD refused: runner.pid "
+                           rf"names pid {s.host.pid}, which is a cgirt runner of another site"):
+            client.sendcmd("SITE RELOAD")
+    finally:
+        client.quit()
+    assert not (s.sites["c"] / ".cgirt" / "reload").exists()
+    # A signal sent after any SIGHUP is handled after it: once its line is logged, a
+    # SIGHUP (a reload of the host's whole configuration) would have been too.
+    os.kill(s.host.pid, signal.SIGUSR1)
+    wait_for(lambda: "SIGUSR1: log files reopened" in s.log(), 30, "SIGUSR1 handled")
+    assert "SIGHUP: site a changed" not in s.log()
+    assert set(s.workers("a")) == old_a
 
 
 def _active(s: Stack, name: str) -> int:

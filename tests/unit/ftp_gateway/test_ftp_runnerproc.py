@@ -1,0 +1,164 @@
+"""runnerproc: which processes count as a site's runner master, read from real /proc entries
+of real processes (a stand-in `cgirt` program that only waits)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ftp_gateway.errors import ReloadRefused
+from ftp_gateway.runnerproc import HOST, SERVE, cgirt_command, master_kind
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["/opt/cgirt/bin/python3", "/opt/cgirt/bin/cgirt", "serve", "--site", "/s"],
+     ("serve", ["--site", "/s"])),
+    (["python3", "-X", "utf8", "/opt/cgirt/bin/cgirt", "host", "--config", "c"],
+     ("host", ["--config", "c"])),
+    (["python3", "-u", "-m", "cgirt", "serve"], ("serve", [])),
+    (["python3", "-mcgirt", "host"], ("host", [])),
+    (["cgirt", "serve", "--site=/s"], ("serve", ["--site=/s"])),
+    (["python3", "-c", "pass", "cgirt", "serve", "--site", "/s"], None),
+    (["python3", "-m", "cgirt_evil", "serve"], None),
+    (["python3", "/home/u/cgirt-tools/run.py", "serve"], None),
+    (["python3", "-m", "ftp_gateway", "ftp"], None),
+    (["python3", "-m", "cgirt"], None),
+    ([], None),
+])
+def test_the_cgirt_subcommand_is_read_as_python_and_the_cli_read_it(
+        argv: list[str], expected: tuple[str, list[str]] | None) -> None:
+    assert cgirt_command(argv) == expected
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., int]]:
+    """Start the stand-in `cgirt ARGS...` in `cwd`; each stopped by its pid at the end."""
+    fake = tmp_path / "bin" / "cgirt"
+    fake.parent.mkdir()
+    fake.write_text("import sys, time\nprint('ready', flush=True)\ntime.sleep(600)\n")
+    started: list[subprocess.Popen[str]] = []
+
+    def run(*args: str, cwd: Path = tmp_path) -> int:
+        proc = subprocess.Popen([sys.executable, str(fake), *args], cwd=cwd,
+                                stdout=subprocess.PIPE, text=True)
+        started.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        return proc.pid
+
+    yield run
+    for proc in started:
+        proc.kill()
+        proc.wait(timeout=30)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+@pytest.fixture
+def sites(tmp_path: Path) -> tuple[Path, Path]:
+    a, b = tmp_path / "sites" / "a", tmp_path / "sites" / "b"
+    a.mkdir(parents=True)
+    b.mkdir()
+    return a, b
+
+
+def test_serve_with_site_names_the_site_relative_paths_from_its_directory(
+        start: Callable[..., int], sites: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = sites
+    assert master_kind(start("serve", "--site", str(a)), a) == SERVE
+    assert master_kind(start("serve", "--site=sites/a", cwd=tmp_path), a) == SERVE
+    assert master_kind(start("serve", "--site", "a", cwd=a.parent), a) == SERVE
+    # The last --site wins, as in argparse.
+    assert master_kind(start("serve", "--site", str(b), "--site", str(a)), a) == SERVE
+    with pytest.raises(ReloadRefused, match="which is a cgirt runner of another site"):
+        master_kind(start("serve", "--site", str(b)), a)
+    with pytest.raises(ReloadRefused, match="cannot be read unambiguously"):
+        master_kind(start("serve", "--site", str(a), "--si", str(b)), a)
+    with pytest.raises(ReloadRefused, match="is not a cgirt runner"):
+        master_kind(start("up", "--site", str(a)), a)
+
+
+def test_serve_with_a_config_file_and_a_name_as_the_admin_units_start_it(
+        start: Callable[..., int], sites: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = sites
+    (tmp_path / "cgirt.toml").write_text(
+        f"[runner]\nworkers = 2\n[sites.a]\nsite = {str(a)!r}\n[sites.b]\nsite = 'sites/b'\n")
+    assert master_kind(start("serve", "--config", "cgirt.toml", "--name", "a"), a) == SERVE
+    assert master_kind(start("serve", "--config", str(tmp_path / "cgirt.toml"), "--name", "b"),
+                       b) == SERVE
+    with pytest.raises(ReloadRefused, match="another site"):
+        master_kind(start("serve", "--config", "cgirt.toml", "--name", "b"), a)
+    # A flag beats the file, as in the CLI.
+    assert master_kind(start("serve", "--config", "cgirt.toml", "--name", "b", "--site",
+                             str(a)), a) == SERVE
+    with pytest.raises(ReloadRefused, match="does not serve this site from"):
+        master_kind(start("serve", "--config", "cgirt.toml", "--name", "c"), a)
+    with pytest.raises(ReloadRefused, match="configuration file that cannot be read"):
+        master_kind(start("serve", "--config", "missing.toml", "--name", "a"), a)
+
+
+def test_a_host_master_serves_the_sites_of_its_file_and_drop_ins(
+        start: Callable[..., int], sites: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = sites
+    (tmp_path / "sites.d").mkdir()
+    (tmp_path / "host.toml").write_text(f"[host]\nsites_dir = 'sites.d'\n"
+                                        f"[sites.a]\nsite = {str(a)!r}\n")
+    pid = start("host", "--config", "host.toml")
+    assert master_kind(pid, a) == HOST
+    with pytest.raises(ReloadRefused, match="another site"):
+        master_kind(pid, b)
+    (tmp_path / "sites.d" / "b.toml").write_text(f"site = {str(b)!r}\n")
+    (tmp_path / "sites.d" / "broken.toml").write_text("site = \n")
+    assert master_kind(pid, b) == HOST
+
+
+def test_a_config_that_is_no_regular_file_is_not_read(
+        start: Callable[..., int], sites: tuple[Path, Path]) -> None:
+    a, _ = sites
+    with pytest.raises(ReloadRefused, match="configuration file that cannot be read"):
+        master_kind(start("host", "--config", "/dev/zero"), a)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starts a process as another user (root only)")
+def test_a_process_of_another_user_counts_only_as_the_site_owners_own_runner(
+        sites: tuple[Path, Path], tmp_path: Path) -> None:
+    a, _ = sites
+    nobody = 65534
+    (tmp_path / "cgirt.toml").write_text(f"[sites.a]\nsite = {str(a)!r}\n")
+    with tempfile.TemporaryDirectory() as bin_dir:  # tmp_path is root's alone
+        os.chmod(bin_dir, 0o755)
+        fake = Path(bin_dir) / "cgirt"
+        # A shell script: this test's Python may be where nobody can run it.
+        fake.write_text("#!/bin/sh\necho ready\nread line\n")
+        fake.chmod(0o755)
+        procs: list[subprocess.Popen[str]] = []
+
+        def start(*args: str) -> int:
+            proc = subprocess.Popen([str(fake), *args], cwd="/", user=nobody, text=True,
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            procs.append(proc)
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+            return proc.pid
+
+        try:
+            by_site, by_config = start("serve", "--site", str(a)), start(
+                "serve", "--config", str(tmp_path / "cgirt.toml"), "--name", "a")
+            with pytest.raises(ReloadRefused, match="which belongs to another user"):
+                master_kind(by_site, a)  # a's owner is root, the gateway's user
+            os.chown(a, nobody, -1)
+            assert master_kind(by_site, a) == SERVE  # the owner's own: harmless to signal
+            # ...but a configuration file it names is not read for it.
+            with pytest.raises(ReloadRefused, match="is not a runner of this site"):
+                master_kind(by_config, a)
+        finally:
+            for proc in procs:
+                proc.kill()
+                proc.wait(timeout=30)
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.close()
+                proc.stdout.close()
