@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ftp_gateway.errors import ReloadRefused
-from ftp_gateway.runnerproc import HOST, SERVE, cgirt_command, master_kind
+from cgirt.errors import RunnerRefused
+from cgirt.runnerproc import HOST, SERVE, cgirt_command, master_kind
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -75,11 +75,11 @@ def test_serve_with_site_names_the_site_relative_paths_from_its_directory(
     assert master_kind(start("serve", "--site", "a", cwd=a.parent), a) == SERVE
     # The last --site wins, as in argparse.
     assert master_kind(start("serve", "--site", str(b), "--site", str(a)), a) == SERVE
-    with pytest.raises(ReloadRefused, match="which is a cgirt runner of another site"):
+    with pytest.raises(RunnerRefused, match="which is a cgirt runner of another site"):
         master_kind(start("serve", "--site", str(b)), a)
-    with pytest.raises(ReloadRefused, match="cannot be read unambiguously"):
+    with pytest.raises(RunnerRefused, match="cannot be read unambiguously"):
         master_kind(start("serve", "--site", str(a), "--si", str(b)), a)
-    with pytest.raises(ReloadRefused, match="is not a cgirt runner"):
+    with pytest.raises(RunnerRefused, match="is not a cgirt runner"):
         master_kind(start("up", "--site", str(a)), a)
 
 
@@ -91,14 +91,14 @@ def test_serve_with_a_config_file_and_a_name_as_the_admin_units_start_it(
     assert master_kind(start("serve", "--config", "cgirt.toml", "--name", "a"), a) == SERVE
     assert master_kind(start("serve", "--config", str(tmp_path / "cgirt.toml"), "--name", "b"),
                        b) == SERVE
-    with pytest.raises(ReloadRefused, match="another site"):
+    with pytest.raises(RunnerRefused, match="another site"):
         master_kind(start("serve", "--config", "cgirt.toml", "--name", "b"), a)
     # A flag beats the file, as in the CLI.
     assert master_kind(start("serve", "--config", "cgirt.toml", "--name", "b", "--site",
                              str(a)), a) == SERVE
-    with pytest.raises(ReloadRefused, match="does not serve this site from"):
+    with pytest.raises(RunnerRefused, match="does not serve this site from"):
         master_kind(start("serve", "--config", "cgirt.toml", "--name", "c"), a)
-    with pytest.raises(ReloadRefused, match="configuration file that cannot be read"):
+    with pytest.raises(RunnerRefused, match="configuration file that cannot be read"):
         master_kind(start("serve", "--config", "missing.toml", "--name", "a"), a)
 
 
@@ -110,7 +110,7 @@ def test_a_host_master_serves_the_sites_of_its_file_and_drop_ins(
                                         f"[sites.a]\nsite = {str(a)!r}\n")
     pid = start("host", "--config", "host.toml")
     assert master_kind(pid, a) == HOST
-    with pytest.raises(ReloadRefused, match="another site"):
+    with pytest.raises(RunnerRefused, match="another site"):
         master_kind(pid, b)
     (tmp_path / "sites.d" / "b.toml").write_text(f"site = {str(b)!r}\n")
     (tmp_path / "sites.d" / "broken.toml").write_text("site = \n")
@@ -120,7 +120,7 @@ def test_a_host_master_serves_the_sites_of_its_file_and_drop_ins(
 def test_a_config_that_is_no_regular_file_is_not_read(
         start: Callable[..., int], sites: tuple[Path, Path]) -> None:
     a, _ = sites
-    with pytest.raises(ReloadRefused, match="configuration file that cannot be read"):
+    with pytest.raises(RunnerRefused, match="configuration file that cannot be read"):
         master_kind(start("host", "--config", "/dev/zero"), a)
 
 
@@ -148,12 +148,12 @@ def test_a_process_of_another_user_counts_only_as_the_site_owners_own_runner(
         try:
             by_site, by_config = start("serve", "--site", str(a)), start(
                 "serve", "--config", str(tmp_path / "cgirt.toml"), "--name", "a")
-            with pytest.raises(ReloadRefused, match="which belongs to another user"):
+            with pytest.raises(RunnerRefused, match="which belongs to another user"):
                 master_kind(by_site, a)  # a's owner is root, the gateway's user
             os.chown(a, nobody, -1)
             assert master_kind(by_site, a) == SERVE  # the owner's own: harmless to signal
             # ...but a configuration file it names is not read for it.
-            with pytest.raises(ReloadRefused, match="is not a runner of this site"):
+            with pytest.raises(RunnerRefused, match="is not a runner of this site"):
                 master_kind(by_config, a)
         finally:
             for proc in procs:
