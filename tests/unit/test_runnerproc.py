@@ -4,6 +4,7 @@ of real processes (a stand-in `cgirt` program that only waits)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from cgirt.errors import RunnerRefused
-from cgirt.runnerproc import HOST, SERVE, cgirt_command, master_kind
+from cgirt.runnerproc import HOST, SERVE, cgirt_command, master_kind, signal_sites
+from tests.support.procs import wait_for
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -162,3 +164,54 @@ def test_a_process_of_another_user_counts_only_as_the_site_owners_own_runner(
                 assert proc.stdin is not None and proc.stdout is not None
                 proc.stdin.close()
                 proc.stdout.close()
+
+
+RECORDER = ("import pathlib, signal\n"
+            "for name in ('HUP', 'USR1', 'USR2'):\n"
+            "    signal.signal(getattr(signal, 'SIG' + name), lambda n, f, name=name:\n"
+            "                  pathlib.Path('signals').open('a').write(name + '\\n'))\n"
+            "print('ready', flush=True)\n"
+            "while True:\n"
+            "    signal.pause()\n")
+
+
+def test_signal_sites_signals_a_host_master_once_for_its_sites_and_no_other(
+        sites: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = sites
+    c, idle, missing = tmp_path / "sites" / "c", tmp_path / "sites" / "idle", tmp_path / "nope"
+    c.mkdir()
+    idle.mkdir()
+    (tmp_path / "sites.d").mkdir()
+    (tmp_path / "host.toml").write_text(f"[host]\nsites_dir = 'sites.d'\n[sites.a]\n"
+                                        f"site = {str(a)!r}\n[sites.b]\nsite = 'sites/b'\n")
+    fake = tmp_path / "bin" / "cgirt"  # a stand-in `cgirt host` that notes its signals
+    fake.parent.mkdir()
+    fake.write_text(RECORDER)
+    proc = subprocess.Popen([sys.executable, str(fake), "host", "--config", "host.toml"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        for site in (a, b, c):  # c: a tenant naming the master of other sites
+            (site / ".cgirt").mkdir()
+            (site / ".cgirt" / "runner.pid").write_text(f"{proc.pid}\n")
+        done = signal_sites([a, c, idle, b, missing], signal.SIGHUP)
+        assert done.masters == {proc.pid: [a, b]}
+        assert done.idle == [idle]
+        assert done.refused == [
+            (c, f"runner.pid names pid {proc.pid}, which is a cgirt runner of another site"),
+            (missing, "no such site directory")]
+        # A host master reloads the sites that have a request, and only them.
+        assert [s for s in (a, b, c) if (s / ".cgirt" / "reload").exists()] == [a, b]
+        # Handled in order: once USR2 is noted, the signals sent before it are too.
+        os.kill(proc.pid, signal.SIGUSR2)
+        wait_for(lambda: "USR2" in _read(tmp_path / "signals"), 30, "SIGUSR2 noted")
+        assert _read(tmp_path / "signals").split() == ["HUP", "USR2"]
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
