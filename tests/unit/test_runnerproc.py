@@ -166,13 +166,15 @@ def test_a_process_of_another_user_counts_only_as_the_site_owners_own_runner(
                 proc.stdout.close()
 
 
-RECORDER = ("import pathlib, signal\n"
-            "for name in ('HUP', 'USR1', 'USR2'):\n"
-            "    signal.signal(getattr(signal, 'SIG' + name), lambda n, f, name=name:\n"
-            "                  pathlib.Path('signals').open('a').write(name + '\\n'))\n"
+# Taken one at a time (Python's handlers could interrupt one another), in the kernel's order.
+RECORDER = ("import signal\n"
+            "wanted = {signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}\n"
+            "signal.pthread_sigmask(signal.SIG_BLOCK, wanted)\n"
             "print('ready', flush=True)\n"
             "while True:\n"
-            "    signal.pause()\n")
+            "    number = signal.sigwaitinfo(wanted).si_signo\n"
+            "    with open('signals', 'a') as f:\n"
+            "        f.write(signal.Signals(number).name[3:] + '\\n')\n")
 
 
 def test_signal_sites_signals_a_host_master_once_for_its_sites_and_no_other(
