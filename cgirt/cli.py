@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -87,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--openmetrics", dest="format", action="store_const", const="openmetrics")
     status.add_argument("--full", action="store_true", help="every worker, too")
     status.set_defaults(func=_status, format="text")
+    for name, signum, does in (("reopen-logs", signal.SIGUSR1, "reopen their logs (SIGUSR1), "
+                                "e.g. after logrotate"),
+                               ("reload", signal.SIGHUP, "replace their workers gracefully "
+                                "(SIGHUP)")):
+        command = sub.add_parser(name, help=f"ask the runners of sites to {does}")
+        command.add_argument("sites", nargs="+", type=Path, metavar="SITE",
+                             help="a site directory: the runner master its .cgirt/runner.pid "
+                             "names, if that is this site's (a host master: once)")
+        command.set_defaults(func=_signal_sites, signum=signum)
     _register_gateway(sub)
     return parser
 
@@ -182,6 +192,15 @@ def _status(args: argparse.Namespace) -> int:
     sys.stdout.buffer.write(fetch(address, args.format, args.full, pool=pool))
     sys.stdout.flush()
     return ExitStatus.OK
+
+
+def _signal_sites(args: argparse.Namespace) -> int:
+    from .runnerproc import signal_sites
+
+    done = signal_sites(args.sites, args.signum)
+    for site, why in done.refused:
+        print(f"cgirt: {site}: not signalled: {why}", file=sys.stderr)
+    return ExitStatus.REFUSED if done.refused else ExitStatus.OK
 
 
 def _host(args: argparse.Namespace) -> int:

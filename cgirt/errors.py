@@ -20,6 +20,7 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2  # bad arguments, configuration or users file: one line names the problem
     BOOT_FAILED = 3  # the runner's workers failed at boot: halted instead of respawning
     CANNOT_START = 4  # site missing, address or socket in use, fd 0 not a listening socket
+    REFUSED = 5  # reopen-logs, reload: a site's runner.pid names no runner of it; not signalled
 
 
 class CgirtError(Exception):
@@ -38,6 +39,13 @@ class StartupError(CgirtError):
     """A program cannot start (address or socket in use, site missing); the message says why."""
 
     exit_status = ExitStatus.CANNOT_START
+
+
+class RunnerRefused(CgirtError):
+    """A site's runner.pid names no runner master of that site (its owner may write any pid
+    there): nothing is signalled; the message says why."""
+
+    exit_status = ExitStatus.REFUSED
 
 
 def exit_status_for(error: BaseException) -> ExitStatus:

@@ -128,7 +128,7 @@ def claim_site(site: Path) -> int:
         raise
     # A runner started otherwise (`cgirt serve`) may serve the site and own its socket and
     # pid file; a second runner would only fail on them, later and less clearly.
-    from ftp_gateway.site_commands import runner_pid
+    from .runnerproc import runner_pid
 
     runner = runner_pid(site)
     if runner is not None:

@@ -4,14 +4,18 @@ requests run."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
+from tests.conftest import make_site
 from tests.integration.test_faults import Front, front  # noqa: F401 - the fixture
 from tests.support.http import fetch
 from tests.support.procs import wait_for
@@ -155,13 +159,21 @@ def _ids(text: str, pattern: str) -> list[int]:
     return [int(m) for m in re.findall(pattern, text)]
 
 
+def logrotate_recipe(sites: Path, tmp_path: Path) -> Path:
+    """deploy/logrotate-cgirt as written, for the sites below `sites` and this test's cgirt."""
+    conf = tmp_path / "logrotate.conf"
+    cgirt = Path(sys.executable).parent / "cgirt"  # the venv's, as /opt/cgirt/bin/cgirt is
+    conf.write_text((DEPLOY / "logrotate-cgirt").read_text()
+                    .replace("/srv/sites", str(sites)).replace("/opt/cgirt/bin/cgirt", str(cgirt)))
+    return conf
+
+
 def test_logrotate_and_sigusr1_lose_no_line_while_requests_run(
         front: Callable[..., Front], site: Path, tmp_path: Path) -> None:
     binary = require("logrotate")
     (site / "cgi-bin" / "logged.py").write_text(LOGGED)
     f = front(workers=2)
-    conf = tmp_path / "logrotate.conf"
-    conf.write_text((DEPLOY / "logrotate-cgirt").read_text().replace("/srv/sites", str(tmp_path)))
+    conf = logrotate_recipe(tmp_path, tmp_path)
     sent: list[int] = []
     failures: list[str] = []
     after_reopen: list[int] = []
@@ -204,6 +216,67 @@ def test_logrotate_and_sigusr1_lose_no_line_while_requests_run(
         assert sorted(live + rotated) == sorted(sent), f"{name}: lines lost or doubled"
         assert not set(after_reopen) & set(rotated), f"{name}: written to the rotated file"
     assert f.runner.proc.alive()
+
+
+# Signals taken one at a time (Python's handlers could interrupt one another), in the
+# kernel's order: a SIGUSR1 pending with a SIGUSR2 comes first.
+STAND_IN = ("import pathlib, signal, sys\n"
+            "wanted = {signal.SIGUSR1, signal.SIGUSR2}\n"
+            "signal.pthread_sigmask(signal.SIG_BLOCK, wanted)\n"
+            "print('ready', flush=True)\n"
+            "while True:\n"
+            "    number = signal.sigwaitinfo(wanted).si_signo\n"
+            "    pathlib.Path(sys.argv[1], signal.Signals(number).name[3:]).touch()\n")
+
+
+def test_logrotate_signals_only_each_sites_own_runner(
+        start_runner: Callable[..., Runner], tmp_path: Path) -> None:
+    """A tenant's runner.pid naming another process: logrotate's run reports the refusal
+    and fails, that process gets no SIGUSR1, and the genuine runner's logs are reopened."""
+    binary = require("logrotate")
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    real = make_site(tmp_path / "made").rename(sites / "real")
+    runner = start_runner(real)
+    pid_file = real / ".cgirt" / "runner.pid"
+    wait_for(lambda: pid_file.exists() and pid_file.read_text() == f"{runner.pid}\n", 30,
+             "the runner's pid file")
+    with (logs(real) / "error.log").open("a") as f:
+        f.write("a line before the rotation\n")  # notifempty: something to rotate
+    tenant = sites / "tenant"
+    logs(tenant).mkdir(parents=True)
+    (logs(tenant) / "error.log").write_text("the tenant's line\n")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    # Its command line even says `cgirt serve --site` the tenant's site.
+    target = subprocess.Popen([sys.executable, "-c", STAND_IN, str(marks), "cgirt", "serve",
+                               "--site", str(tenant)],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert target.stdout is not None and target.stdout.readline() == "ready\n"
+        (tenant / ".cgirt" / "runner.pid").write_text(f"{target.pid}\n")
+        rotated = subprocess.run([binary, "-s", str(tmp_path / "logrotate.state"), "-f",
+                                  str(logrotate_recipe(sites, tmp_path))],
+                                 capture_output=True, text=True, timeout=60)
+        assert rotated.returncode != 0, rotated.stderr
+        assert (f"cgirt: {tenant}: not signalled: runner.pid names pid {target.pid}, which "
+                "is not a cgirt runner") in rotated.stderr
+        assert "Traceback" not in rotated.stderr
+        # The genuine runner reopened: a new error.log where logrotate renamed the old one.
+        wait_for(lambda: "SIGUSR1: log files reopened" in runner.proc.output(), 30,
+                 "the runner to reopen its logs")
+        wait_for(lambda: (logs(real) / "error.log").exists(), 30, "a new error.log")
+        assert "a line before" in (logs(real) / "error.log.1").read_text()
+        # Signals are handled in order: once SIGUSR2's mark is there, a SIGUSR1 sent by the
+        # recipe before it would have left its mark too.
+        os.kill(target.pid, signal.SIGUSR2)
+        wait_for(lambda: (marks / "USR2").exists(), 30, "SIGUSR2 handled")
+        assert not (marks / "USR1").exists()
+    finally:
+        os.killpg(target.pid, signal.SIGKILL)
+        target.wait(timeout=30)
+        assert target.stdout is not None
+        target.stdout.close()
 
 
 @pytest.mark.parametrize("setting, fragment", [

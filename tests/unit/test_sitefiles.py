@@ -23,13 +23,14 @@ from cgirt import site as layout
 from cgirt import sitefiles
 from cgirt.log import ErrorLog
 from cgirt.logfiles import LogFile, ReopenCounter, Rotator
+from cgirt.runnerproc import runner_pid
 from cgirt.sitefiles import SymlinkRefused
 from ftp_gateway.config import GatewayConfig
 from ftp_gateway.errors import PathRefused, ReloadRefused
 from ftp_gateway.filesystem import SiteFS, Zone
 from ftp_gateway.handler import publish_reply
 from ftp_gateway.publish import StagedUpload, complete_upload, deploy_log
-from ftp_gateway.site_commands import check_scripts, reload_runner, runner_pid
+from ftp_gateway.site_commands import check_scripts, reload_runner
 
 SECRET = b"root:$6$secret-hash:19000:0:99999:7:::\n"
 

@@ -1,30 +1,141 @@
 """Whether a pid is this site's runner master, by facts the site's owner cannot forge.
 
 runner.pid lies in the site's tree, so its owner (or any script of the site) can write any
-pid there, while the gateway that signals it may be root. What the owner cannot write:
-who runs the process (/proc/PID/status) and, for a process not his, its command line,
-parsed as the cgirt CLI parses it, with the files it names. A genuine master runs as the
-gateway's user: root in an admin install (`cgirt serve` and `cgirt host` masters stay
-root), everything as one user in a plain one.
+pid there, while whoever signals it (the FTP gateway, `cgirt reopen-logs` from logrotate)
+may be root. What the owner cannot write: who runs the process (/proc/PID/status) and, for
+a process not his, its command line, parsed as the cgirt CLI parses it, with the files it
+names. A genuine master runs as the caller's user: root in an admin install (`cgirt serve`
+and `cgirt host` masters stay root), everything as one user in a plain one.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from cgirt.configfile import ConfigFile
-from cgirt.errors import ConfigError
-
-from .errors import ReloadRefused
+from .configfile import ConfigFile
+from .errors import ConfigError, RunnerRefused
+from .site import reload_request_path, runner_pid_path
+from .sitefiles import open_file
 
 SERVE = "serve"
 HOST = "host"  # a master of many sites: the site's reload request file says which
 
 
+def runner_pid(site: Path) -> int | None:
+    """The pid of the master serving this site now, or None."""
+    try:
+        pid = pid_in_file(site)
+        if pid is not None:
+            master_kind(pid, site)
+    except RunnerRefused:
+        return None
+    return pid
+
+
+def pid_in_file(site: Path) -> int | None:
+    """The pid runner.pid holds; None without one (no runner has served the site, or
+    it stopped); RunnerRefused when it is no plain file holding a pid."""
+    try:
+        fd = open_file(site, runner_pid_path(site), os.O_RDONLY)  # root: no link followed
+    except FileNotFoundError:
+        return None
+    except OSError:
+        raise RunnerRefused("runner.pid is not a plain file") from None
+    try:
+        pid = int(os.read(fd, 32).strip())
+    except (OSError, ValueError):
+        pid = 0
+    finally:
+        os.close(fd)
+    if pid <= 1:
+        raise RunnerRefused("runner.pid holds no process id")
+    return pid
+
+
+def open_master(site: Path) -> tuple[int, int, str] | None:
+    """(pid, pidfd, SERVE or HOST) of the master serving `site`, the caller to close the
+    pidfd; None without a runner.pid; RunnerRefused, with nothing opened, for any other.
+
+    The pidfd is opened before the checks and is what to signal after them: were the pid
+    reused in between, a signal would go to the process checked (gone), not the new one."""
+    pid = pid_in_file(site)
+    if pid is None:
+        return None
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        raise _refused(pid, "is not running") from None
+    try:
+        return pid, pidfd, master_kind(pid, site)
+    except BaseException:
+        os.close(pidfd)
+        raise
+
+
+def request_host_reload(site: Path) -> None:
+    """Before a host master's SIGHUP: which of its sites to reload (the site's reload
+    request file; root: a link planted there is not followed)."""
+    try:
+        os.close(open_file(site, reload_request_path(site), os.O_WRONLY | os.O_CREAT))
+    except OSError as err:
+        raise RunnerRefused(f"cannot make the reload request ({err.strerror})") from None
+
+
+@dataclass
+class Signalled:
+    """What signal_sites did: each master signalled once, with the sites it serves."""
+
+    masters: dict[int, list[Path]] = field(default_factory=dict)
+    refused: list[tuple[Path, str]] = field(default_factory=list)  # site, why: not signalled
+    idle: list[Path] = field(default_factory=list)  # no runner.pid: no runner to tell
+
+
+def signal_sites(sites: Sequence[Path], signum: signal.Signals) -> Signalled:
+    """Send `signum` to the verified runner master of each site, once per master (a `cgirt
+    host` master serves many); SIGHUP to a host master reloads only the sites given."""
+    done = Signalled()
+    pidfds: dict[int, int] = {}
+    try:
+        for site in sites:
+            if not site.is_dir():
+                done.refused.append((site, "no such site directory"))
+                continue
+            try:
+                opened = open_master(site)
+                if opened is None:
+                    done.idle.append(site)
+                    continue
+                pid, pidfd, kind = opened
+                if pid in pidfds:
+                    os.close(pidfd)
+                else:
+                    pidfds[pid] = pidfd
+                if kind == HOST and signum == signal.SIGHUP:
+                    request_host_reload(site)
+            except RunnerRefused as err:
+                done.refused.append((site, str(err)))
+                continue
+            done.masters.setdefault(pid, []).append(site)
+        for pid, served in list(done.masters.items()):
+            try:
+                signal.pidfd_send_signal(pidfds[pid], signum)
+            except OSError as err:
+                del done.masters[pid]
+                done.refused.extend((site, f"runner.pid names pid {pid}, which could not be "
+                                     f"signalled ({err.strerror})") for site in served)
+    finally:
+        for pidfd in pidfds.values():
+            os.close(pidfd)
+    return done
+
+
 def master_kind(pid: int, site: Path) -> str:
-    """SERVE or HOST when `pid` is a master serving `site`; else ReloadRefused says why."""
+    """SERVE or HOST when `pid` is a master serving `site`; else RunnerRefused says why."""
     proc = Path(f"/proc/{pid}")
     if not Path("/proc/self").is_dir():
         # Nothing else tells a runner from any process the owner names; the gateway may be
@@ -106,14 +217,14 @@ def _served_sites(pid: int, kind: str, args: list[str], cwd: Path) -> list[Path]
     if config is None:
         return []
     main = _config(pid, cwd / config)
-    from cgirt.host.config import drop_in_files, host_settings
+    from .host.config import drop_in_files, host_settings
 
     tables = [{**main.table("runner"), **main.table(f"sites.{name}")}
               for name in main.site_names()]
     for drop_in in drop_in_files(main, host_settings(main)):
         try:
             tables.append({**main.table("runner"), **_config(pid, drop_in).data})
-        except ReloadRefused:
+        except RunnerRefused:
             continue  # a broken drop-in: the master does not serve that site either
     return [cwd / t["site"] for t in tables if isinstance(t.get("site"), str)]
 
@@ -165,6 +276,5 @@ def _one_uid(pid: int, uids: list[int], site: Path) -> int:
     return uid
 
 
-def _refused(pid: int, why: str) -> ReloadRefused:
-    return ReloadRefused(f"SITE RELOAD refused: runner.pid names pid {pid}, which {why}; "
-                         "nothing was signalled.")
+def _refused(pid: int, why: str) -> RunnerRefused:
+    return RunnerRefused(f"runner.pid names pid {pid}, which {why}")

@@ -4,6 +4,7 @@ of real processes (a stand-in `cgirt` program that only waits)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from ftp_gateway.errors import ReloadRefused
-from ftp_gateway.runnerproc import HOST, SERVE, cgirt_command, master_kind
+from cgirt.errors import RunnerRefused
+from cgirt.runnerproc import HOST, SERVE, cgirt_command, master_kind, signal_sites
+from tests.support.procs import wait_for
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -75,11 +77,11 @@ def test_serve_with_site_names_the_site_relative_paths_from_its_directory(
     assert master_kind(start("serve", "--site", "a", cwd=a.parent), a) == SERVE
     # The last --site wins, as in argparse.
     assert master_kind(start("serve", "--site", str(b), "--site", str(a)), a) == SERVE
-    with pytest.raises(ReloadRefused, match="which is a cgirt runner of another site"):
+    with pytest.raises(RunnerRefused, match="which is a cgirt runner of another site"):
         master_kind(start("serve", "--site", str(b)), a)
-    with pytest.raises(ReloadRefused, match="cannot be read unambiguously"):
+    with pytest.raises(RunnerRefused, match="cannot be read unambiguously"):
         master_kind(start("serve", "--site", str(a), "--si", str(b)), a)
-    with pytest.raises(ReloadRefused, match="is not a cgirt runner"):
+    with pytest.raises(RunnerRefused, match="is not a cgirt runner"):
         master_kind(start("up", "--site", str(a)), a)
 
 
@@ -91,14 +93,14 @@ def test_serve_with_a_config_file_and_a_name_as_the_admin_units_start_it(
     assert master_kind(start("serve", "--config", "cgirt.toml", "--name", "a"), a) == SERVE
     assert master_kind(start("serve", "--config", str(tmp_path / "cgirt.toml"), "--name", "b"),
                        b) == SERVE
-    with pytest.raises(ReloadRefused, match="another site"):
+    with pytest.raises(RunnerRefused, match="another site"):
         master_kind(start("serve", "--config", "cgirt.toml", "--name", "b"), a)
     # A flag beats the file, as in the CLI.
     assert master_kind(start("serve", "--config", "cgirt.toml", "--name", "b", "--site",
                              str(a)), a) == SERVE
-    with pytest.raises(ReloadRefused, match="does not serve this site from"):
+    with pytest.raises(RunnerRefused, match="does not serve this site from"):
         master_kind(start("serve", "--config", "cgirt.toml", "--name", "c"), a)
-    with pytest.raises(ReloadRefused, match="configuration file that cannot be read"):
+    with pytest.raises(RunnerRefused, match="configuration file that cannot be read"):
         master_kind(start("serve", "--config", "missing.toml", "--name", "a"), a)
 
 
@@ -110,7 +112,7 @@ def test_a_host_master_serves_the_sites_of_its_file_and_drop_ins(
                                         f"[sites.a]\nsite = {str(a)!r}\n")
     pid = start("host", "--config", "host.toml")
     assert master_kind(pid, a) == HOST
-    with pytest.raises(ReloadRefused, match="another site"):
+    with pytest.raises(RunnerRefused, match="another site"):
         master_kind(pid, b)
     (tmp_path / "sites.d" / "b.toml").write_text(f"site = {str(b)!r}\n")
     (tmp_path / "sites.d" / "broken.toml").write_text("site = \n")
@@ -120,7 +122,7 @@ def test_a_host_master_serves_the_sites_of_its_file_and_drop_ins(
 def test_a_config_that_is_no_regular_file_is_not_read(
         start: Callable[..., int], sites: tuple[Path, Path]) -> None:
     a, _ = sites
-    with pytest.raises(ReloadRefused, match="configuration file that cannot be read"):
+    with pytest.raises(RunnerRefused, match="configuration file that cannot be read"):
         master_kind(start("host", "--config", "/dev/zero"), a)
 
 
@@ -148,12 +150,12 @@ def test_a_process_of_another_user_counts_only_as_the_site_owners_own_runner(
         try:
             by_site, by_config = start("serve", "--site", str(a)), start(
                 "serve", "--config", str(tmp_path / "cgirt.toml"), "--name", "a")
-            with pytest.raises(ReloadRefused, match="which belongs to another user"):
+            with pytest.raises(RunnerRefused, match="which belongs to another user"):
                 master_kind(by_site, a)  # a's owner is root, the gateway's user
             os.chown(a, nobody, -1)
             assert master_kind(by_site, a) == SERVE  # the owner's own: harmless to signal
             # ...but a configuration file it names is not read for it.
-            with pytest.raises(ReloadRefused, match="is not a runner of this site"):
+            with pytest.raises(RunnerRefused, match="is not a runner of this site"):
                 master_kind(by_config, a)
         finally:
             for proc in procs:
@@ -162,3 +164,56 @@ def test_a_process_of_another_user_counts_only_as_the_site_owners_own_runner(
                 assert proc.stdin is not None and proc.stdout is not None
                 proc.stdin.close()
                 proc.stdout.close()
+
+
+# Taken one at a time (Python's handlers could interrupt one another), in the kernel's order.
+RECORDER = ("import signal\n"
+            "wanted = {signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}\n"
+            "signal.pthread_sigmask(signal.SIG_BLOCK, wanted)\n"
+            "print('ready', flush=True)\n"
+            "while True:\n"
+            "    number = signal.sigwaitinfo(wanted).si_signo\n"
+            "    with open('signals', 'a') as f:\n"
+            "        f.write(signal.Signals(number).name[3:] + '\\n')\n")
+
+
+def test_signal_sites_signals_a_host_master_once_for_its_sites_and_no_other(
+        sites: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = sites
+    c, idle, missing = tmp_path / "sites" / "c", tmp_path / "sites" / "idle", tmp_path / "nope"
+    c.mkdir()
+    idle.mkdir()
+    (tmp_path / "sites.d").mkdir()
+    (tmp_path / "host.toml").write_text(f"[host]\nsites_dir = 'sites.d'\n[sites.a]\n"
+                                        f"site = {str(a)!r}\n[sites.b]\nsite = 'sites/b'\n")
+    fake = tmp_path / "bin" / "cgirt"  # a stand-in `cgirt host` that notes its signals
+    fake.parent.mkdir()
+    fake.write_text(RECORDER)
+    proc = subprocess.Popen([sys.executable, str(fake), "host", "--config", "host.toml"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        for site in (a, b, c):  # c: a tenant naming the master of other sites
+            (site / ".cgirt").mkdir()
+            (site / ".cgirt" / "runner.pid").write_text(f"{proc.pid}\n")
+        done = signal_sites([a, c, idle, b, missing], signal.SIGHUP)
+        assert done.masters == {proc.pid: [a, b]}
+        assert done.idle == [idle]
+        assert done.refused == [
+            (c, f"runner.pid names pid {proc.pid}, which is a cgirt runner of another site"),
+            (missing, "no such site directory")]
+        # A host master reloads the sites that have a request, and only them.
+        assert [s for s in (a, b, c) if (s / ".cgirt" / "reload").exists()] == [a, b]
+        # Handled in order: once USR2 is noted, the signals sent before it are too.
+        os.kill(proc.pid, signal.SIGUSR2)
+        wait_for(lambda: "USR2" in _read(tmp_path / "signals"), 30, "SIGUSR2 noted")
+        assert _read(tmp_path / "signals").split() == ["HUP", "USR2"]
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""

@@ -1,0 +1,33 @@
+"""`cgirt reopen-logs` and `cgirt reload` against a real `cgirt host` master serving several
+sites (logrotate's recipe against `cgirt serve` runners: test_logs.py)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+
+from tests.integration.test_cli import cgirt
+from tests.integration.test_host import Stack, stack  # noqa: F401 - the fixture
+from tests.support.procs import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_host_master_reopens_its_logs_and_reloads_only_the_sites_given(
+        stack: Callable[..., Stack]) -> None:
+    s = stack("", a='pm = "static"\nworkers = 1', b='pm = "static"\nworkers = 1')
+    assert s.host is not None
+    old_a = wait_for(lambda: len(s.workers("a")) == 1 and set(s.workers("a")), 30, "a's workers")
+    old_b = wait_for(lambda: len(s.workers("b")) == 1 and set(s.workers("b")), 30, "b's workers")
+    for name in "ab":
+        assert (s.sites[name] / ".cgirt" / "runner.pid").read_text() == f"{s.host.pid}\n"
+    reopened = cgirt("reopen-logs", str(s.sites["a"]), str(s.sites["b"]))
+    assert (reopened.returncode, reopened.stdout, reopened.stderr) == (0, "", "")
+    wait_for(lambda: "SIGUSR1: log files reopened" in s.log(), 30, "the host to reopen logs")
+    reloaded = cgirt("reload", str(s.sites["a"]))
+    assert (reloaded.returncode, reloaded.stdout, reloaded.stderr) == (0, "", "")
+    wait_for(lambda: len(new := set(s.workers("a"))) == 1 and not new & old_a, 30,
+             "a's worker replaced")
+    assert "site a: reload asked; replacing its workers" in s.log()
+    assert set(s.workers("b")) == old_b
