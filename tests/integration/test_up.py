@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.http import fetch
 from tests.support.procs import Proc, children_of, group_members, running, wait_for
-from tests.support.servers import REPO
+from tests.support.servers import REPO, Runner
 
 pytestmark = pytest.mark.integration
 
@@ -248,3 +248,31 @@ def test_kill_9_of_up_leaves_none_of_its_parts_and_the_site_starts_again(
             except ProcessLookupError:
                 pass
         wait_for(lambda: not any(group_members(pid) for pid in parts), 30, "the parts to end")
+
+
+def test_up_yields_only_to_a_runner_of_its_own_site(site: Path, tmp_path: Path) -> None:
+    # runner.pid is the site owner's to write: a live pid in it holds the site back only
+    # when that process is a runner master of this very site (cgirt.runnerproc).
+    from cgirt import site as site_layout
+    from cgirt.up import AlreadyServed, claim_site
+
+    site_layout.ensure_state(site)
+    pid_file = site_layout.runner_pid_path(site)
+    other = tmp_path / "other"
+    other.mkdir()
+    stranger = Proc([sys.executable, "-c", "import time; time.sleep(600)"],
+                    tmp_path / "stranger.log")
+    try:
+        runner = Runner(site, other, workers=1)
+        try:
+            pid_file.write_text(f"{stranger.pid}\n")  # alive, but no runner: no reason to refuse
+            os.close(claim_site(site))
+            assert pid_file.read_text() == f"{stranger.pid}\n"  # claiming writes up.lock only
+            pid_file.write_text(f"{runner.pid}\n")  # the site's own `cgirt serve`
+            with pytest.raises(AlreadyServed, match=rf"already being served by a cgirt runner "
+                               rf"\(pid {runner.pid}\)"):
+                claim_site(site)
+        finally:
+            runner.stop()
+    finally:
+        stranger.stop()
