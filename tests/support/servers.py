@@ -87,10 +87,17 @@ class Runner:
                 self.address, "--workers", str(workers), "--socket-mode", socket_mode, *extra]
         self.proc = Proc(argv, workdir / "runner.log", cwd=REPO, long_lived=long_lived)
         self.workers = workers
-        wait_for(lambda: connectable(self.address) or not self.proc.alive(), 20, "the runner socket")
-        if not self.proc.alive():
-            raise RuntimeError(f"runner exited at start:\n{self.proc.output()}")
-        wait_for(lambda: len(self.worker_pids()) >= workers, 20, "runner workers")
+        try:
+            wait_for(lambda: connectable(self.address) or not self.proc.alive(), 20,
+                     "the runner socket")
+            if not self.proc.alive():
+                raise RuntimeError(f"runner exited at start:\n{self.proc.output()}")
+            wait_for(lambda: len(self.worker_pids()) >= workers, 20, "runner workers")
+        except BaseException:
+            # Not yet anyone's to stop: left running, it would fail every later test's
+            # leak check as well as this one.
+            self.proc.stop()
+            raise
 
     @property
     def pid(self) -> int:
