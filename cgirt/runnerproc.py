@@ -70,6 +70,14 @@ def open_master(site: Path) -> tuple[int, int, str] | None:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         raise _refused(pid, "is not running") from None
+    except FileNotFoundError:
+        # A thread's id: /proc has it, but a signal to it would go to its whole process.
+        raise _refused(pid, "is not a process (a thread of one?)") from None
+    except (OSError, AttributeError) as err:
+        # No pidfd (ENOSYS: before Linux 5.3; AttributeError: a Python built without it),
+        # or none to spare (EMFILE): without one a reused pid could take the signal.
+        why = getattr(err, "strerror", None) or "no pidfd_open"
+        raise _refused(pid, f"cannot be signalled safely here ({why})") from None
     try:
         return pid, pidfd, master_kind(pid, site)
     except BaseException:
@@ -143,7 +151,8 @@ def master_kind(pid: int, site: Path) -> str:
         raise _refused(pid, "cannot be checked here (no /proc)")
     try:
         argv = [os.fsdecode(a) for a in (proc / "cmdline").read_bytes().split(b"\0")[:-1]]
-        uids = _uids((proc / "status").read_text())
+        # Not text: its Name line is whatever bytes the process chose to call itself.
+        uids = _uids((proc / "status").read_bytes().decode("ascii", "replace"))
         cwd = Path(os.readlink(proc / "cwd"))
     except FileNotFoundError:
         raise _refused(pid, "is not running") from None
