@@ -150,14 +150,20 @@ def master_kind(pid: int, site: Path) -> str:
         # root, so the pid file alone is never enough.
         raise _refused(pid, "cannot be checked here (no /proc)")
     try:
-        argv = [os.fsdecode(a) for a in (proc / "cmdline").read_bytes().split(b"\0")[:-1]]
+        cmdline = (proc / "cmdline").read_bytes()
         # Not text: its Name line is whatever bytes the process chose to call itself.
-        uids = _uids((proc / "status").read_bytes().decode("ascii", "replace"))
+        status = (proc / "status").read_bytes().decode("ascii", "replace")
         cwd = Path(os.readlink(proc / "cwd"))
     except FileNotFoundError:
         raise _refused(pid, "is not running") from None
     except OSError:
         raise _refused(pid, "cannot be inspected") from None
+    if _parent_cmdline(status) == cmdline:
+        # A master's zygote, workers and templates are forks with its command line, and run
+        # as root until (if ever) they drop to the site's owner; not theirs to take signals.
+        raise _refused(pid, "is a fork of a runner, not its master")
+    argv = [os.fsdecode(a) for a in cmdline.split(b"\0")[:-1]]
+    uids = _uids(status)
     uid = _one_uid(pid, uids, site)
     command = cgirt_command(argv)
     if command is None or command[0] not in (SERVE, HOST):
@@ -265,6 +271,16 @@ def _option(pid: int, args: list[str], name: str) -> str | None:
         elif len(key) > 2 and key.startswith("--") and name.startswith(key):
             raise _refused(pid, "has a command line that cannot be read unambiguously")
     return value
+
+
+def _parent_cmdline(status: str) -> bytes | None:
+    for line in status.splitlines():
+        if line.startswith("PPid:"):
+            try:
+                return Path(f"/proc/{int(line.split()[1])}/cmdline").read_bytes()
+            except (OSError, ValueError, IndexError):
+                return None  # no parent to read (0: started by the kernel)
+    return None
 
 
 def _uids(status: str) -> list[int]:
