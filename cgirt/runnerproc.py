@@ -24,6 +24,7 @@ from .sitefiles import open_file
 
 SERVE = "serve"
 HOST = "host"  # a master of many sites: the site's reload request file says which
+PID_MAX_LIMIT = 4 * 1024 * 1024  # Linux's highest pid_max
 
 
 def runner_pid(site: Path) -> int | None:
@@ -52,7 +53,7 @@ def pid_in_file(site: Path) -> int | None:
         pid = 0
     finally:
         os.close(fd)
-    if pid <= 1:
+    if not 1 < pid <= PID_MAX_LIMIT:  # beyond it, no C int: pidfd_open would overflow
         raise RunnerRefused("runner.pid holds no process id")
     return pid
 

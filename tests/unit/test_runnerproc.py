@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cgirt.errors import RunnerRefused
-from cgirt.runnerproc import HOST, SERVE, cgirt_command, master_kind, signal_sites
+from cgirt.runnerproc import HOST, SERVE, cgirt_command, master_kind, runner_pid, signal_sites
 from tests.support.procs import wait_for
 
 
@@ -285,3 +285,15 @@ def test_without_pidfds_nothing_is_signalled_and_the_reason_is_given(
     assert done.refused == [(a, f"runner.pid names pid {pid}, which cannot be signalled "
                                 f"safely here ({why})")]
     assert not done.masters
+
+
+@pytest.mark.parametrize("text", ["2147483648\n", "99999999999999999999999\n", "-5\n", "1\n",
+                                  "\n", "abc\n"])
+def test_a_runner_pid_that_holds_no_possible_pid_is_refused(
+        text: str, sites: tuple[Path, Path]) -> None:
+    a, _ = sites
+    (a / ".cgirt").mkdir()
+    (a / ".cgirt" / "runner.pid").write_text(text)
+    done = signal_sites([a], signal.SIGUSR1)
+    assert done.refused == [(a, "runner.pid holds no process id")]
+    assert runner_pid(a) is None  # cgirt up: no runner of its own site
