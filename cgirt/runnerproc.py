@@ -267,8 +267,8 @@ def _option(pid: int, args: list[str], name: str) -> str | None:
                 value = attached
             elif i + 1 < len(args) and not args[i + 1].startswith("-"):
                 value = args[i + 1]
-            else:
-                return None
+            else:  # argparse takes `--site -1` as a value: a guess could name the wrong one
+                raise _refused(pid, "has a command line that cannot be read unambiguously")
         elif len(key) > 2 and key.startswith("--") and name.startswith(key):
             raise _refused(pid, "has a command line that cannot be read unambiguously")
     return value

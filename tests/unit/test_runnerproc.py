@@ -82,6 +82,10 @@ def test_serve_with_site_names_the_site_relative_paths_from_its_directory(
         master_kind(start("serve", "--site", str(b)), a)
     with pytest.raises(RunnerRefused, match="cannot be read unambiguously"):
         master_kind(start("serve", "--site", str(a), "--si", str(b)), a)
+    # argparse would serve the site "-1" from its directory, not the file's: no guess.
+    (tmp_path / "cgirt.toml").write_text(f"[sites.a]\nsite = {str(a)!r}\n")
+    with pytest.raises(RunnerRefused, match="cannot be read unambiguously"):
+        master_kind(start("serve", "--config", "cgirt.toml", "--name", "a", "--site", "-1"), a)
     with pytest.raises(RunnerRefused, match="is not a cgirt runner"):
         master_kind(start("up", "--site", str(a)), a)
 
