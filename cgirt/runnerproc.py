@@ -24,6 +24,7 @@ from .sitefiles import open_file
 
 SERVE = "serve"
 HOST = "host"  # a master of many sites: the site's reload request file says which
+PID_MAX_LIMIT = 4 * 1024 * 1024  # Linux's highest pid_max
 
 
 def runner_pid(site: Path) -> int | None:
@@ -52,7 +53,7 @@ def pid_in_file(site: Path) -> int | None:
         pid = 0
     finally:
         os.close(fd)
-    if pid <= 1:
+    if not 1 < pid <= PID_MAX_LIMIT:  # beyond it, no C int: pidfd_open would overflow
         raise RunnerRefused("runner.pid holds no process id")
     return pid
 
@@ -70,6 +71,14 @@ def open_master(site: Path) -> tuple[int, int, str] | None:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         raise _refused(pid, "is not running") from None
+    except FileNotFoundError:
+        # A thread's id: /proc has it, but a signal to it would go to its whole process.
+        raise _refused(pid, "is not a process (a thread of one?)") from None
+    except (OSError, AttributeError) as err:
+        # No pidfd (ENOSYS: before Linux 5.3; AttributeError: a Python built without it),
+        # or none to spare (EMFILE): without one a reused pid could take the signal.
+        why = getattr(err, "strerror", None) or "no pidfd_open"
+        raise _refused(pid, f"cannot be signalled safely here ({why})") from None
     try:
         return pid, pidfd, master_kind(pid, site)
     except BaseException:
@@ -142,13 +151,20 @@ def master_kind(pid: int, site: Path) -> str:
         # root, so the pid file alone is never enough.
         raise _refused(pid, "cannot be checked here (no /proc)")
     try:
-        argv = [os.fsdecode(a) for a in (proc / "cmdline").read_bytes().split(b"\0")[:-1]]
-        uids = _uids((proc / "status").read_text())
+        cmdline = (proc / "cmdline").read_bytes()
+        # Not text: its Name line is whatever bytes the process chose to call itself.
+        status = (proc / "status").read_bytes().decode("ascii", "replace")
         cwd = Path(os.readlink(proc / "cwd"))
     except FileNotFoundError:
         raise _refused(pid, "is not running") from None
     except OSError:
         raise _refused(pid, "cannot be inspected") from None
+    if _parent_cmdline(status) == cmdline:
+        # A master's zygote, workers and templates are forks with its command line, and run
+        # as root until (if ever) they drop to the site's owner; not theirs to take signals.
+        raise _refused(pid, "is a fork of a runner, not its master")
+    argv = [os.fsdecode(a) for a in cmdline.split(b"\0")[:-1]]
+    uids = _uids(status)
     uid = _one_uid(pid, uids, site)
     command = cgirt_command(argv)
     if command is None or command[0] not in (SERVE, HOST):
@@ -251,11 +267,21 @@ def _option(pid: int, args: list[str], name: str) -> str | None:
                 value = attached
             elif i + 1 < len(args) and not args[i + 1].startswith("-"):
                 value = args[i + 1]
-            else:
-                return None
+            else:  # argparse takes `--site -1` as a value: a guess could name the wrong one
+                raise _refused(pid, "has a command line that cannot be read unambiguously")
         elif len(key) > 2 and key.startswith("--") and name.startswith(key):
             raise _refused(pid, "has a command line that cannot be read unambiguously")
     return value
+
+
+def _parent_cmdline(status: str) -> bytes | None:
+    for line in status.splitlines():
+        if line.startswith("PPid:"):
+            try:
+                return Path(f"/proc/{int(line.split()[1])}/cmdline").read_bytes()
+            except (OSError, ValueError, IndexError):
+                return None  # no parent to read (0: started by the kernel)
+    return None
 
 
 def _uids(status: str) -> list[int]:

@@ -3,6 +3,7 @@ of real processes (a stand-in `cgirt` program that only waits)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cgirt.errors import RunnerRefused
-from cgirt.runnerproc import HOST, SERVE, cgirt_command, master_kind, signal_sites
+from cgirt.runnerproc import HOST, SERVE, cgirt_command, master_kind, runner_pid, signal_sites
 from tests.support.procs import wait_for
 
 
@@ -81,6 +82,10 @@ def test_serve_with_site_names_the_site_relative_paths_from_its_directory(
         master_kind(start("serve", "--site", str(b)), a)
     with pytest.raises(RunnerRefused, match="cannot be read unambiguously"):
         master_kind(start("serve", "--site", str(a), "--si", str(b)), a)
+    # argparse would serve the site "-1" from its directory, not the file's: no guess.
+    (tmp_path / "cgirt.toml").write_text(f"[sites.a]\nsite = {str(a)!r}\n")
+    with pytest.raises(RunnerRefused, match="cannot be read unambiguously"):
+        master_kind(start("serve", "--config", "cgirt.toml", "--name", "a", "--site", "-1"), a)
     with pytest.raises(RunnerRefused, match="is not a cgirt runner"):
         master_kind(start("up", "--site", str(a)), a)
 
@@ -217,3 +222,82 @@ def test_signal_sites_signals_a_host_master_once_for_its_sites_and_no_other(
 
 def _read(path: Path) -> str:
     return path.read_text() if path.exists() else ""
+
+
+# A stand-in `cgirt serve --site SITE` that cannot be told apart by its command line: a thread
+# of it prints its own id, and its name (the kernel's comm, which any process may set to any
+# bytes) is no UTF-8.
+ODD = ("import os, threading\n"
+       "with open('/proc/self/comm', 'wb') as f:\n"
+       "    f.write(b'\\xff\\xfe')\n"
+       "threading.Thread(target=lambda: (print(threading.get_native_id(), flush=True),\n"
+       "                                 threading.Event().wait()), daemon=True).start()\n"
+       "input()\n")
+
+
+@pytest.mark.parametrize("which", ["thread", "comm"])
+def test_a_thread_id_or_an_undecodable_process_name_is_refused_not_a_crash(
+        which: str, sites: tuple[Path, Path], tmp_path: Path) -> None:
+    a, _ = sites
+    fake = tmp_path / "bin" / "cgirt"
+    fake.parent.mkdir()
+    fake.write_text(ODD)
+    proc = subprocess.Popen([sys.executable, str(fake), "serve", "--site", str(a)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        tid = int(proc.stdout.readline())
+        (a / ".cgirt").mkdir()
+        (a / ".cgirt" / "runner.pid").write_text(f"{tid if which == 'thread' else proc.pid}\n")
+        done = signal_sites([a], signal.SIGUSR1)
+        if which == "thread":
+            # Not a process: the kernel would signal the whole process, whichever it is.
+            assert done.refused == [(a, f"runner.pid names pid {tid}, which is not a process "
+                                        f"(a thread of one?)")]
+            assert proc.poll() is None
+        else:  # read as any other: its command line says it is a's runner
+            assert done.refused == [] and list(done.masters) == [proc.pid]
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.close()
+        proc.stdout.close()
+
+
+@pytest.mark.parametrize("missing", ["ENOSYS", "attribute"])
+def test_without_pidfds_nothing_is_signalled_and_the_reason_is_given(
+        missing: str, start: Callable[..., int], sites: tuple[Path, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel before 5.3 (ENOSYS) or a Python built without pidfd_open: this machine has
+    both, so their absence is stood in for."""
+    a, _ = sites
+    pid = start("serve", "--site", str(a))
+    (a / ".cgirt").mkdir()
+    (a / ".cgirt" / "runner.pid").write_text(f"{pid}\n")
+
+    def enosys(pid: int, flags: int = 0) -> int:
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+
+    if missing == "ENOSYS":
+        monkeypatch.setattr(os, "pidfd_open", enosys)
+        why = os.strerror(errno.ENOSYS)
+    else:
+        monkeypatch.delattr(os, "pidfd_open")
+        why = "no pidfd_open"
+    done = signal_sites([a], signal.SIGUSR1)
+    assert done.refused == [(a, f"runner.pid names pid {pid}, which cannot be signalled "
+                                f"safely here ({why})")]
+    assert not done.masters
+
+
+@pytest.mark.parametrize("text", ["2147483648\n", "99999999999999999999999\n", "-5\n", "1\n",
+                                  "\n", "abc\n"])
+def test_a_runner_pid_that_holds_no_possible_pid_is_refused(
+        text: str, sites: tuple[Path, Path]) -> None:
+    a, _ = sites
+    (a / ".cgirt").mkdir()
+    (a / ".cgirt" / "runner.pid").write_text(text)
+    done = signal_sites([a], signal.SIGUSR1)
+    assert done.refused == [(a, "runner.pid holds no process id")]
+    assert runner_pid(a) is None  # cgirt up: no runner of its own site
