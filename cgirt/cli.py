@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, signum, does in (("reopen-logs", signal.SIGUSR1, "reopen their logs (SIGUSR1), "
                                 "e.g. after logrotate"),
                                ("reload", signal.SIGHUP, "replace their workers gracefully "
-                                "(SIGHUP)")):
+                                "(SIGHUP; a `cgirt host` master SIGUSR2, for these sites only)")):
         command = sub.add_parser(name, help=f"ask the runners of sites to {does}")
         command.add_argument("sites", nargs="+", type=Path, metavar="SITE",
                              help="a site directory: the runner master its .cgirt/runner.pid "

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .configfile import ConfigFile
 from .errors import ConfigError, RunnerRefused
-from .site import reload_request_path, runner_pid_path
+from .site import HOST_SITE_RELOAD_SIGNAL, reload_request_path, runner_pid_path
 from .sitefiles import open_file
 
 SERVE = "serve"
@@ -106,9 +106,12 @@ class Signalled:
 
 def signal_sites(sites: Sequence[Path], signum: signal.Signals) -> Signalled:
     """Send `signum` to the verified runner master of each site, once per master (a `cgirt
-    host` master serves many); SIGHUP to a host master reloads only the sites given."""
+    host` master serves many). SIGHUP asks for the sites' workers to be replaced: a host
+    master gets the sites' reload request files and HOST_SITE_RELOAD_SIGNAL instead (its
+    SIGHUP would re-read its whole configuration)."""
     done = Signalled()
     pidfds: dict[int, int] = {}
+    sent: dict[int, int] = {}  # what a master gets, where it is not `signum`
     try:
         for site in sites:
             if not site.is_dir():
@@ -126,13 +129,14 @@ def signal_sites(sites: Sequence[Path], signum: signal.Signals) -> Signalled:
                     pidfds[pid] = pidfd
                 if kind == HOST and signum == signal.SIGHUP:
                     request_host_reload(site)
+                    sent[pid] = HOST_SITE_RELOAD_SIGNAL
             except RunnerRefused as err:
                 done.refused.append((site, str(err)))
                 continue
             done.masters.setdefault(pid, []).append(site)
         for pid, served in list(done.masters.items()):
             try:
-                signal.pidfd_send_signal(pidfds[pid], signum)
+                signal.pidfd_send_signal(pidfds[pid], sent.get(pid, signum))
             except OSError as err:
                 del done.masters[pid]
                 done.refused.extend((site, f"runner.pid names pid {pid}, which could not be "

@@ -31,6 +31,7 @@ import fcntl
 import logging
 import os
 import re
+import signal
 from pathlib import Path
 
 from .sitefiles import SymlinkRefused, open_dir, open_file
@@ -140,9 +141,14 @@ def runner_pid_path(site: Path, host: str = "") -> Path:
 
 
 def reload_request_path(site: Path) -> Path:
-    """Made by SITE RELOAD before its SIGHUP: a master of many sites (`cgirt host`) replaces
-    the workers of the sites that have it, and only theirs."""
+    """Made by SITE RELOAD (and `cgirt reload`) before HOST_SITE_RELOAD_SIGNAL: a master of
+    many sites (`cgirt host`) replaces the workers of the sites that have it, and only theirs."""
     return site / STATE_DIR / "reload"
+
+
+# Not SIGHUP, which makes a host master re-read its whole configuration: a tenant's reload
+# must not apply an admin's edit that is not finished.
+HOST_SITE_RELOAD_SIGNAL = signal.SIGUSR2
 
 
 def ensure_state(site: Path) -> None:

@@ -8,8 +8,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from cgirt.errors import RunnerRefused
-from cgirt.runnerproc import HOST, open_master, request_host_reload
+from cgirt.runnerproc import signal_sites
 from cgirt.site import is_python, state_dir
 from cgirt.sitefiles import open_file
 
@@ -57,29 +56,16 @@ def _check(site: Path, path: Path, display: str) -> Finding | None:
 
 
 def reload_runner(site: Path) -> tuple[bool, str]:
-    """Ask the site's runner master to replace its workers (SIGHUP); ReloadRefused, with
-    nothing signalled, when runner.pid names anything else."""
-    try:
-        try:
-            opened = open_master(site)
-            if opened is None:
-                return False, ("No runner is serving this site right now; "
-                               "the next request will load the current files anyway.")
-            pid, pidfd, kind = opened
-            try:
-                if kind == HOST:
-                    request_host_reload(site)
-                try:
-                    signal.pidfd_send_signal(pidfd, signal.SIGHUP)
-                except OSError as err:
-                    raise ReloadRefused(f"SITE RELOAD: could not signal the runner "
-                                        f"({err.strerror}).") from None
-            finally:
-                os.close(pidfd)
-        except RunnerRefused as err:
-            raise ReloadRefused(f"SITE RELOAD refused: {err}; nothing was signalled.") \
-                from None
-    except ReloadRefused as err:
+    """Ask the site's runner master to replace its workers (cgirt.runnerproc.signal_sites);
+    ReloadRefused, with nothing signalled, when runner.pid names anything else."""
+    done = signal_sites([site], signal.SIGHUP)
+    if done.refused:
+        _, why = done.refused[0]
+        err = ReloadRefused(f"SITE RELOAD refused: {why}; nothing was signalled.")
         log.warning("%s: %s", site, err.message)  # the admin sees who tried what
-        raise
+        raise err
+    if not done.masters:
+        return False, ("No runner is serving this site right now; "
+                       "the next request will load the current files anyway.")
+    (pid,) = done.masters
     return True, f"Runner (pid {pid}) asked to reload its workers."

@@ -8,7 +8,8 @@ no other notices), signals, and the FTP gateway's notices on its status address
 runs no site code and forks no worker itself.
 
 Signals are only recorded; the loop acts on them (SIGHUP reloads the configuration,
-SIGTERM stops after in-flight requests, SIGINT and SIGQUIT stop at once).
+SIGUSR2 replaces the workers of the sites that asked for it, SIGTERM stops after in-flight
+requests, SIGINT and SIGQUIT stop at once).
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ class HostMaster:
         os.set_blocking(wake_w, False)
         old_wakeup = signal.set_wakeup_fd(wake_w)
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD,
-                   signal.SIGUSR1)
+                   signal.SIGUSR1, site_layout.HOST_SITE_RELOAD_SIGNAL)
         previous = {s: signal.signal(s, self._record_signal) for s in handled}
         self._epoll = select.epoll()
         # The first zygote is started before any of these is open; one started again after
@@ -325,6 +326,8 @@ class HostMaster:
         if signum == signal.SIGHUP and self._stop_deadline is None:
             self.reload(now)
             self._reload_requested(now)
+        elif signum == site_layout.HOST_SITE_RELOAD_SIGNAL and self._stop_deadline is None:
+            self._reload_requested(now)  # SITE RELOAD, `cgirt reload`: the configuration stays
         elif signum == signal.SIGUSR1:
             # After logrotate: every site's logs (the counter's bump reaches every worker)
             # and the host's own log_file.

@@ -26,12 +26,16 @@ def test_a_host_master_reopens_its_logs_and_reloads_only_the_sites_given(
     reopened = cgirt("reopen-logs", str(s.sites["a"]), str(s.sites["b"]))
     assert (reopened.returncode, reopened.stdout, reopened.stderr) == (0, "", "")
     wait_for(lambda: "SIGUSR1: log files reopened" in s.log(), 30, "the host to reopen logs")
+    # An edit the admin has not applied yet (b's): `cgirt reload a` must not apply it.
+    s.config.write_text(s.config.read_text().replace("workers = 1", "workers = 1\n"
+                                                     "max_requests = 777", 2))
     reloaded = cgirt("reload", str(s.sites["a"]))
     assert (reloaded.returncode, reloaded.stdout, reloaded.stderr) == (0, "", "")
     wait_for(lambda: len(new := set(s.workers("a"))) == 1 and not new & old_a, 30,
              "a's worker replaced")
     assert "site a: reload asked; replacing its workers" in s.log()
     assert set(s.workers("b")) == old_b
+    assert "SIGHUP" not in s.log()
 
 
 def test_a_fork_of_a_host_master_is_not_taken_for_it(stack: Callable[..., Stack]) -> None:

@@ -173,7 +173,7 @@ def test_a_process_of_another_user_counts_only_as_the_site_owners_own_runner(
 
 # Taken one at a time (Python's handlers could interrupt one another), in the kernel's order.
 RECORDER = ("import signal\n"
-            "wanted = {signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}\n"
+            "wanted = {signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH}\n"
             "signal.pthread_sigmask(signal.SIG_BLOCK, wanted)\n"
             "print('ready', flush=True)\n"
             "while True:\n"
@@ -207,12 +207,14 @@ def test_signal_sites_signals_a_host_master_once_for_its_sites_and_no_other(
         assert done.refused == [
             (c, f"runner.pid names pid {proc.pid}, which is a cgirt runner of another site"),
             (missing, "no such site directory")]
-        # A host master reloads the sites that have a request, and only them.
+        # A host master reloads the sites that have a request, and only them, on SIGUSR2:
+        # its SIGHUP would re-read its whole configuration.
         assert [s for s in (a, b, c) if (s / ".cgirt" / "reload").exists()] == [a, b]
-        # Handled in order: once USR2 is noted, the signals sent before it are too.
-        os.kill(proc.pid, signal.SIGUSR2)
-        wait_for(lambda: "USR2" in _read(tmp_path / "signals"), 30, "SIGUSR2 noted")
-        assert _read(tmp_path / "signals").split() == ["HUP", "USR2"]
+        # Handled in order (pending together, the lower number first): once WINCH is noted,
+        # the signals sent before it are too.
+        os.kill(proc.pid, signal.SIGWINCH)
+        wait_for(lambda: "WINCH" in _read(tmp_path / "signals"), 30, "SIGWINCH noted")
+        assert _read(tmp_path / "signals").split() == ["USR2", "WINCH"]
     finally:
         proc.kill()
         proc.wait(timeout=30)

@@ -28,6 +28,10 @@ def test_site_reload_replaces_only_that_sites_workers_under_cgirt_host(
     old_b = wait_for(lambda: len(s.workers("b")) == 1 and set(s.workers("b")), 30, "b's workers")
     pid_file = s.sites["a"] / ".cgirt" / "runner.pid"
     assert pid_file.read_text() == f"{s.host.pid}\n"  # the master of every site
+    # An edit the admin has not applied yet (b's): the tenant's reload must not apply it
+    # (a SIGHUP would, replacing b's workers and saying so).
+    s.config.write_text(s.config.read_text().replace("workers = 1", "workers = 1\n"
+                                                     "max_requests = 777"))
     gw = gateway_factory(site=s.sites["a"])
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         held = pool.submit(s.get, "a", "/cgi-bin/hold.py?r")
@@ -46,6 +50,7 @@ def test_site_reload_replaces_only_that_sites_workers_under_cgirt_host(
     wait_for(lambda: len(new := set(s.workers("a"))) == 2 and not new & old_a, 30,
              "a's workers replaced")
     assert set(s.workers("b")) == old_b
+    assert "SIGHUP" not in s.log()
     assert int(s.get("a", "/cgi-bin/pid.py").body) not in old_a
     assert "site a: reload asked; replacing its workers" in s.log()
     assert not (s.sites["a"] / ".cgirt" / "reload").exists()
