@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import make_site
 from tests.integration.test_faults import Front, front  # noqa: F401 - the fixture
 from tests.support.http import fetch
-from tests.support.procs import wait_for
+from tests.support.procs import SIGNAL_NOTER, SignalNoter, wait_for
 from tests.support.servers import DEPLOY, Runner, require
 
 pytestmark = pytest.mark.integration
@@ -218,17 +218,6 @@ def test_logrotate_and_sigusr1_lose_no_line_while_requests_run(
     assert f.runner.proc.alive()
 
 
-# Signals taken one at a time (Python's handlers could interrupt one another), in the
-# kernel's order: a SIGUSR1 pending with a SIGUSR2 comes first.
-STAND_IN = ("import pathlib, signal, sys\n"
-            "wanted = {signal.SIGUSR1, signal.SIGUSR2}\n"
-            "signal.pthread_sigmask(signal.SIG_BLOCK, wanted)\n"
-            "print('ready', flush=True)\n"
-            "while True:\n"
-            "    number = signal.sigwaitinfo(wanted).si_signo\n"
-            "    pathlib.Path(sys.argv[1], signal.Signals(number).name[3:]).touch()\n")
-
-
 def test_logrotate_signals_only_each_sites_own_runner(
         start_runner: Callable[..., Runner], tmp_path: Path) -> None:
     """A tenant's runner.pid naming another process: logrotate's run reports the refusal
@@ -246,20 +235,16 @@ def test_logrotate_signals_only_each_sites_own_runner(
     tenant = sites / "tenant"
     logs(tenant).mkdir(parents=True)
     (logs(tenant) / "error.log").write_text("the tenant's line\n")
-    marks = tmp_path / "marks"
-    marks.mkdir()
     # Its command line even says `cgirt serve --site` the tenant's site.
-    target = subprocess.Popen([sys.executable, "-c", STAND_IN, str(marks), "cgirt", "serve",
-                               "--site", str(tenant)],
-                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    noter = SignalNoter(tmp_path / "noter", [sys.executable, "-c", SIGNAL_NOTER, "cgirt",
+                                             "serve", "--site", str(tenant)])
     try:
-        assert target.stdout is not None and target.stdout.readline() == "ready\n"
-        (tenant / ".cgirt" / "runner.pid").write_text(f"{target.pid}\n")
+        (tenant / ".cgirt" / "runner.pid").write_text(f"{noter.pid}\n")
         rotated = subprocess.run([binary, "-s", str(tmp_path / "logrotate.state"), "-f",
                                   str(logrotate_recipe(sites, tmp_path))],
                                  capture_output=True, text=True, timeout=60)
         assert rotated.returncode != 0, rotated.stderr
-        assert (f"cgirt: {tenant}: not signalled: runner.pid names pid {target.pid}, which "
+        assert (f"cgirt: {tenant}: not signalled: runner.pid names pid {noter.pid}, which "
                 "is not a cgirt runner") in rotated.stderr
         assert "Traceback" not in rotated.stderr
         # The genuine runner reopened: a new error.log where logrotate renamed the old one.
@@ -267,16 +252,9 @@ def test_logrotate_signals_only_each_sites_own_runner(
                  "the runner to reopen its logs")
         wait_for(lambda: (logs(real) / "error.log").exists(), 30, "a new error.log")
         assert "a line before" in (logs(real) / "error.log.1").read_text()
-        # Signals are handled in order: once SIGUSR2's mark is there, a SIGUSR1 sent by the
-        # recipe before it would have left its mark too.
-        os.kill(target.pid, signal.SIGUSR2)
-        wait_for(lambda: (marks / "USR2").exists(), 30, "SIGUSR2 handled")
-        assert not (marks / "USR1").exists()
+        assert noter.settle() == []  # no SIGUSR1 from the recipe
     finally:
-        os.killpg(target.pid, signal.SIGKILL)
-        target.wait(timeout=30)
-        assert target.stdout is not None
-        target.stdout.close()
+        noter.stop()
 
 
 @pytest.mark.parametrize("setting, fragment", [

@@ -112,3 +112,41 @@ class Proc:
         wait_for(lambda: not group_members(self.pid), 5, f"process group {self.pid} to end")
         self._log_file.close()
         return code
+
+
+# A stand-in process that notes each signal it takes in the file `signals` of its current
+# folder, one at a time in the kernel's order (a Python handler can be interrupted by the
+# next one's): pending together, the lower number is taken first. Run as `python -c
+# SIGNAL_NOTER ARGS...` or from a file; its arguments are there only to be read from its
+# command line (a stand-in whose argv says `cgirt serve --site ...`).
+SIGNAL_NOTER = ("import signal\n"
+                "wanted = {signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH}\n"
+                "signal.pthread_sigmask(signal.SIG_BLOCK, wanted)\n"
+                "print('ready', flush=True)\n"
+                "while True:\n"
+                "    number = signal.sigwaitinfo(wanted).si_signo\n"
+                "    with open('signals', 'a') as f:\n"
+                "        f.write(signal.Signals(number).name[3:] + '\\n')\n")
+
+
+class SignalNoter(Proc):
+    """SIGNAL_NOTER started by `argv` in `folder`; stopped and leak-checked as any Proc."""
+
+    def __init__(self, folder: Path, argv: Sequence[str]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        super().__init__(argv, folder / "noter.log", cwd=folder)
+        wait_for(lambda: "ready" in self.output() or not self.alive(), 30, "the signal noter")
+        assert self.alive(), self.output()
+
+    def noted(self) -> list[str]:
+        path = self.folder / "signals"
+        return path.read_text().split() if path.exists() else []
+
+    def settle(self) -> list[str]:
+        """The signals noted, once every one sent before this call is: a SIGWINCH (28) is
+        sent and waited for, taken after any HUP, USR1 or USR2 pending with it."""
+        winches = self.noted().count("WINCH") + 1
+        os.kill(self.pid, signal.SIGWINCH)
+        wait_for(lambda: self.noted().count("WINCH") >= winches, 30, "SIGWINCH noted")
+        return [name for name in self.noted() if name != "WINCH"]

@@ -16,7 +16,7 @@ import pytest
 
 from cgirt.errors import RunnerRefused
 from cgirt.runnerproc import HOST, SERVE, cgirt_command, master_kind, runner_pid, signal_sites
-from tests.support.procs import wait_for
+from tests.support.procs import SIGNAL_NOTER, SignalNoter
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -172,16 +172,6 @@ def test_a_process_of_another_user_counts_only_as_the_site_owners_own_runner(
 
 
 # Taken one at a time (Python's handlers could interrupt one another), in the kernel's order.
-RECORDER = ("import signal\n"
-            "wanted = {signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH}\n"
-            "signal.pthread_sigmask(signal.SIG_BLOCK, wanted)\n"
-            "print('ready', flush=True)\n"
-            "while True:\n"
-            "    number = signal.sigwaitinfo(wanted).si_signo\n"
-            "    with open('signals', 'a') as f:\n"
-            "        f.write(signal.Signals(number).name[3:] + '\\n')\n")
-
-
 def test_signal_sites_signals_a_host_master_once_for_its_sites_and_no_other(
         sites: tuple[Path, Path], tmp_path: Path) -> None:
     a, b = sites
@@ -193,37 +183,24 @@ def test_signal_sites_signals_a_host_master_once_for_its_sites_and_no_other(
                                         f"site = {str(a)!r}\n[sites.b]\nsite = 'sites/b'\n")
     fake = tmp_path / "bin" / "cgirt"  # a stand-in `cgirt host` that notes its signals
     fake.parent.mkdir()
-    fake.write_text(RECORDER)
-    proc = subprocess.Popen([sys.executable, str(fake), "host", "--config", "host.toml"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    fake.write_text(SIGNAL_NOTER)
+    noter = SignalNoter(tmp_path, [sys.executable, str(fake), "host", "--config", "host.toml"])
     try:
-        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         for site in (a, b, c):  # c: a tenant naming the master of other sites
             (site / ".cgirt").mkdir()
-            (site / ".cgirt" / "runner.pid").write_text(f"{proc.pid}\n")
+            (site / ".cgirt" / "runner.pid").write_text(f"{noter.pid}\n")
         done = signal_sites([a, c, idle, b, missing], signal.SIGHUP)
-        assert done.masters == {proc.pid: [a, b]}
+        assert done.masters == {noter.pid: [a, b]}
         assert done.idle == [idle]
         assert done.refused == [
-            (c, f"runner.pid names pid {proc.pid}, which is a cgirt runner of another site"),
+            (c, f"runner.pid names pid {noter.pid}, which is a cgirt runner of another site"),
             (missing, "no such site directory")]
         # A host master reloads the sites that have a request, and only them, on SIGUSR2:
         # its SIGHUP would re-read its whole configuration.
         assert [s for s in (a, b, c) if (s / ".cgirt" / "reload").exists()] == [a, b]
-        # Handled in order (pending together, the lower number first): once WINCH is noted,
-        # the signals sent before it are too.
-        os.kill(proc.pid, signal.SIGWINCH)
-        wait_for(lambda: "WINCH" in _read(tmp_path / "signals"), 30, "SIGWINCH noted")
-        assert _read(tmp_path / "signals").split() == ["USR2", "WINCH"]
+        assert noter.settle() == ["USR2"]
     finally:
-        proc.kill()
-        proc.wait(timeout=30)
-        assert proc.stdout is not None
-        proc.stdout.close()
-
-
-def _read(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
+        noter.stop()
 
 
 # A stand-in `cgirt serve --site SITE` that cannot be told apart by its command line: a thread

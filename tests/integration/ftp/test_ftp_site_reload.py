@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from ftp_harness import Gateway, make_site
 
-from tests.support.procs import wait_for
+from tests.support.procs import SIGNAL_NOTER, SignalNoter, wait_for
 from tests.support.servers import Runner
 
 pytestmark = pytest.mark.integration
@@ -87,40 +87,23 @@ def test_another_sites_runner_is_not_signalled(
     assert "SITE RELOAD refused" in gw.log()  # the admin's log says who tried what
 
 
-HANDLERS = ("import pathlib, signal, sys\n"
-            "for name in ('HUP', 'USR1'):\n"
-            "    signal.signal(getattr(signal, 'SIG' + name), lambda n, f, name=name:\n"
-            "                  pathlib.Path(sys.argv[1], name).touch())\n"
-            "print('ready', flush=True)\n"
-            "while True:\n"
-            "    signal.pause()\n")
-
-
 @pytest.mark.parametrize("started_as", ["python -c", "a link named cgirt"])
 def test_a_process_whose_command_line_names_cgirt_is_not_signalled(
         gateway_factory: Callable[..., Gateway], tmp_path: Path, started_as: str) -> None:
     gw = gateway_factory()
-    marks = tmp_path / "marks"
-    marks.mkdir()
     program = sys.executable
     if started_as == "a link named cgirt":
         (tmp_path / "bin").mkdir()
         program = str(tmp_path / "bin" / "cgirt")
         os.symlink(sys.executable, program)
     # Its command line even says `cgirt serve --site` this very site.
-    argv = [program, "-c", HANDLERS, str(marks), "cgirt", "serve", "--site", str(gw.site)]
-    target = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    noter = SignalNoter(tmp_path / "noter", [program, "-c", SIGNAL_NOTER, "cgirt", "serve",
+                                             "--site", str(gw.site)])
     try:
-        assert target.stdout is not None and target.stdout.readline() == "ready\n"
-        assert "which is not a cgirt runner" in refused(gw, target.pid)
-        os.kill(target.pid, signal.SIGUSR1)  # handled after any earlier SIGHUP
-        wait_for(lambda: (marks / "USR1").exists(), 30, "SIGUSR1 handled")
-        assert not (marks / "HUP").exists()
+        assert "which is not a cgirt runner" in refused(gw, noter.pid)
+        assert noter.settle() == []
     finally:
-        os.killpg(target.pid, signal.SIGKILL)
-        target.wait(timeout=30)
-        assert target.stdout is not None
-        target.stdout.close()
+        noter.stop()
 
 
 def test_a_dead_pid_is_refused(gateway_factory: Callable[..., Gateway]) -> None:
