@@ -87,8 +87,8 @@ def open_master(site: Path) -> tuple[int, int, str] | None:
 
 
 def request_host_reload(site: Path) -> None:
-    """Before a host master's SIGHUP: which of its sites to reload (the site's reload
-    request file; root: a link planted there is not followed)."""
+    """Before a host master's HOST_SITE_RELOAD_SIGNAL: which of its sites to reload (the
+    site's reload request file; root: a link planted there is not followed)."""
     try:
         os.close(open_file(site, reload_request_path(site), os.O_WRONLY | os.O_CREAT))
     except OSError as err:
@@ -163,13 +163,12 @@ def master_kind(pid: int, site: Path) -> str:
         raise _refused(pid, "is not running") from None
     except OSError:
         raise _refused(pid, "cannot be inspected") from None
-    if _parent_cmdline(status) == cmdline:
+    if _parent_cmdline(_status_field(status, "PPid:")) == cmdline:
         # A master's zygote, workers and templates are forks with its command line, and run
         # as root until (if ever) they drop to the site's owner; not theirs to take signals.
         raise _refused(pid, "is a fork of a runner, not its master")
     argv = [os.fsdecode(a) for a in cmdline.split(b"\0")[:-1]]
-    uids = _uids(status)
-    uid = _one_uid(pid, uids, site)
+    uid = _one_uid(pid, [int(u) for u in _status_field(status, "Uid:")], site)
     command = cgirt_command(argv)
     if command is None or command[0] not in (SERVE, HOST):
         raise _refused(pid, "is not a cgirt runner")
@@ -278,21 +277,19 @@ def _option(pid: int, args: list[str], name: str) -> str | None:
     return value
 
 
-def _parent_cmdline(status: str) -> bytes | None:
+def _status_field(status: str, key: str) -> list[str]:
+    """The values of a /proc/PID/status line (`Uid:`, `PPid:`), [] without it."""
     for line in status.splitlines():
-        if line.startswith("PPid:"):
-            try:
-                return Path(f"/proc/{int(line.split()[1])}/cmdline").read_bytes()
-            except (OSError, ValueError, IndexError):
-                return None  # no parent to read (0: started by the kernel)
-    return None
-
-
-def _uids(status: str) -> list[int]:
-    for line in status.splitlines():
-        if line.startswith("Uid:"):
-            return [int(u) for u in line.split()[1:]]
+        if line.startswith(key):
+            return line.split()[1:]
     return []
+
+
+def _parent_cmdline(ppid: list[str]) -> bytes | None:
+    try:
+        return Path(f"/proc/{int(ppid[0])}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None  # no parent to read (0: started by the kernel)
 
 
 def _one_uid(pid: int, uids: list[int], site: Path) -> int:
