@@ -21,7 +21,6 @@ import argparse
 import importlib
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import types
@@ -58,30 +57,24 @@ def _python_environment_only() -> Any:
     return encode
 
 
+def _run_with_status_line() -> Any:
+    # hotpath checks that the first response is a 200; pyfloor's scripts send no Status.
+    run = pyfloor.run
+    return lambda codes, params: b"Status: 200 OK\r\n" + run(codes, params)
+
+
 def _floor_exec_in_cgirt() -> Any:
     codes: dict[str, Any] = {}
 
     def call(self: Any, req: Any) -> None:
-        # The Status line: hotpath checks that the first response is a 200.
-        req.write(b"Status: 200 OK\r\n" + pyfloor.run(codes, req.params))
+        req.write(pyfloor.run(codes, req.params))
 
     return call
 
 
 def _floor() -> Any:
-    from cgirt.fastcgi.records import STDOUT, end_records, stream_records
-
     codes: dict[str, Any] = {}
-
-    def handle(self: Any, conn: socket.socket, addr: object, control: object) -> None:
-        try:  # pyfloor.answer, with the Status line hotpath checks for
-            request_id, params = pyfloor.read_request(conn)
-            conn.sendall(stream_records(STDOUT, request_id, b"Status: 200 OK\r\n"
-                                        + pyfloor.run(codes, params)) + end_records(request_id, 0))
-        finally:
-            conn.close()
-
-    return handle
+    return lambda self, conn, addr, control: pyfloor.answer(conn, codes)
 
 
 # A switch: (module, "Class.attribute" or "attribute", what replaces it, made when applied).
@@ -101,9 +94,10 @@ DUTIES: dict[str, list[Switch]] = {
 ALL_DUTIES = "every duty above"
 FLOOR_IN_CGIRT = "pyfloor's exec in cgirt's FastCGI layer"
 FLOOR = "pyfloor in place of cgirt"
+STATUS_LINE: Switch = ("bench.pyfloor", "run", _run_with_status_line)
 FLOORS: dict[str, list[Switch]] = {
-    FLOOR_IN_CGIRT: [("cgirt.runner.app", "CgiApp.__call__", _floor_exec_in_cgirt)],
-    FLOOR: [("cgirt.fastcgi.server", "FastCGIServer.handle_connection", _floor)],
+    FLOOR_IN_CGIRT: [STATUS_LINE, ("cgirt.runner.app", "CgiApp.__call__", _floor_exec_in_cgirt)],
+    FLOOR: [STATUS_LINE, ("cgirt.fastcgi.server", "FastCGIServer.handle_connection", _floor)],
 }
 VARIANTS = ["cgirt", *(f"without {d}" for d in DUTIES), f"without {ALL_DUTIES}", *FLOORS]
 
